@@ -1,0 +1,10 @@
+"""awe, the Agent Workflow Engine.
+
+Define a graph with :class:`Graph`, serve it with ``awe up --graphs my_module``,
+and start runs over HTTP. Everything else in the package is machinery.
+"""
+
+from awe.graph import END, Context, Graph, GraphError
+
+__all__ = ["END", "Context", "Graph", "GraphError"]
+__version__ = "0.1.0"

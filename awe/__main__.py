@@ -1,0 +1,5 @@
+import sys
+
+from awe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,175 @@
+"""Moves jobs from the ready queue to workers' free slots, and notices workers that vanish.
+
+The dispatcher knows jobs and workers, not runs: it asks its owner for a
+job's state when it sends it, and tells its owner when a job was sent or lost.
+A job leaves the queue only when a worker with a free slot and the same graph
+fingerprint is connected, so with no workers, runs simply wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+
+from awe.coordinator.run_machine import JobSpec
+from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
+from awe.store import utcnow
+from awe.transport import PeerGone, RouterEndpoint
+from awe.transport.messages import Goodbye, Heartbeat, Hello, Job, Welcome
+
+log = structlog.get_logger("awe.coordinator.dispatcher")
+
+
+class DispatchOwner(Protocol):
+    """What the dispatcher needs from the coordinator."""
+
+    def job_state(self, job: JobSpec) -> dict[str, Any] | None:
+        """The state to send with ``job``, or None if the job is no longer wanted."""
+
+    def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None: ...
+
+    def job_lost(self, job: JobSpec, worker: WorkerInfo, reason: str, started_at: str) -> None: ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        endpoint: RouterEndpoint,
+        pool: WorkerPool,
+        owner: DispatchOwner,
+        fingerprints: Callable[[str], str | None],
+        coordinator_id: str,
+    ) -> None:
+        self.endpoint = endpoint
+        self.pool = pool
+        self.owner = owner
+        self.fingerprints = fingerprints
+        self.coordinator_id = coordinator_id
+        self.queue: deque[JobSpec] = deque()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._pump_loop(), name="dispatch-pump"),
+            asyncio.create_task(self._sweep_loop(), name="worker-sweep"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # -- the queue ---------------------------------------------------------------
+
+    def submit(self, job: JobSpec) -> None:
+        self.queue.append(job)
+        self._wakeup.set()
+
+    def _take_next(self) -> tuple[JobSpec, WorkerInfo] | None:
+        """The first queued job that some free worker can run, with that worker."""
+        if self.pool.free_slots <= 0:
+            return None
+        for index, job in enumerate(self.queue):
+            fingerprint = self.fingerprints(job.graph_id)
+            worker = self.pool.pick(job.graph_id, fingerprint) if fingerprint else None
+            if worker is not None:
+                del self.queue[index]
+                return job, worker
+        return None
+
+    async def _pump_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while (taken := self._take_next()) is not None:
+                job, worker = taken
+                await self._send_job(job, worker)
+
+    async def _send_job(self, job: JobSpec, worker: WorkerInfo) -> None:
+        state = self.owner.job_state(job)
+        if state is None:
+            return
+        message = Job(
+            job_id=job.job_id, run_id=job.run_id, graph_id=job.graph_id, node=job.node,
+            step=job.step, attempt=job.attempt, state=state,
+        )  # fmt: skip
+        started_at = utcnow()
+        worker.running[job.job_id] = Assignment(job, started_at)
+        try:
+            await self.endpoint.send(worker.identity, message)
+        except PeerGone:
+            # The job never reached anyone: it goes back to the front, not through a "lost" attempt.
+            del worker.running[job.job_id]
+            self.queue.appendleft(job)
+            self.drop_worker(worker, reason="unreachable")
+            return
+        self.owner.job_sent(job, worker)
+
+    # -- workers -------------------------------------------------------------------
+
+    async def on_hello(self, identity: bytes, msg: Hello) -> None:
+        worker = WorkerInfo(
+            worker_id=msg.worker_id, identity=identity, pid=msg.pid, host=msg.host,
+            capacity=max(1, msg.capacity), graphs=dict(msg.graphs),
+        )  # fmt: skip
+        previous = self.pool.add(worker)
+        if previous is not None:
+            # Same identity again: a restarted worker, or one that lost us for a while. Jobs it still
+            # runs it reports in ``running``; everything else we had given it is gone.
+            still_running = set(msg.running)
+            for job_id, assignment in previous.running.items():
+                if job_id in still_running:
+                    worker.running[job_id] = assignment
+                else:
+                    self.owner.job_lost(assignment.job, previous, "worker restarted", assignment.started_at)
+        log.info("worker_joined", worker=msg.worker_id, pid=msg.pid, host=msg.host,
+                 capacity=msg.capacity, graphs=sorted(msg.graphs))  # fmt: skip
+        await self._send(worker, Welcome(self.coordinator_id, self.pool.heartbeat_interval))
+        self._wakeup.set()
+
+    def on_heartbeat(self, worker: WorkerInfo, msg: Heartbeat) -> None:
+        worker.last_heartbeat_at = utcnow()
+
+    def on_goodbye(self, worker: WorkerInfo, msg: Goodbye) -> None:
+        self.drop_worker(worker, reason="worker left")
+
+    def finish(self, worker: WorkerInfo, job_id: str) -> Assignment | None:
+        """Free the slot of a reported job; None if this worker was not running it (a stale result)."""
+        assignment = worker.running.pop(job_id, None)
+        if assignment is not None:
+            worker.jobs_done += 1
+            self._wakeup.set()
+        return assignment
+
+    def drop_worker(self, worker: WorkerInfo, *, reason: str) -> None:
+        if self.pool.get(worker.identity) is worker:
+            self.pool.remove(worker.identity)
+        log.warning("worker_lost" if worker.running else "worker_left", worker=worker.worker_id,
+                    reason=reason, jobs=len(worker.running))  # fmt: skip
+        running, worker.running = worker.running, {}
+        for assignment in running.values():
+            self.owner.job_lost(assignment.job, worker, reason, assignment.started_at)
+        self._wakeup.set()
+
+    async def _send(self, worker: WorkerInfo, message: Any) -> None:
+        try:
+            await self.endpoint.send(worker.identity, message)
+        except PeerGone:
+            self.drop_worker(worker, reason="unreachable")
+
+    async def _sweep_loop(self) -> None:
+        """Heartbeat every worker and drop the ones that have gone silent."""
+        beat = Heartbeat(sender=self.coordinator_id)
+        while True:
+            await asyncio.sleep(self.pool.heartbeat_interval)
+            for worker in self.pool.expired():
+                self.drop_worker(worker, reason=f"no heartbeat for {self.pool.heartbeat_interval * self.pool.liveness:g}s")
+            for worker in self.pool:
+                beat.running = len(worker.running)
+                await self._send(worker, beat)

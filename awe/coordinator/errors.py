@@ -1,0 +1,20 @@
+"""The coordinator's answers to requests it cannot honour; the HTTP layer maps each to a status."""
+
+
+class RequestError(Exception):
+    """The request is well-formed but asks for something invalid."""
+
+
+class UnknownGraph(LookupError):
+    def __init__(self, graph_id: object) -> None:
+        super().__init__(f"unknown graph {graph_id!r}")
+
+
+class UnknownRun(LookupError):
+    def __init__(self, run_id: object) -> None:
+        super().__init__(f"unknown run {run_id!r}")
+
+
+class ShuttingDown(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("the coordinator is shutting down and accepts no new runs")

@@ -1,0 +1,103 @@
+"""Bookkeeping of connected workers: who they are, what they run, when we last heard from them.
+
+Pure data and arithmetic; the :mod:`~awe.coordinator.dispatcher` does the I/O.
+Liveness follows the Paranoid Pirate pattern: any message from a worker
+counts as a sign of life, and a worker silent for ``interval * liveness``
+seconds is declared lost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from awe.coordinator.run_machine import JobSpec
+from awe.store import utcnow
+
+
+@dataclass
+class Assignment:
+    job: JobSpec
+    started_at: str
+
+
+@dataclass
+class WorkerInfo:
+    worker_id: str
+    identity: bytes
+    pid: int
+    host: str
+    capacity: int
+    graphs: dict[str, str]
+    connected_at: str = field(default_factory=utcnow)
+    last_seen: float = field(default_factory=time.monotonic)
+    last_heartbeat_at: str = field(default_factory=utcnow)
+    running: dict[str, Assignment] = field(default_factory=dict)
+    jobs_done: int = 0
+
+    @property
+    def free_slots(self) -> int:
+        return self.capacity - len(self.running)
+
+    def can_run(self, graph_id: str, fingerprint: str) -> bool:
+        return self.graphs.get(graph_id) == fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "pid": self.pid,
+            "host": self.host,
+            "capacity": self.capacity,
+            "in_flight": len(self.running),
+            "jobs_done": self.jobs_done,
+            "graphs": sorted(self.graphs),
+            "connected_at": self.connected_at,
+            "last_heartbeat": self.last_heartbeat_at,
+        }
+
+
+class WorkerPool:
+    def __init__(self, *, heartbeat_interval: float, liveness: int) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.liveness = liveness
+        self._workers: dict[bytes, WorkerInfo] = {}
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._workers.values()))
+
+    def get(self, identity: bytes) -> WorkerInfo | None:
+        return self._workers.get(identity)
+
+    def add(self, worker: WorkerInfo) -> WorkerInfo | None:
+        """Register a worker; returns the entry it replaces (same identity), if any."""
+        previous = self._workers.get(worker.identity)
+        self._workers[worker.identity] = worker
+        return previous
+
+    def remove(self, identity: bytes) -> WorkerInfo | None:
+        return self._workers.pop(identity, None)
+
+    def seen(self, worker: WorkerInfo) -> None:
+        worker.last_seen = time.monotonic()
+
+    def expired(self, now: float | None = None) -> list[WorkerInfo]:
+        """Workers silent for longer than ``interval * liveness``."""
+        deadline = (now if now is not None else time.monotonic()) - self.heartbeat_interval * self.liveness
+        return [w for w in self._workers.values() if w.last_seen < deadline]
+
+    def pick(self, graph_id: str, fingerprint: str) -> WorkerInfo | None:
+        """The least loaded worker that can run this graph and has a free slot."""
+        best: WorkerInfo | None = None
+        for worker in self._workers.values():
+            if worker.free_slots > 0 and worker.can_run(graph_id, fingerprint):
+                if best is None or worker.free_slots > best.free_slots:
+                    best = worker
+        return best
+
+    @property
+    def free_slots(self) -> int:
+        return sum(max(w.free_slots, 0) for w in self._workers.values())

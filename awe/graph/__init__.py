@@ -1,0 +1,9 @@
+"""The graph model: nodes, edges, conditional edges, validation and loading."""
+
+from awe.graph.builder import Graph
+from awe.graph.compiled import END, CompiledGraph, RouteError
+from awe.graph.context import Context
+from awe.graph.errors import GraphError
+from awe.graph.registry import GraphLoadError, load_graphs
+
+__all__ = ["END", "CompiledGraph", "Context", "Graph", "GraphError", "GraphLoadError", "RouteError", "load_graphs"]

@@ -1,0 +1,83 @@
+"""The user-facing graph builder: ``Graph(name).add_node(...).add_edge(...)``.
+
+A ``Graph`` is a mutable description. Nothing is checked for consistency until
+``compile()``, so nodes and edges may be added in any order; ``compile()``
+returns an immutable :class:`~awe.graph.compiled.CompiledGraph` that the
+coordinator and the workers share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from awe.graph.compiled import END, CompiledGraph, ConditionalEdge, NodeSpec
+from awe.graph.errors import GraphError
+
+__all__ = ["Graph", "END"]
+
+
+class Graph:
+    """A named graph of nodes joined by edges and conditional edges."""
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise GraphError("a graph needs a non-empty name")
+        self.name = name
+        self._nodes: dict[str, NodeSpec] = {}
+        self._edges: list[tuple[str, str]] = []
+        self._conditional: list[ConditionalEdge] = []
+        self._entry: str | None = None
+
+    def add_node(self, name: str, fn: Callable[..., Any]) -> Graph:
+        """Add a node: a function of ``(state)`` or ``(state, ctx)``, sync or async."""
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"graph {self.name!r}: a node needs a non-empty string name")
+        if name == END:
+            raise GraphError(f"graph {self.name!r}: {END!r} is reserved for the end of the graph")
+        if name in self._nodes:
+            raise GraphError(f"graph {self.name!r}: node {name!r} is added twice")
+        self._nodes[name] = NodeSpec.from_function(self.name, name, fn)
+        return self
+
+    def add_edge(self, source: str, target: str) -> Graph:
+        """After ``source`` finishes, run ``target`` (or finish, if it is ``END``)."""
+        self._edges.append((source, target))
+        return self
+
+    def add_conditional_edge(
+        self,
+        source: str,
+        router: Callable[[dict[str, Any]], Any],
+        branches: Mapping[str, str] | Iterable[str],
+    ) -> Graph:
+        """After ``source``, call ``router(state)`` and follow the branch it names.
+
+        ``branches`` maps each key the router may return to a node name or
+        ``END``; a list of node names means each name is its own key.
+        """
+        if not callable(router):
+            raise GraphError(f"graph {self.name!r}: the router of {source!r} is not callable")
+        if isinstance(branches, Mapping):
+            table = {str(k): v for k, v in branches.items()}
+        else:
+            table = {str(v): v for v in branches}
+        if not table:
+            raise GraphError(f"graph {self.name!r}: the conditional edge of {source!r} has no branches")
+        self._conditional.append(ConditionalEdge(source=source, router=router, branches=table))
+        return self
+
+    def set_entry_point(self, name: str) -> Graph:
+        """Name the node every run starts at."""
+        self._entry = name
+        return self
+
+    def compile(self) -> CompiledGraph:
+        """Validate the graph and freeze it; raises :class:`GraphError` naming the offender."""
+        return CompiledGraph.build(
+            name=self.name,
+            nodes=dict(self._nodes),
+            edges=list(self._edges),
+            conditional=list(self._conditional),
+            entry=self._entry,
+        )

@@ -1,0 +1,221 @@
+"""The immutable, validated form of a graph, shared by the coordinator and the workers.
+
+The coordinator needs only the topology (who follows whom); the workers need
+the functions. Both import the same module, so both hold the same
+``CompiledGraph``, and the ``fingerprint`` lets the coordinator check that a
+worker's copy has the same topology as its own before sending it jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from awe.graph.errors import GraphError
+
+END = "__end__"
+"""The pseudo-node that finishes a run."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node's function and how to call it."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    takes_context: bool
+
+    @classmethod
+    def from_function(cls, graph: str, name: str, fn: Callable[..., Any]) -> NodeSpec:
+        if not callable(fn):
+            raise GraphError(f"graph {graph!r}: node {name!r} is not callable")
+        try:
+            params = [
+                p
+                for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+            ]
+        except (TypeError, ValueError) as exc:
+            raise GraphError(f"graph {graph!r}: cannot read the signature of node {name!r}: {exc}") from exc
+        if len(params) not in (1, 2):
+            raise GraphError(
+                f"graph {graph!r}: node {name!r} must take (state) or (state, ctx), "
+                f"it takes {len(params)} positional parameters"
+            )
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)
+        )
+        return cls(name=name, fn=fn, is_async=is_async, takes_context=len(params) == 2)
+
+
+@dataclass(frozen=True)
+class ConditionalEdge:
+    """``router(state)`` returns a key of ``branches``; the run follows that branch."""
+
+    source: str
+    router: Callable[[dict[str, Any]], Any]
+    branches: Mapping[str, str]
+
+
+class RouteError(LookupError):
+    """A router returned a key that its conditional edge does not know."""
+
+
+@dataclass(frozen=True)
+class CompiledGraph:
+    name: str
+    entry: str
+    nodes: Mapping[str, NodeSpec]
+    edges: Mapping[str, str]
+    """Unconditional successor of each node that has one."""
+    routers: Mapping[str, ConditionalEdge]
+    """Conditional edge of each node that has one."""
+    fingerprint: str = field(default="")
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        nodes: dict[str, NodeSpec],
+        edges: list[tuple[str, str]],
+        conditional: list[ConditionalEdge],
+        entry: str | None,
+    ) -> CompiledGraph:
+        known = set(nodes)
+        if not nodes:
+            raise GraphError(f"graph {name!r} has no nodes")
+        if entry is None:
+            raise GraphError(f"graph {name!r} has no entry point: call set_entry_point(<node>)")
+        if entry not in known:
+            raise GraphError(f"graph {name!r}: entry point {entry!r} is not a node")
+
+        successors: dict[str, str] = {}
+        for source, target in edges:
+            _check_source(name, source, known)
+            _check_target(name, f"edge {source!r} -> {target!r}", target, known)
+            if source in successors:
+                raise GraphError(
+                    f"graph {name!r}: node {source!r} has two outgoing edges "
+                    f"({successors[source]!r} and {target!r}); parallel branches are not supported yet"
+                )
+            successors[source] = target
+
+        routers: dict[str, ConditionalEdge] = {}
+        for cond in conditional:
+            _check_source(name, cond.source, known)
+            for key, target in cond.branches.items():
+                _check_target(name, f"branch {key!r} of {cond.source!r}", target, known)
+            if cond.source in routers or cond.source in successors:
+                raise GraphError(
+                    f"graph {name!r}: node {cond.source!r} has more than one outgoing edge; "
+                    "give it either one edge or one conditional edge"
+                )
+            routers[cond.source] = cond
+
+        graph = cls(name=name, entry=entry, nodes=dict(nodes), edges=successors, routers=routers)
+        graph._check_reachability()
+        object.__setattr__(graph, "fingerprint", graph._compute_fingerprint())
+        return graph
+
+    # -- topology -----------------------------------------------------------
+
+    def targets(self, node: str) -> list[str]:
+        """Every node (or END) that may follow ``node``."""
+        if node in self.edges:
+            return [self.edges[node]]
+        if node in self.routers:
+            return list(dict.fromkeys(self.routers[node].branches.values()))
+        return []
+
+    def next_node(self, node: str, route: Any) -> str:
+        """The node that follows ``node``, given the key its router returned (if any)."""
+        if node in self.edges:
+            return self.edges[node]
+        cond = self.routers.get(node)
+        if cond is None:  # pragma: no cover - compile() guarantees every node has a way out
+            return END
+        key = str(route) if isinstance(route, (str, int, bool)) else route
+        if not isinstance(key, str) or key not in cond.branches:
+            raise RouteError(
+                f"the router of node {node!r} returned {route!r}; "
+                f"expected one of {sorted(cond.branches)}"
+            )
+        return cond.branches[key]
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description of the topology (for the API and the store)."""
+        return {
+            "graph_id": self.name,
+            "entry_point": self.entry,
+            "nodes": [
+                {"name": n.name, "async": n.is_async, "takes_context": n.takes_context}
+                for n in self.nodes.values()
+            ],
+            "edges": [{"source": s, "target": t} for s, t in self.edges.items()],
+            "conditional_edges": [
+                {
+                    "source": c.source,
+                    "router": getattr(c.router, "__name__", repr(c.router)),
+                    "branches": dict(c.branches),
+                }
+                for c in self.routers.values()
+            ],
+            "fingerprint": self.fingerprint,
+        }
+
+    # -- validation ---------------------------------------------------------
+
+    def _check_reachability(self) -> None:
+        reachable = _walk([self.entry], self.targets)
+        unreachable = [n for n in self.nodes if n not in reachable]
+        if unreachable:
+            raise GraphError(
+                f"graph {self.name!r}: node {unreachable[0]!r} cannot be reached from the entry point "
+                f"{self.entry!r}" + (f" (nor can {unreachable[1:]})" if len(unreachable) > 1 else "")
+            )
+        predecessors: dict[str, list[str]] = {}
+        for node in self.nodes:
+            for target in self.targets(node):
+                predecessors.setdefault(target, []).append(node)
+        finishing = _walk([END], lambda n: predecessors.get(n, []))
+        stuck = [n for n in self.nodes if n not in finishing]
+        if stuck:
+            hint = "it has no outgoing edge" if not self.targets(stuck[0]) else "every path from it loops"
+            raise GraphError(
+                f"graph {self.name!r}: END cannot be reached from node {stuck[0]!r} ({hint})"
+            )
+
+    def _compute_fingerprint(self) -> str:
+        topology = self.describe()
+        topology.pop("fingerprint", None)
+        blob = json.dumps(topology, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _check_source(graph: str, source: str, known: set[str]) -> None:
+    if source == END:
+        raise GraphError(f"graph {graph!r}: an edge cannot start at END")
+    if source not in known:
+        raise GraphError(f"graph {graph!r}: edge from unknown node {source!r}")
+
+
+def _check_target(graph: str, what: str, target: str, known: set[str]) -> None:
+    if target != END and target not in known:
+        raise GraphError(f"graph {graph!r}: {what} points to unknown node {target!r}")
+
+
+def _walk(start: list[str], neighbours: Callable[[str], list[str]]) -> set[str]:
+    seen = set(start)
+    stack = list(start)
+    while stack:
+        for nxt in neighbours(stack.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen

@@ -1,0 +1,1 @@
+"""Graphs that ship with awe."""

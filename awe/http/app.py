@@ -1,0 +1,49 @@
+"""Build the aiohttp application around a coordinator, and own its life cycle.
+
+The coordinator is started and stopped by a cleanup context, so the HTTP
+server and the engine come up and go down together, in the right order:
+open WebSockets are closed first, then the coordinator flushes and stops.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from awe.coordinator import Coordinator
+from awe.http import views, websocket
+from awe.http.keys import COORDINATOR, WEBSOCKETS
+from awe.http.middlewares import errors_as_json
+
+
+def create_app(coordinator: Coordinator) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json], client_max_size=16 * 1024 * 1024)
+    app[COORDINATOR] = coordinator
+    app[WEBSOCKETS] = weakref.WeakSet()
+    app.router.add_post("/graph/run", views.start_run)
+    app.router.add_get("/graph/state/{run_id}", views.run_state)
+    app.router.add_get("/graphs", views.list_graphs)
+    app.router.add_get("/graphs/{graph_id}", views.get_graph)
+    app.router.add_get("/runs", views.list_runs)
+    app.router.add_get("/runs/{run_id}", views.run_state)
+    app.router.add_get("/runs/{run_id}/steps", views.run_steps)
+    app.router.add_get("/workers", views.list_workers)
+    app.router.add_get("/healthz", views.health)
+    app.router.add_get("/ws/logs/{run_id}", websocket.run_logs)
+    app.cleanup_ctx.append(_coordinator_lifecycle)
+    app.on_shutdown.append(_close_websockets)
+    return app
+
+
+async def _coordinator_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    coordinator = app[COORDINATOR]
+    await coordinator.start()
+    yield
+    await coordinator.stop()
+
+
+async def _close_websockets(app: web.Application) -> None:
+    for ws in set(app[WEBSOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

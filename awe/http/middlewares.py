@@ -1,0 +1,47 @@
+"""Every error leaves the API as ``{"error": "..."}`` with the status that fits it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from awe.coordinator import RequestError, ShuttingDown, UnknownGraph, UnknownRun
+
+log = structlog.get_logger("awe.http")
+
+
+class BadRequest(Exception):
+    """The request could not be read at all (malformed JSON, a query parameter of the wrong type)."""
+
+
+STATUS_FOR: dict[type[Exception], int] = {
+    BadRequest: 400,
+    RequestError: 422,
+    UnknownGraph: 404,
+    UnknownRun: 404,
+    ShuttingDown: 503,
+}
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        default_text = f"{exc.status}: {exc.reason}"
+        return json_error(exc.status, exc.reason if exc.text in (None, default_text) else exc.text)
+    except tuple(STATUS_FOR) as exc:
+        return json_error(STATUS_FOR[type(exc)], str(exc))
+    except Exception:
+        log.exception("request_failed", method=request.method, path=request.path)
+        return json_error(500, "internal error; see the coordinator log")

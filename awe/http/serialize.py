@@ -1,0 +1,43 @@
+"""How records look in the API's JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from awe.store import RunRecord, StepRecord
+
+
+def run_view(r: RunRecord, *, with_state: bool = True) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "run_id": r.run_id,
+        "graph_id": r.graph_id,
+        "graph_version": r.graph_version,
+        "status": r.status,
+        "current_node": r.current_node,
+        "step_count": r.step_count,
+        "error": r.error,
+        "created_at": r.created_at,
+        "started_at": r.started_at,
+        "updated_at": r.updated_at,
+        "finished_at": r.finished_at,
+    }
+    if with_state:
+        view["state"] = r.state
+    return view
+
+
+def step_view(s: StepRecord) -> dict[str, Any]:
+    return {
+        "step": s.step,
+        "node": s.node,
+        "attempt": s.attempt,
+        "status": s.status,
+        "worker_id": s.worker_id,
+        "started_at": s.started_at,
+        "finished_at": s.finished_at,
+        "duration_ms": s.duration_ms,
+        "delta": s.delta,
+        "removed": s.removed,
+        "route": s.route,
+        "error": s.error,
+    }

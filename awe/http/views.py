@@ -1,0 +1,92 @@
+"""REST handlers: parse the request, call the coordinator, serialise the answer. Nothing more."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from awe.coordinator import RequestError, UnknownGraph
+from awe.http.keys import COORDINATOR
+from awe.http.middlewares import BadRequest
+from awe.http.serialize import run_view, step_view
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object, not {type(body).__name__ if body is not None else 'empty'}")
+    return body
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name!r} must be an integer") from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+async def start_run(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    unknown = set(body) - {"graph_id", "initial_state", "run_id"}
+    if unknown:
+        raise RequestError(f"unknown fields {sorted(unknown)}; expected graph_id, initial_state, run_id")
+    if "graph_id" not in body:
+        raise RequestError("'graph_id' is required")
+    record, created = await request.app[COORDINATOR].submit_run(
+        body["graph_id"], body.get("initial_state", {}), run_id=body.get("run_id")
+    )
+    return web.json_response(
+        {"run_id": record.run_id, "status": record.status, "graph_id": record.graph_id, "created": created},
+        status=202 if created else 200,
+    )
+
+
+async def run_state(request: web.Request) -> web.Response:
+    record = await request.app[COORDINATOR].get_run(request.match_info["run_id"])
+    return web.json_response(run_view(record))
+
+
+async def run_steps(request: web.Request) -> web.Response:
+    steps = await request.app[COORDINATOR].steps(request.match_info["run_id"])
+    return web.json_response({"run_id": request.match_info["run_id"], "steps": [step_view(s) for s in steps]})
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    runs = await request.app[COORDINATOR].list_runs(
+        status=request.query.get("status"),
+        graph_id=request.query.get("graph_id"),
+        limit=_int_query(request, "limit", 50, 1, 1000),
+    )
+    return web.json_response({"runs": [run_view(r, with_state=False) for r in runs]})
+
+
+async def list_graphs(request: web.Request) -> web.Response:
+    return web.json_response({"graphs": request.app[COORDINATOR].describe_graphs()})
+
+
+async def get_graph(request: web.Request) -> web.Response:
+    graph_id = request.match_info["graph_id"]
+    for graph in request.app[COORDINATOR].describe_graphs():
+        if graph["graph_id"] == graph_id:
+            return web.json_response(graph)
+    raise UnknownGraph(graph_id)
+
+
+async def list_workers(request: web.Request) -> web.Response:
+    return web.json_response({"workers": request.app[COORDINATOR].describe_workers()})
+
+
+async def health(request: web.Request) -> web.Response:
+    report = request.app[COORDINATOR].health()
+    return web.json_response(report, status=200 if report["status"] == "ok" else 503)

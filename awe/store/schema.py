@@ -1,0 +1,110 @@
+"""The database schema, in one place.
+
+``PRAGMA user_version`` holds the schema version; :data:`MIGRATIONS` lists the
+statements that bring a database from each version to the next, so an older
+file is upgraded in place when the coordinator opens it.
+"""
+
+SCHEMA_VERSION = 1
+
+CREATE_GRAPHS = """
+CREATE TABLE IF NOT EXISTS graphs (
+    graph_id     TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    definition   TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (graph_id, version)
+)"""
+
+CREATE_RUNS = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id        TEXT PRIMARY KEY,
+    graph_id      TEXT NOT NULL,
+    graph_version INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    step_count    INTEGER NOT NULL,
+    current_node  TEXT,
+    next_node     TEXT,
+    error         TEXT,
+    options       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    started_at    TEXT,
+    finished_at   TEXT
+)"""
+
+CREATE_RUNS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_graph ON runs (graph_id, created_at)",
+)
+
+CREATE_STEPS = """
+CREATE TABLE IF NOT EXISTS steps (
+    run_id       TEXT NOT NULL,
+    step         INTEGER NOT NULL,
+    node         TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    worker_id    TEXT,
+    delta        TEXT NOT NULL,
+    removed      TEXT NOT NULL,
+    route        TEXT,
+    error        TEXT,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT NOT NULL,
+    duration_ms  REAL NOT NULL,
+    PRIMARY KEY (run_id, step, node, attempt)
+) WITHOUT ROWID"""
+
+CREATE_EVENTS = """
+CREATE TABLE IF NOT EXISTS events (
+    run_id  TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    time    TEXT NOT NULL,
+    event   TEXT NOT NULL,
+    level   TEXT NOT NULL,
+    node    TEXT,
+    worker  TEXT,
+    fields  TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID"""
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    0: (CREATE_GRAPHS, CREATE_RUNS, *CREATE_RUNS_INDEXES, CREATE_STEPS, CREATE_EVENTS),
+}
+"""``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # NORMAL in WAL mode survives any process crash; only an OS crash or power
+    # loss can lose the last commits. Set AWE_DB_SYNCHRONOUS=FULL to trade speed for that.
+    "PRAGMA synchronous={synchronous}",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=OFF",
+)
+
+UPSERT_RUN = """
+INSERT INTO runs (run_id, graph_id, graph_version, status, state, step_count, current_node,
+                  next_node, error, options, created_at, updated_at, started_at, finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id) DO UPDATE SET
+    status = excluded.status, state = excluded.state, step_count = excluded.step_count,
+    current_node = excluded.current_node, next_node = excluded.next_node, error = excluded.error,
+    updated_at = excluded.updated_at, started_at = excluded.started_at,
+    finished_at = excluded.finished_at"""
+
+INSERT_STEP = """
+INSERT OR IGNORE INTO steps (run_id, step, node, attempt, status, worker_id, delta, removed, route,
+                             error, started_at, finished_at, duration_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+INSERT_EVENT = """
+INSERT OR IGNORE INTO events (run_id, seq, time, event, level, node, worker, fields)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+
+INSERT_GRAPH = """
+INSERT OR IGNORE INTO graphs (graph_id, version, fingerprint, definition, created_at)
+VALUES (?, ?, ?, ?, ?)"""

@@ -1,0 +1,294 @@
+"""The coordinator's SQLite store: one writer with group commit, one reader.
+
+Every durable fact goes through :meth:`Store.submit`. A single writer task
+takes everything queued since its last commit, writes it in one transaction
+and only then runs each submission's ``on_commit`` callback, in submission
+order. That callback is where the coordinator dispatches the next job and
+publishes events, so nothing is acted on or shown before it is durable, and
+one fsync serves every run that advanced in the meantime.
+
+Reads use a second connection: in WAL mode they see the last commit and never
+wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from awe.store import schema
+from awe.store.records import EventRecord, GraphRecord, Record, RunRecord, StepRecord, utcnow
+
+log = structlog.get_logger("awe.store")
+
+MAX_BATCH = 2000
+"""Submissions per transaction: bounds the latency a huge backlog adds to one commit."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@dataclass
+class _Submission:
+    records: list[Record]
+    on_commit: Callable[[], None] | None
+
+
+class Store:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> None:
+        self._writer = await self._connect()
+        await self._migrate(self._writer)
+        self._reader = await self._connect()
+        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in schema.PRAGMAS:
+            await conn.execute(pragma.format(synchronous=self.synchronous))
+        return conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        async with conn.execute("PRAGMA user_version") as cur:
+            (version,) = await cur.fetchone()  # type: ignore[misc]
+        if version > schema.SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this awe ({schema.SCHEMA_VERSION})"
+            )
+        while version < schema.SCHEMA_VERSION:
+            await conn.execute("BEGIN IMMEDIATE")
+            for statement in schema.MIGRATIONS[version]:
+                await conn.execute(statement)
+            version += 1
+            await conn.execute(f"PRAGMA user_version={version}")
+            await conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        """Commit everything already submitted, then close both connections."""
+        if self._writer_task is not None:
+            await self._queue.put(None)
+            await self._writer_task
+            self._writer_task = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    # -- writes --------------------------------------------------------------
+
+    def submit(self, records: list[Record], on_commit: Callable[[], None] | None = None) -> None:
+        """Queue records for the next commit; ``on_commit`` runs once they are durable."""
+        self._queue.put_nowait(_Submission(records, on_commit))
+
+    async def write(self, records: list[Record]) -> None:
+        """Submit and wait until the records are durable."""
+        done = asyncio.get_running_loop().create_future()
+        self.submit(records, lambda: done.done() or done.set_result(None))
+        await done
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._commit_with_retry(batch)
+            for submission in batch:
+                if submission.on_commit is not None:
+                    try:
+                        submission.on_commit()
+                    except Exception:
+                        log.exception("on_commit_failed")
+
+    async def _commit_with_retry(self, batch: list[_Submission]) -> None:
+        """Commit the batch; a failure (disk full, a locked file) is retried, never dropped."""
+        delay = 0.05
+        while True:
+            try:
+                await self._commit(batch)
+                self.commits += 1
+                return
+            except Exception as exc:
+                log.error("commit_failed", error=str(exc), retry_in=delay, submissions=len(batch))
+                try:
+                    await self._writer.execute("ROLLBACK")  # type: ignore[union-attr]
+                except Exception:
+                    pass
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _commit(self, batch: list[_Submission]) -> None:
+        runs: dict[str, RunRecord] = {}
+        steps: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        graphs: list[tuple[Any, ...]] = []
+        for submission in batch:
+            for record in submission.records:
+                if isinstance(record, RunRecord):
+                    runs[record.run_id] = record  # only the newest snapshot of a run matters
+                elif isinstance(record, StepRecord):
+                    steps.append(_step_row(record))
+                elif isinstance(record, EventRecord):
+                    events.append(_event_row(record))
+                elif isinstance(record, GraphRecord):
+                    graphs.append(_graph_row(record))
+        conn = self._writer
+        assert conn is not None, "store is not open"
+        await conn.execute("BEGIN")
+        if runs:
+            await conn.executemany(schema.UPSERT_RUN, [_run_row(r) for r in runs.values()])
+        if steps:
+            await conn.executemany(schema.INSERT_STEP, steps)
+        if events:
+            await conn.executemany(schema.INSERT_EVENT, events)
+        if graphs:
+            await conn.executemany(schema.INSERT_GRAPH, graphs)
+        await conn.execute("COMMIT")
+
+    # -- graphs --------------------------------------------------------------
+
+    async def register_graph(self, graph_id: str, fingerprint: str, definition: dict[str, Any]) -> int:
+        """The version under which this topology is stored; a changed topology gets a new one."""
+        latest = await self._fetchone(
+            "SELECT version, fingerprint FROM graphs WHERE graph_id = ? ORDER BY version DESC LIMIT 1",
+            (graph_id,),
+        )
+        if latest is not None and latest[1] == fingerprint:
+            return int(latest[0])
+        version = 1 if latest is None else int(latest[0]) + 1
+        await self.write([GraphRecord(graph_id, version, fingerprint, definition, utcnow())])
+        return version
+
+    # -- reads ---------------------------------------------------------------
+
+    async def _fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        assert self._reader is not None, "store is not open"
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        assert self._reader is not None, "store is not open"
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        row = await self._fetchone(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return None if row is None else _run_from_row(row)
+
+    async def list_runs(
+        self, *, status: str | None = None, graph_id: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if graph_id is not None:
+            where.append("graph_id = ?")
+            params.append(graph_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC LIMIT ?", (*params, limit)
+        )
+        return [_run_from_row(r) for r in rows]
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        rows = await self._fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at"
+        )
+        return [_run_from_row(r) for r in rows]
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self._fetchall(
+            "SELECT run_id, step, node, attempt, status, worker_id, started_at, finished_at, duration_ms,"
+            " delta, removed, route, error FROM steps WHERE run_id = ? ORDER BY step, attempt",
+            (run_id,),
+        )
+        return [
+            StepRecord(*r[:9], delta=_loads(r[9]), removed=_loads(r[10]), route=_loads(r[11]), error=_loads(r[12]))
+            for r in rows
+        ]
+
+    async def events_after(self, run_id: str, seq: int, limit: int = 1000) -> list[EventRecord]:
+        rows = await self._fetchall(
+            "SELECT run_id, seq, time, event, level, node, worker, fields FROM events"
+            " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, seq, limit),
+        )
+        return [EventRecord(*r[:7], fields=_loads(r[7])) for r in rows]
+
+    async def last_seq(self, run_id: str) -> int:
+        row = await self._fetchone("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,))
+        return int(row[0] or 0)
+
+
+_RUN_COLUMNS = (
+    "run_id, graph_id, graph_version, status, state, step_count, current_node, next_node, error,"
+    " options, created_at, updated_at, started_at, finished_at"
+)
+
+
+def _run_row(r: RunRecord) -> tuple[Any, ...]:
+    return (
+        r.run_id, r.graph_id, r.graph_version, r.status, _dumps(r.state), r.step_count, r.current_node,
+        r.next_node, None if r.error is None else _dumps(r.error), _dumps(r.options), r.created_at,
+        r.updated_at, r.started_at, r.finished_at,
+    )  # fmt: skip
+
+
+def _run_from_row(row: Any) -> RunRecord:
+    (run_id, graph_id, version, status, state, step_count, current, nxt, error, options,
+     created, updated, started, finished) = row  # fmt: skip
+    return RunRecord(
+        run_id=run_id, graph_id=graph_id, graph_version=version, status=status, state=_loads(state),
+        step_count=step_count, current_node=current, next_node=nxt, error=_loads(error),
+        options=_loads(options), created_at=created, updated_at=updated, started_at=started,
+        finished_at=finished,
+    )  # fmt: skip
+
+
+def _step_row(s: StepRecord) -> tuple[Any, ...]:
+    return (
+        s.run_id, s.step, s.node, s.attempt, s.status, s.worker_id, _dumps(s.delta), _dumps(s.removed),
+        _dumps(s.route), None if s.error is None else _dumps(s.error), s.started_at, s.finished_at,
+        s.duration_ms,
+    )  # fmt: skip
+
+
+def _graph_row(g: GraphRecord) -> tuple[Any, ...]:
+    return (g.graph_id, g.version, g.fingerprint, _dumps(g.definition), g.created_at)
+
+
+def _event_row(e: EventRecord) -> tuple[Any, ...]:
+    return (e.run_id, e.seq, e.time, e.event, e.level, e.node, e.worker, _dumps(e.fields))

@@ -1,0 +1,210 @@
+"""Every message the coordinator and the workers exchange, defined once.
+
+On the wire a message is one msgpack map: ``{"v": PROTOCOL_VERSION, "kind":
+<tag>, ...fields}``. New optional fields may be added to a message without a
+version bump (older peers ignore keys they do not know, and every added field
+must have a default); a change that an older peer would misread bumps
+``PROTOCOL_VERSION``, and a peer drops messages of a version newer than its
+own. :func:`decode` is the single gate: it returns a known message with fields
+of the declared types, or raises :class:`ProtocolError`, which the socket
+loops log and drop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a message this side understands."""
+
+
+@dataclass
+class Message:
+    kind: ClassVar[str] = ""
+
+    def encode(self) -> bytes:
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        body["v"] = PROTOCOL_VERSION
+        body["kind"] = self.kind
+        return msgpack.packb(body, use_bin_type=True)
+
+
+# -- worker -> coordinator ---------------------------------------------------
+
+
+@dataclass
+class Hello(Message):
+    """A worker (re)joins. ``graphs`` maps each graph it can run to its fingerprint."""
+
+    kind: ClassVar[str] = "hello"
+    worker_id: str
+    pid: int
+    host: str
+    capacity: int
+    graphs: dict[str, str]
+    running: list[str] = field(default_factory=list)
+    """Job ids the worker is still running (non-empty after a reconnect)."""
+
+
+@dataclass
+class Heartbeat(Message):
+    """Sent by each side every heartbeat interval; any traffic also counts as alive."""
+
+    kind: ClassVar[str] = "heartbeat"
+    sender: str
+    running: int = 0
+
+
+@dataclass
+class JobDone(Message):
+    """A node finished: the changed top-level keys, and its router's answer if it has one."""
+
+    kind: ClassVar[str] = "job_done"
+    job_id: str
+    run_id: str
+    delta: dict[str, Any]
+    removed: list[str] = field(default_factory=list)
+    route: Any = None
+    duration_ms: float = 0.0
+
+
+@dataclass
+class JobFailed(Message):
+    """A node (or its router) raised; ``error`` has ``type``, ``message`` and ``traceback``."""
+
+    kind: ClassVar[str] = "job_failed"
+    job_id: str
+    run_id: str
+    error: dict[str, Any]
+    duration_ms: float = 0.0
+
+
+@dataclass
+class NodeLog(Message):
+    """A line a node logged through ``ctx.log``; it joins the run's event stream."""
+
+    kind: ClassVar[str] = "node_log"
+    job_id: str
+    run_id: str
+    node: str
+    level: str
+    event: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Goodbye(Message):
+    """A worker leaves on purpose; its unfinished jobs (if any) go back to the queue."""
+
+    kind: ClassVar[str] = "goodbye"
+    worker_id: str
+    returned: list[str] = field(default_factory=list)
+
+
+# -- coordinator -> worker ---------------------------------------------------
+
+
+@dataclass
+class Welcome(Message):
+    """The coordinator's answer to ``Hello``: it sets the heartbeat cadence."""
+
+    kind: ClassVar[str] = "welcome"
+    coordinator_id: str
+    heartbeat_interval: float
+
+
+@dataclass
+class Job(Message):
+    """Run one node of one run on the given state."""
+
+    kind: ClassVar[str] = "job"
+    job_id: str
+    run_id: str
+    graph_id: str
+    node: str
+    step: int
+    attempt: int
+    state: dict[str, Any]
+
+
+@dataclass
+class Rejoin(Message):
+    """The coordinator does not know the sender (it restarted, or dropped it): say ``Hello`` again."""
+
+    kind: ClassVar[str] = "rejoin"
+    coordinator_id: str
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.kind: cls for cls in (Hello, Heartbeat, JobDone, JobFailed, NodeLog, Goodbye, Welcome, Job, Rejoin)
+}
+
+
+def decode(frame: bytes) -> Message:
+    """Turn one frame into a message, or raise :class:`ProtocolError` saying why not."""
+    try:
+        body = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise ProtocolError(f"not msgpack: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"expected a map, got {type(body).__name__}")
+    version = body.pop("v", None)
+    if not isinstance(version, int):
+        raise ProtocolError("no protocol version")
+    if version > PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {version} is newer than ours ({PROTOCOL_VERSION})")
+    kind = body.pop("kind", None)
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message kind {kind!r}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in body:
+            value = body[f.name]
+            if not _conforms(value, _hints(cls)[f.name]):
+                raise ProtocolError(f"{kind}.{f.name} has the wrong type ({type(value).__name__})")
+            kwargs[f.name] = value
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ProtocolError(f"{kind} is missing {f.name!r}")
+    return cls(**kwargs)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """A shallow type check: enough to keep a malformed peer from crashing a handler."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        key_type = typing.get_args(hint)[0]
+        return isinstance(value, dict) and all(_conforms(k, key_type) for k in value)
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_conforms(v, item_type) for v in value)
+    return isinstance(value, hint)

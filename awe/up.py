@@ -1,0 +1,164 @@
+"""``awe up``: the coordinator and N workers from one command, kept alive until told to stop.
+
+A small supervisor. It checks that the graph modules import (so a broken
+module fails here, with its traceback, before anything starts), launches
+``awe coordinator`` and ``awe worker`` as child processes, replaces a child
+that dies (with a doubling back-off if it keeps dying), and on SIGINT or
+SIGTERM stops the workers first (they finish or hand back their jobs), then
+the coordinator, escalating to SIGKILL for any child that outlives its grace
+period. Signal handlers only set a flag; the loop does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+from dataclasses import dataclass, field
+
+from awe.graph import GraphLoadError, load_graphs
+
+STOP_GRACE_SECONDS = 15.0
+"""How long a child may take to stop after SIGTERM; longer than a worker's drain timeout."""
+QUICK_EXIT_SECONDS = 5.0
+"""A child that dies sooner than this after its start is 'failing to start', not 'crashed'."""
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    backoff: float = 1.0
+    restart_at: float | None = None
+    restarts: int = field(default=0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+
+def _connect_address(bind: str) -> str:
+    """Where a worker on this machine reaches a coordinator bound to ``bind``."""
+    return bind.replace("://*:", "://127.0.0.1:").replace("://0.0.0.0:", "://127.0.0.1:")
+
+
+def _common_flags(args: argparse.Namespace) -> list[str]:
+    flags = ["--log-dir", args.log_dir, "--log-level", args.log_level, "--heartbeat-interval", str(args.heartbeat_interval)]
+    for module in args.graphs:
+        flags += ["--graphs", module]
+    return flags
+
+
+def run_up(args: argparse.Namespace) -> int:
+    try:
+        load_graphs(args.graphs)
+    except GraphLoadError as exc:
+        traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
+        print(f"awe: {exc}", file=sys.stderr)
+        return 2
+
+    python = [sys.executable, "-m", "awe"]
+    coordinator = Child("coordinator", [
+        *python, "coordinator", *_common_flags(args), "--host", args.host, "--port", str(args.port),
+        "--bind", args.bind, "--db", args.db, "--heartbeat-liveness", str(args.heartbeat_liveness),
+    ])  # fmt: skip
+    workers = [
+        Child(f"worker-{i + 1}", [
+            *python, "worker", *_common_flags(args), "--connect", _connect_address(args.bind),
+            "--capacity", str(args.capacity),
+        ])  # fmt: skip
+        for i in range(args.workers)
+    ]
+
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop_requested.append(signum)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        coordinator.start()
+        for worker in workers:
+            worker.start()
+        url = f"http://{args.host}:{args.port}"
+        if _wait_healthy(url, coordinator, stop_requested):
+            print(f"awe is up: {url} with {len(workers)} workers (Ctrl-C to stop)", flush=True)
+        failure = _supervise(coordinator, workers, stop_requested)
+    finally:
+        _stop_all(workers, coordinator)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return failure
+
+
+def _wait_healthy(url: str, coordinator: Child, stop_requested: list[int]) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not stop_requested:
+        if coordinator.process is not None and coordinator.process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _supervise(coordinator: Child, workers: list[Child], stop_requested: list[int]) -> int:
+    """Keep every child running until a stop is requested; returns the exit code for ``awe up``."""
+    while not stop_requested:
+        now = time.monotonic()
+        for child in (coordinator, *workers):
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restarts += 1
+                    print(f"awe: restarting {child.name} (restart #{child.restarts})", file=sys.stderr, flush=True)
+                    child.start()
+                continue
+            code = child.process.poll() if child.process is not None else None
+            if code is None:
+                continue
+            quick = now - child.started_at < QUICK_EXIT_SECONDS
+            if quick and child.restarts == 0:
+                print(f"awe: {child.name} failed to start (exit code {code}); stopping", file=sys.stderr, flush=True)
+                return code or 1
+            child.backoff = min(child.backoff * 2, 30.0) if quick else 1.0
+            child.restart_at = now + child.backoff
+            print(f"awe: {child.name} exited with code {code}; restarting in {child.backoff:g}s", file=sys.stderr, flush=True)
+        time.sleep(0.2)
+    return 0
+
+
+def _stop_all(workers: list[Child], coordinator: Child) -> None:
+    """Workers first, so they can hand their results to a coordinator that is still there."""
+    _terminate([w for w in workers if w.process is not None])
+    if coordinator.process is not None:
+        _terminate([coordinator])
+
+
+def _terminate(children: list[Child]) -> None:
+    for child in children:
+        if child.process is not None and child.process.poll() is None:
+            try:
+                child.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children:
+        assert child.process is not None
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"awe: {child.name} (pid {child.process.pid}) did not stop; killing it", file=sys.stderr)
+            os.kill(child.process.pid, signal.SIGKILL)
+            child.process.wait()

@@ -1,0 +1,160 @@
+"""Run one node on one state and describe the outcome as a message.
+
+Everything that touches user code happens here: calling the node, working out
+which top-level keys it changed, asking the conditional edge's router where
+to go next, and checking that what goes back over the wire is plain JSON data.
+A sync node runs all of that in a thread so it cannot stall the worker's
+event loop; an async node runs on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import msgpack
+
+from awe.graph import CompiledGraph, Context
+from awe.transport.messages import Job, JobDone, JobFailed
+
+
+class NodeOutputError(TypeError):
+    """A node returned something the engine cannot store as state."""
+
+
+def _copy(state: dict[str, Any]) -> dict[str, Any]:
+    """An independent copy to diff against; msgpack round-trips plain data faster than deepcopy."""
+    return msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False)
+
+
+def check_json(value: Any, path: str) -> None:
+    """Raise :class:`NodeOutputError` naming the first value that is not plain JSON data."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NodeOutputError(f"{path} is {value!r}; state values must be finite numbers")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_json(item, f"{path}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NodeOutputError(f"{path} has a key {key!r} that is not a string")
+            check_json(item, f"{path}[{key!r}]")
+        return
+    raise NodeOutputError(f"{path} is a {type(value).__name__}; state values must be JSON data")
+
+
+def state_delta(before: dict[str, Any], after: dict[str, Any], returned: Any, node: str) -> tuple[dict[str, Any], list[str]]:
+    """The changed top-level keys: in-place mutations of ``after`` plus the returned updates."""
+    if returned is not None and not isinstance(returned, dict):
+        raise NodeOutputError(
+            f"node {node!r} returned a {type(returned).__name__}; return a dict of updates or None"
+        )
+    delta = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    removed = [k for k in before if k not in after]
+    if returned:
+        delta.update(returned)
+        removed = [k for k in removed if k not in returned]
+    for key, value in delta.items():
+        if not isinstance(key, str):
+            raise NodeOutputError(f"node {node!r} returned the key {key!r}; state keys must be strings")
+        check_json(value, f"state[{key!r}]")
+    return delta, removed
+
+
+async def run_job(graph: CompiledGraph, job: Job, ctx: Context, threads: Executor) -> JobDone | JobFailed:
+    """Execute ``job`` and return the message to send back."""
+    spec = graph.nodes.get(job.node)
+    started = time.perf_counter()
+    try:
+        if spec is None:
+            raise LookupError(f"graph {graph.name!r} has no node {job.node!r}")
+        if spec.is_async:
+            delta, removed, route = await _run_async(graph, spec.fn, spec.takes_context, job, ctx)
+        else:
+            loop = asyncio.get_running_loop()
+            delta, removed, route = await loop.run_in_executor(
+                threads, _run_sync, graph, spec.fn, spec.takes_context, job, ctx
+            )
+        if inspect.isawaitable(route):  # an async router after a sync node
+            route = _plain_route(job.node, await route)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a node may raise anything, even SystemExit
+        return JobFailed(
+            job_id=job.job_id, run_id=job.run_id, error=describe_error(exc),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )  # fmt: skip
+    return JobDone(
+        job_id=job.job_id, run_id=job.run_id, delta=delta, removed=removed, route=route,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )  # fmt: skip
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _args(fn_takes_context: bool, state: dict[str, Any], ctx: Context) -> tuple[Any, ...]:
+    return (state, ctx) if fn_takes_context else (state,)
+
+
+def _run_sync(
+    graph: CompiledGraph, fn: Callable[..., Any], takes_context: bool, job: Job, ctx: Context
+) -> tuple[dict[str, Any], list[str], Any]:
+    before = _copy(job.state)
+    returned = fn(*_args(takes_context, job.state, ctx))
+    if inspect.isawaitable(returned):
+        raise NodeOutputError(f"node {job.node!r} returned an awaitable from a sync function; make it `async def`")
+    delta, removed = state_delta(before, job.state, returned, job.node)
+    return delta, removed, _route(graph, job.node, before, delta, removed)
+
+
+async def _run_async(
+    graph: CompiledGraph, fn: Callable[..., Any], takes_context: bool, job: Job, ctx: Context
+) -> tuple[dict[str, Any], list[str], Any]:
+    before = _copy(job.state)
+    returned = await fn(*_args(takes_context, job.state, ctx))
+    delta, removed = state_delta(before, job.state, returned, job.node)
+    route = _route(graph, job.node, before, delta, removed)
+    if inspect.isawaitable(route):
+        route = _plain_route(job.node, await route)
+    return delta, removed, route
+
+
+def _route(graph: CompiledGraph, node: str, before: dict[str, Any], delta: dict[str, Any], removed: list[str]) -> Any:
+    """The router's answer (or an awaitable of it); None for a node without a conditional edge."""
+    cond = graph.routers.get(node)
+    if cond is None:
+        return None
+    route = cond.router(_merged(before, delta, removed))
+    return route if inspect.isawaitable(route) else _plain_route(node, route)
+
+
+def _merged(before: dict[str, Any], delta: dict[str, Any], removed: list[str]) -> dict[str, Any]:
+    """The state the coordinator will hold after applying this node's delta."""
+    state = {k: v for k, v in before.items() if k not in removed}
+    state.update(delta)
+    return state
+
+
+def _plain_route(node: str, route: Any) -> Any:
+    if route is None or isinstance(route, (str, int, bool)):
+        return route
+    if hasattr(route, "value") and isinstance(route.value, (str, int)):  # an Enum member
+        return route.value
+    raise NodeOutputError(f"the router of node {node!r} returned a {type(route).__name__}; return a branch key")
