@@ -1,0 +1,554 @@
+"""The graph model: building, compiling (validation), routing, fingerprints and loading."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+import textwrap
+
+import pytest
+
+from awe.graph import END, CompiledGraph, Graph, GraphError, GraphLoadError, RouteError, load_graphs
+
+# -- node and router functions (never called by compile) --------------------------
+
+
+def a(state):
+    return None
+
+
+def b(state):
+    return None
+
+
+def c(state):
+    return None
+
+
+def with_ctx(state, ctx):
+    return None
+
+
+async def async_node(state):
+    return None
+
+
+async def async_with_ctx(state, ctx):
+    return None
+
+
+def router(state):
+    return state.get("go")
+
+
+def linear(*names: str, name: str = "g") -> Graph:
+    """entry -> ... -> END over the given names."""
+    g = Graph(name)
+    fns = {"a": a, "b": b, "c": c}
+    for n in names:
+        g.add_node(n, fns.get(n, a))
+    for src, dst in zip(names, [*names[1:], END]):
+        g.add_edge(src, dst)
+    g.set_entry_point(names[0])
+    return g
+
+
+def loop_graph(name: str = "loop") -> Graph:
+    """a -> b --router--> {again: a, done: END}."""
+    g = Graph(name)
+    g.add_node("a", a).add_node("b", b)
+    g.add_edge("a", "b")
+    g.add_conditional_edge("b", router, {"again": "a", "done": END})
+    g.set_entry_point("a")
+    return g
+
+
+# -- compile() rejects ------------------------------------------------------------
+
+
+def test_edge_from_unknown_node_is_rejected():
+    g = linear("a", "b")
+    g.add_edge("ghost", "b")
+    with pytest.raises(GraphError, match=r"'g'.*unknown node 'ghost'"):
+        g.compile()
+
+
+def test_edge_to_unknown_node_is_rejected():
+    g = Graph("g").add_node("a", a).add_edge("a", "ghost").set_entry_point("a")
+    with pytest.raises(GraphError) as info:
+        g.compile()
+    assert "'ghost'" in str(info.value)
+    assert "'a'" in str(info.value)
+    assert "unknown node" in str(info.value)
+
+
+def test_edge_starting_at_end_is_rejected():
+    g = linear("a")
+    g.add_edge(END, "a")
+    with pytest.raises(GraphError, match="cannot start at END"):
+        g.compile()
+
+
+def test_conditional_edge_from_unknown_node_is_rejected():
+    g = linear("a")
+    g.add_conditional_edge("ghost", router, {"x": END})
+    with pytest.raises(GraphError, match="unknown node 'ghost'"):
+        g.compile()
+
+
+def test_unknown_branch_target_is_rejected():
+    g = Graph("g").add_node("a", a)
+    g.add_conditional_edge("a", router, {"done": END, "more": "nowhere"})
+    g.set_entry_point("a")
+    with pytest.raises(GraphError) as info:
+        g.compile()
+    message = str(info.value)
+    assert "'nowhere'" in message
+    assert "branch 'more'" in message
+    assert "'a'" in message
+
+
+def test_missing_entry_point_is_rejected():
+    g = Graph("g").add_node("a", a).add_edge("a", END)
+    with pytest.raises(GraphError, match=r"'g' has no entry point"):
+        g.compile()
+
+
+def test_entry_point_that_is_not_a_node_is_rejected():
+    g = Graph("g").add_node("a", a).add_edge("a", END).set_entry_point("start")
+    with pytest.raises(GraphError, match=r"entry point 'start' is not a node"):
+        g.compile()
+
+
+def test_end_as_entry_point_is_rejected():
+    g = Graph("g").add_node("a", a).add_edge("a", END).set_entry_point(END)
+    with pytest.raises(GraphError, match="is not a node"):
+        g.compile()
+
+
+def test_graph_without_nodes_is_rejected():
+    with pytest.raises(GraphError, match="no nodes"):
+        Graph("empty").set_entry_point("a").compile()
+
+
+def test_unreachable_node_is_rejected():
+    g = linear("a")
+    g.add_node("island", b).add_edge("island", END)
+    with pytest.raises(GraphError, match=r"node 'island' cannot be reached from the entry point 'a'"):
+        g.compile()
+
+
+def test_node_without_outgoing_edge_is_rejected():
+    g = Graph("g").add_node("a", a).set_entry_point("a")
+    with pytest.raises(GraphError, match=r"END cannot be reached from node 'a' \(it has no outgoing edge\)"):
+        g.compile()
+
+
+def test_dead_end_after_another_node_is_rejected():
+    g = Graph("g").add_node("a", a).add_node("b", b).add_edge("a", "b").set_entry_point("a")
+    with pytest.raises(GraphError, match="END cannot be reached"):
+        g.compile()
+
+
+@pytest.mark.xfail(
+    reason="CompiledGraph._check_reachability names the first stuck node in insertion order ('a') and "
+    "says 'every path from it loops', although the offender is the dead end 'b' (no outgoing edge)",
+    strict=True,
+)
+def test_dead_end_message_names_the_node_without_outgoing_edge():
+    g = Graph("g").add_node("a", a).add_node("b", b).add_edge("a", "b").set_entry_point("a")
+    with pytest.raises(GraphError) as info:
+        g.compile()
+    message = str(info.value)
+    assert "node 'b'" in message
+    assert "no outgoing edge" in message
+    assert "loops" not in message
+
+
+def test_loop_without_exit_is_rejected():
+    g = Graph("g").add_node("a", a).add_node("b", b)
+    g.add_edge("a", "b").add_edge("b", "a").set_entry_point("a")
+    with pytest.raises(GraphError, match=r"END cannot be reached from node '(a|b)' \(every path from it loops\)"):
+        g.compile()
+
+
+def test_loop_with_a_dead_end_branch_is_rejected():
+    """Reachability of END is checked per node, not just from the entry point."""
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("trap", c)
+    g.add_conditional_edge("a", router, {"done": END, "trap": "trap", "b": "b"})
+    g.add_edge("b", END)
+    g.add_edge("trap", "trap")
+    g.set_entry_point("a")
+    with pytest.raises(GraphError, match=r"END cannot be reached from node 'trap'"):
+        g.compile()
+
+
+def test_duplicate_node_is_rejected():
+    g = Graph("g").add_node("a", a)
+    with pytest.raises(GraphError, match=r"node 'a' is added twice"):
+        g.add_node("a", b)
+
+
+def test_end_is_a_reserved_node_name():
+    with pytest.raises(GraphError, match="reserved"):
+        Graph("g").add_node(END, a)
+
+
+def test_empty_node_name_is_rejected():
+    with pytest.raises(GraphError, match="non-empty"):
+        Graph("g").add_node("", a)
+
+
+def test_graph_needs_a_name():
+    with pytest.raises(GraphError):
+        Graph("  ")
+
+
+def test_non_callable_node_is_rejected():
+    with pytest.raises(GraphError, match=r"node 'x' is not callable"):
+        Graph("g").add_node("x", 42)
+
+
+def test_non_callable_router_is_rejected():
+    with pytest.raises(GraphError, match="router of 'a' is not callable"):
+        Graph("g").add_node("a", a).add_conditional_edge("a", "nope", {"x": END})
+
+
+def test_conditional_edge_without_branches_is_rejected():
+    with pytest.raises(GraphError, match="no branches"):
+        Graph("g").add_node("a", a).add_conditional_edge("a", router, {})
+
+
+@pytest.mark.parametrize(
+    "fn, count",
+    [(lambda: None, 0), (lambda state, ctx, extra: None, 3)],
+    ids=["no-params", "three-params"],
+)
+def test_wrong_node_signature_is_rejected(fn, count):
+    with pytest.raises(GraphError) as info:
+        Graph("g").add_node("bad", fn)
+    message = str(info.value)
+    assert "'bad'" in message
+    assert f"takes {count} positional parameters" in message
+
+
+def test_two_outgoing_edges_are_rejected():
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c)
+    g.add_edge("a", "b").add_edge("a", "c").add_edge("b", END).add_edge("c", END).set_entry_point("a")
+    with pytest.raises(GraphError, match=r"node 'a' has two outgoing edges \('b' and 'c'\)"):
+        g.compile()
+
+
+def test_edge_plus_conditional_edge_is_rejected():
+    g = Graph("g").add_node("a", a).add_node("b", b)
+    g.add_edge("a", "b").add_edge("b", END)
+    g.add_conditional_edge("a", router, {"x": END})
+    g.set_entry_point("a")
+    with pytest.raises(GraphError, match=r"node 'a' has more than one outgoing edge"):
+        g.compile()
+
+
+def test_two_conditional_edges_are_rejected():
+    g = Graph("g").add_node("a", a)
+    g.add_conditional_edge("a", router, {"x": END})
+    g.add_conditional_edge("a", router, {"y": END})
+    g.set_entry_point("a")
+    with pytest.raises(GraphError, match=r"node 'a' has more than one outgoing edge"):
+        g.compile()
+
+
+# -- compile() accepts ------------------------------------------------------------
+
+
+def test_linear_graph_compiles():
+    compiled = linear("a", "b", "c").compile()
+    assert isinstance(compiled, CompiledGraph)
+    assert compiled.entry == "a"
+    assert list(compiled.nodes) == ["a", "b", "c"]
+    assert dict(compiled.edges) == {"a": "b", "b": "c", "c": END}
+    assert dict(compiled.routers) == {}
+    assert compiled.targets("a") == ["b"]
+    assert compiled.targets("c") == [END]
+
+
+def test_loop_through_a_conditional_edge_compiles():
+    compiled = loop_graph().compile()
+    assert set(compiled.targets("b")) == {"a", END}
+    assert compiled.next_node("a", None) == "b"
+    assert compiled.next_node("b", "again") == "a"
+    assert compiled.next_node("b", "done") == END
+
+
+def test_self_loop_through_a_conditional_edge_compiles():
+    g = Graph("g").add_node("a", a)
+    g.add_conditional_edge("a", router, {"again": "a", "stop": END}).set_entry_point("a")
+    compiled = g.compile()
+    assert compiled.next_node("a", "again") == "a"
+    assert compiled.next_node("a", "stop") == END
+
+
+def test_list_form_branches_use_each_name_as_its_key():
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c)
+    g.add_conditional_edge("a", router, ["b", "c", END])
+    g.add_edge("b", END).add_edge("c", END).set_entry_point("a")
+    compiled = g.compile()
+    assert dict(compiled.routers["a"].branches) == {"b": "b", "c": "c", END: END}
+    assert compiled.next_node("a", "b") == "b"
+    assert compiled.next_node("a", "c") == "c"
+    assert compiled.next_node("a", END) == END
+
+
+def test_node_kinds_are_detected():
+    g = Graph("g")
+    g.add_node("sync", a).add_node("ctx", with_ctx).add_node("async", async_node).add_node("both", async_with_ctx)
+    g.add_edge("sync", "ctx").add_edge("ctx", "async").add_edge("async", "both").add_edge("both", END)
+    compiled = g.set_entry_point("sync").compile()
+    kinds = {n: (s.is_async, s.takes_context) for n, s in compiled.nodes.items()}
+    assert kinds == {
+        "sync": (False, False),
+        "ctx": (False, True),
+        "async": (True, False),
+        "both": (True, True),
+    }
+    assert compiled.nodes["both"].fn is async_with_ctx
+
+
+def test_async_callable_object_is_async():
+    class Node:
+        async def __call__(self, state):
+            return None
+
+    g = Graph("g").add_node("n", Node()).add_edge("n", END).set_entry_point("n")
+    spec = g.compile().nodes["n"]
+    assert spec.is_async is True
+    assert spec.takes_context is False
+
+
+def test_parameters_with_defaults_do_not_count():
+    def node(state, ctx, retries=3):
+        return None
+
+    spec = Graph("g").add_node("n", node).add_edge("n", END).set_entry_point("n").compile().nodes["n"]
+    assert spec.takes_context is True
+
+
+def test_compile_does_not_freeze_the_builder():
+    g = linear("a")
+    first = g.compile()
+    g.add_node("b", b)  # unreachable now
+    with pytest.raises(GraphError):
+        g.compile()
+    assert list(first.nodes) == ["a"]
+
+
+# -- next_node() --------------------------------------------------------------------
+
+
+def test_next_node_with_an_unknown_key_raises_route_error_naming_node_and_keys():
+    compiled = loop_graph().compile()
+    with pytest.raises(RouteError) as info:
+        compiled.next_node("b", "sideways")
+    message = str(info.value)
+    assert "'b'" in message
+    assert "'sideways'" in message
+    assert "['again', 'done']" in message
+
+
+@pytest.mark.parametrize("route", [None, ["done"], {"done": 1}, 1.5])
+def test_next_node_rejects_non_key_routes(route):
+    compiled = loop_graph().compile()
+    with pytest.raises(RouteError, match="'b'"):
+        compiled.next_node("b", route)
+
+
+def test_next_node_matches_int_and_bool_routes_by_their_string_form():
+    g = Graph("g").add_node("a", a).add_node("b", b)
+    g.add_conditional_edge("a", router, {1: "b", False: END})
+    g.add_edge("b", END).set_entry_point("a")
+    compiled = g.compile()
+    assert compiled.next_node("a", 1) == "b"
+    assert compiled.next_node("a", "1") == "b"
+    assert compiled.next_node("a", False) == END
+    with pytest.raises(RouteError):
+        compiled.next_node("a", True)
+
+
+def test_route_error_is_a_lookup_error():
+    assert issubclass(RouteError, LookupError)
+
+
+# -- describe() and fingerprint --------------------------------------------------------
+
+
+def test_describe_lists_the_topology():
+    d = loop_graph().compile().describe()
+    assert d["graph_id"] == "loop"
+    assert d["entry_point"] == "a"
+    assert d["nodes"] == [
+        {"name": "a", "async": False, "takes_context": False},
+        {"name": "b", "async": False, "takes_context": False},
+    ]
+    assert d["edges"] == [{"source": "a", "target": "b"}]
+    assert d["conditional_edges"] == [
+        {"source": "b", "router": "router", "branches": {"again": "a", "done": END}}
+    ]
+    assert d["fingerprint"] == loop_graph().compile().fingerprint
+
+
+def test_fingerprint_is_stable_for_the_same_topology():
+    one, two = loop_graph().compile(), loop_graph().compile()
+    assert one.fingerprint == two.fingerprint
+    assert len(one.fingerprint) == 16
+    int(one.fingerprint, 16)  # hex
+
+
+def test_fingerprint_changes_when_an_edge_changes():
+    base = linear("a", "b", "c").compile().fingerprint
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c)
+    g.add_edge("a", "c").add_edge("c", "b").add_edge("b", END).set_entry_point("a")
+    assert g.compile().fingerprint != base
+
+
+def test_fingerprint_changes_when_a_branch_changes():
+    base = loop_graph().compile().fingerprint
+    g = Graph("loop").add_node("a", a).add_node("b", b)
+    g.add_edge("a", "b")
+    g.add_conditional_edge("b", router, {"again": "a", "finish": END})
+    g.set_entry_point("a")
+    assert g.compile().fingerprint != base
+
+
+def test_fingerprint_changes_with_the_graph_name():
+    assert loop_graph("one").compile().fingerprint != loop_graph("two").compile().fingerprint
+
+
+# -- load_graphs() -------------------------------------------------------------------
+
+_counter = itertools.count()
+
+GOOD_MODULE = """
+from awe.graph import END, Graph
+
+def step(state):
+    return {"done": True}
+
+my_graph = Graph("{graph}")
+my_graph.add_node("step", step)
+my_graph.add_edge("step", END)
+my_graph.set_entry_point("step")
+
+not_a_graph = "hello"
+"""
+
+
+@pytest.fixture
+def module_dir(tmp_path, monkeypatch):
+    """A folder for throw-away graph modules; sys.path and sys.modules are restored afterwards."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    created: list[str] = []
+
+    def write(source: str) -> str:
+        name = f"awe_test_graphs_{next(_counter)}_{id(tmp_path) & 0xFFFF:x}"
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        importlib.invalidate_caches()
+        created.append(name)
+        return name
+
+    write.folder = str(tmp_path)  # type: ignore[attr-defined]
+    yield write
+    for name in created:
+        sys.modules.pop(name, None)
+
+
+def test_load_graphs_finds_module_level_graphs(module_dir):
+    module = module_dir(GOOD_MODULE.replace("{graph}", "my_test_graph"))
+    graphs = load_graphs([module], search_path=module_dir.folder)
+    assert "my_test_graph" in graphs
+    compiled = graphs["my_test_graph"]
+    assert isinstance(compiled, CompiledGraph)
+    assert compiled.entry == "step"
+    assert dict(compiled.edges) == {"step": END}
+    assert module in sys.modules
+
+
+def test_load_graphs_includes_the_builtin_graph(module_dir):
+    graphs = load_graphs(search_path=module_dir.folder)
+    assert "code_review_agent" in graphs
+    review = graphs["code_review_agent"]
+    assert review.entry == "extract_functions"
+    assert set(review.nodes) == {"extract_functions", "check_complexity", "detect_issues", "refactor"}
+    module = module_dir(GOOD_MODULE.replace("{graph}", "other_graph"))
+    both = load_graphs([module], search_path=module_dir.folder)
+    assert {"code_review_agent", "other_graph"} <= set(both)
+
+
+def test_load_graphs_accepts_compiled_graphs(module_dir):
+    module = module_dir(
+        GOOD_MODULE.replace("{graph}", "precompiled") + "\ncompiled = my_graph.compile()\ndel my_graph\n"
+    )
+    graphs = load_graphs([module], search_path=module_dir.folder)
+    assert graphs["precompiled"].entry == "step"
+
+
+def test_load_graphs_puts_the_search_path_on_sys_path(module_dir):
+    assert module_dir.folder not in sys.path
+    load_graphs(search_path=module_dir.folder)
+    assert module_dir.folder in sys.path
+
+
+def test_load_graphs_reports_a_module_that_fails_to_import(module_dir):
+    module = module_dir("raise RuntimeError('boom at import')\n")
+    with pytest.raises(GraphLoadError) as info:
+        load_graphs([module], search_path=module_dir.folder)
+    assert repr(module) in str(info.value)
+    assert "boom at import" in str(info.value)
+
+
+def test_load_graphs_reports_a_missing_module(module_dir):
+    with pytest.raises(GraphLoadError, match="'no_such_graph_module_xyz'"):
+        load_graphs(["no_such_graph_module_xyz"], search_path=module_dir.folder)
+
+
+def test_load_graphs_reports_a_graph_that_does_not_compile(module_dir):
+    module = module_dir(
+        """
+        from awe.graph import Graph
+
+        def step(state):
+            return None
+
+        broken = Graph("broken_graph")
+        broken.add_node("step", step)
+        broken.set_entry_point("step")
+        """
+    )
+    with pytest.raises(GraphLoadError) as info:
+        load_graphs([module], search_path=module_dir.folder)
+    message = str(info.value)
+    assert repr(module) in message
+    assert "'broken_graph'" in message
+    assert "END cannot be reached" in message
+    assert isinstance(info.value.__cause__, GraphError)
+
+
+def test_load_graphs_rejects_two_different_graphs_with_one_name(module_dir):
+    first = module_dir(GOOD_MODULE.replace("{graph}", "clash"))
+    second = module_dir(
+        """
+        from awe.graph import END, Graph
+
+        def one(state):
+            return None
+
+        def two(state):
+            return None
+
+        clash = Graph("clash")
+        clash.add_node("one", one).add_node("two", two)
+        clash.add_edge("one", "two").add_edge("two", END)
+        clash.set_entry_point("one")
+        """
+    )
+    with pytest.raises(GraphLoadError, match="'clash' is defined twice"):
+        load_graphs([first, second], search_path=module_dir.folder)
