@@ -137,6 +137,7 @@ class Run:
     # -- facts -------------------------------------------------------------------
 
     def job_sent(self, job: JobSpec, worker_id: str, now: str) -> Instructions:
+        self._require_active("job_sent")
         out = Instructions()
         self.in_flight = job
         self.current_node = job.node
@@ -155,6 +156,7 @@ class Run:
         self, job: JobSpec, *, worker_id: str, delta: dict[str, Any], removed: list[str], route: Any,
         started_at: str, now: str, duration_ms: float,
     ) -> Instructions:  # fmt: skip
+        self._require_active("job_done")
         self.in_flight = None
         state = {k: v for k, v in self.state.items() if k not in removed} if removed else dict(self.state)
         state.update(delta)
@@ -198,6 +200,7 @@ class Run:
         self, job: JobSpec, *, worker_id: str, error: dict[str, Any], started_at: str, now: str,
         duration_ms: float,
     ) -> Instructions:  # fmt: skip
+        self._require_active("job_failed")
         self.in_flight = None
         step = StepRecord(
             run_id=self.run_id, step=job.step, node=job.node, attempt=job.attempt, status="failed",
@@ -213,6 +216,7 @@ class Run:
 
     def job_lost(self, job: JobSpec, *, worker_id: str, reason: str, started_at: str, now: str) -> Instructions:
         """The worker running ``job`` is gone: record the lost attempt and send the node again."""
+        self._require_active("job_lost")
         self.in_flight = None
         step = StepRecord(
             run_id=self.run_id, step=job.step, node=job.node, attempt=job.attempt, status="lost",
@@ -250,6 +254,11 @@ class Run:
         out.records.append(self.snapshot())
         out.finished = True
         return out
+
+    def _require_active(self, fact: str) -> None:
+        """Facts about jobs mean nothing once a run has finished; refuse them before changing anything."""
+        if self.is_finished:
+            raise IllegalTransition(f"run {self.run_id} is {self.status}: {fact} is not allowed")
 
     def _move(self, status: RunStatus, now: str) -> None:
         if status not in TRANSITIONS[self.status]:

@@ -185,10 +185,15 @@ class CompiledGraph:
                 predecessors.setdefault(target, []).append(node)
         finishing = _walk([END], lambda n: predecessors.get(n, []))
         stuck = [n for n in self.nodes if n not in finishing]
-        if stuck:
-            hint = "it has no outgoing edge" if not self.targets(stuck[0]) else "every path from it loops"
+        dead_ends = [n for n in stuck if not self.targets(n)]
+        if dead_ends:
             raise GraphError(
-                f"graph {self.name!r}: END cannot be reached from node {stuck[0]!r} ({hint})"
+                f"graph {self.name!r}: node {dead_ends[0]!r} has no outgoing edge, so END cannot be "
+                f"reached from it; add_edge({dead_ends[0]!r}, END) to finish there"
+            )
+        if stuck:
+            raise GraphError(
+                f"graph {self.name!r}: END cannot be reached from node {stuck[0]!r} (every path from it loops)"
             )
 
     def _compute_fingerprint(self) -> str:

@@ -158,7 +158,7 @@ def decode(frame: bytes) -> Message:
     if not isinstance(body, dict):
         raise ProtocolError(f"expected a map, got {type(body).__name__}")
     version = body.pop("v", None)
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise ProtocolError("no protocol version")
     if version > PROTOCOL_VERSION:
         raise ProtocolError(f"protocol version {version} is newer than ours ({PROTOCOL_VERSION})")
@@ -202,8 +202,10 @@ def _conforms(value: Any, hint: Any) -> bool:
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is dict:
-        key_type = typing.get_args(hint)[0]
-        return isinstance(value, dict) and all(_conforms(k, key_type) for k in value)
+        key_type, value_type = typing.get_args(hint)
+        return isinstance(value, dict) and all(
+            _conforms(k, key_type) and _conforms(v, value_type) for k, v in value.items()
+        )
     if origin is list:
         (item_type,) = typing.get_args(hint)
         return isinstance(value, list) and all(_conforms(v, item_type) for v in value)

@@ -54,13 +54,24 @@ def check_json(value: Any, path: str) -> None:
     raise NodeOutputError(f"{path} is a {type(value).__name__}; state values must be JSON data")
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Equal and of the same JSON types all the way down (``0 == False`` in Python, not in JSON)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
 def state_delta(before: dict[str, Any], after: dict[str, Any], returned: Any, node: str) -> tuple[dict[str, Any], list[str]]:
     """The changed top-level keys: in-place mutations of ``after`` plus the returned updates."""
     if returned is not None and not isinstance(returned, dict):
         raise NodeOutputError(
             f"node {node!r} returned a {type(returned).__name__}; return a dict of updates or None"
         )
-    delta = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    delta = {k: v for k, v in after.items() if k not in before or not same_value(before[k], v)}
     removed = [k for k in before if k not in after]
     if returned:
         delta.update(returned)

@@ -1,0 +1,385 @@
+"""Running one node in-process: state deltas, sync/async nodes, routers and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from awe.graph import END, CompiledGraph, Context, Graph
+from awe.transport.messages import Job, JobDone, JobFailed, decode
+from awe.workers.executor import NodeOutputError, check_json, run_job, state_delta
+
+# -- state_delta ----------------------------------------------------------------------
+
+
+def test_returned_dict_is_the_delta():
+    before = {"a": 1, "b": [1, 2]}
+    delta, removed = state_delta(before, dict(before), {"c": 3, "a": 2}, "n")
+    assert delta == {"c": 3, "a": 2}
+    assert removed == []
+
+
+def test_none_and_empty_dict_mean_no_change():
+    before = {"a": 1}
+    assert state_delta(before, {"a": 1}, None, "n") == ({}, [])
+    assert state_delta(before, {"a": 1}, {}, "n") == ({}, [])
+
+
+def test_in_place_mutation_is_detected():
+    before = {"a": 1, "nested": {"l": [1]}, "same": "x"}
+    after = {"a": 5, "nested": {"l": [1, 2]}, "same": "x", "new": None}
+    delta, removed = state_delta(before, after, None, "n")
+    assert delta == {"a": 5, "nested": {"l": [1, 2]}, "new": None}
+    assert "same" not in delta
+    assert removed == []
+
+
+def test_in_place_mutation_and_returned_updates_combine():
+    before = {"a": 1, "b": 2, "c": 3}
+    after = {"a": 10, "b": 2, "c": 3}
+    delta, removed = state_delta(before, after, {"b": 20}, "n")
+    assert delta == {"a": 10, "b": 20}
+    assert removed == []
+
+
+def test_returned_value_wins_over_in_place_mutation():
+    delta, _ = state_delta({"a": 1}, {"a": 2}, {"a": 3}, "n")
+    assert delta == {"a": 3}
+
+
+def test_deleted_keys_are_reported_in_removed():
+    before = {"a": 1, "b": 2, "c": 3}
+    after = {"b": 2}
+    delta, removed = state_delta(before, after, None, "n")
+    assert delta == {}
+    assert removed == ["a", "c"]
+
+
+def test_deleted_then_returned_key_is_not_removed():
+    delta, removed = state_delta({"a": 1, "b": 2}, {}, {"a": 9}, "n")
+    assert delta == {"a": 9}
+    assert removed == ["b"]
+
+
+@pytest.mark.parametrize("returned", ["text", ["a"], 3, ("k", 1)], ids=["str", "list", "int", "tuple"])
+def test_non_dict_return_is_rejected_naming_the_node(returned):
+    with pytest.raises(NodeOutputError) as info:
+        state_delta({}, {}, returned, "my_node")
+    assert "'my_node'" in str(info.value)
+    assert type(returned).__name__ in str(info.value)
+
+
+def test_non_string_top_level_key_is_rejected():
+    with pytest.raises(NodeOutputError, match=r"node 'n' returned the key 1"):
+        state_delta({}, {}, {1: "x"}, "n")
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize(
+    "value, path, what",
+    [
+        (b"raw", "state['v']", "bytes"),
+        ({1, 2}, "state['v']", "set"),
+        (float("nan"), "state['v']", "nan"),
+        (float("inf"), "state['v']", "inf"),
+        (Opaque(), "state['v']", "Opaque"),
+        ({1: "one"}, "state['v']", "key 1"),
+        ({"ok": [1, {"deep": b"x"}]}, "state['v']['ok'][1]['deep']", "bytes"),
+        ([1, 2, {3}], "state['v'][2]", "set"),
+    ],
+    ids=["bytes", "set", "nan", "inf", "object", "int-key", "nested-bytes", "set-in-list"],
+)
+def test_non_json_values_are_rejected_naming_the_path(value, path, what):
+    with pytest.raises(NodeOutputError) as info:
+        state_delta({}, {}, {"v": value}, "n")
+    message = str(info.value)
+    assert message.startswith(path + " ")
+    assert what in message
+
+
+def test_non_json_value_set_in_place_is_rejected():
+    with pytest.raises(NodeOutputError, match=r"state\['v'\] is a set"):
+        state_delta({}, {"v": {1}}, None, "n")
+
+
+def test_json_values_are_accepted():
+    value = {"s": "x", "i": -3, "f": 1.5, "b": False, "n": None, "l": [1, [2, {"k": "v"}]], "t": (1, 2)}
+    check_json(value, "state")  # does not raise
+    delta, _ = state_delta({}, {}, {"v": value}, "n")
+    assert delta == {"v": value}
+
+
+def test_in_place_type_change_between_equal_values_is_reported():
+    delta, _ = state_delta({"flag": 0, "n": 1}, {"flag": False, "n": 1.0}, None, "n")
+    assert delta == {"flag": False, "n": 1.0}
+
+
+# -- run_job ---------------------------------------------------------------------------
+
+
+class RecordingLog:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict]] = []
+
+    def info(self, event, **fields):
+        self.lines.append(("info", event, fields))
+
+    def debug(self, event, **fields):
+        self.lines.append(("debug", event, fields))
+
+
+@pytest.fixture(scope="module")
+def threads():
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="awe-test-node") as pool:
+        yield pool
+
+
+def single(fn, name: str = "n", router=None, branches=None) -> CompiledGraph:
+    g = Graph("g").add_node(name, fn)
+    if router is None:
+        g.add_edge(name, END)
+    else:
+        g.add_conditional_edge(name, router, branches or {"done": END, "again": name})
+    return g.set_entry_point(name).compile()
+
+
+def make_job(state: dict, node: str = "n", attempt: int = 1) -> Job:
+    return Job(job_id=f"run-7:3:{node}:{attempt}", run_id="run-7", graph_id="g", node=node, step=3, attempt=attempt,
+               state=state)  # fmt: skip
+
+
+def make_ctx(node: str = "n", attempt: int = 1, log=None) -> Context:
+    return Context(run_id="run-7", graph_id="g", node=node, step=3, attempt=attempt, worker_id="w-9",
+                   log=log or RecordingLog())  # fmt: skip
+
+
+async def run(graph, state, threads, *, node="n", attempt=1, ctx=None):
+    return await run_job(graph, make_job(state, node, attempt), ctx or make_ctx(node, attempt), threads)
+
+
+async def test_sync_node(threads):
+    def add_one(state):
+        return {"count": state["count"] + 1}
+
+    result = await run(single(add_one), {"count": 1, "other": "x"}, threads)
+    assert isinstance(result, JobDone)
+    assert result.job_id == "run-7:3:n:1" and result.run_id == "run-7"
+    assert result.delta == {"count": 2}
+    assert result.removed == []
+    assert result.route is None
+    assert result.duration_ms >= 0
+    assert decode(result.encode()) == result
+
+
+async def test_sync_node_runs_off_the_event_loop_thread(threads):
+    seen = {}
+
+    def where(state):
+        seen["thread"] = threading.get_ident()
+        seen["name"] = threading.current_thread().name
+
+    loop_thread = threading.get_ident()  # the test body runs on the loop's thread
+    result = await run(single(where), {}, threads)
+    assert isinstance(result, JobDone)
+    assert seen["thread"] != loop_thread
+    assert seen["name"].startswith("awe-test-node")
+
+
+async def test_async_node_runs_on_the_loop(threads):
+    seen = {}
+
+    async def fetch(state):
+        await asyncio.sleep(0)
+        seen["thread"] = threading.get_ident()
+        seen["loop"] = asyncio.get_running_loop()
+        state["touched"] = True
+        return {"fetched": state["url"].upper()}
+
+    result = await run(single(fetch), {"url": "x"}, threads)
+    assert isinstance(result, JobDone)
+    assert result.delta == {"fetched": "X", "touched": True}
+    assert seen["thread"] == threading.get_ident()
+    assert seen["loop"] is asyncio.get_running_loop()
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_node_taking_ctx_sees_the_job(threads, is_async):
+    seen = {}
+    log = RecordingLog()
+
+    def body(state, ctx):
+        seen.update(run_id=ctx.run_id, node=ctx.node, attempt=ctx.attempt, step=ctx.step, worker=ctx.worker_id)
+        ctx.log.info("hello", n=1)
+        return {"ok": True}
+
+    if is_async:
+        async def node(state, ctx):
+            return body(state, ctx)
+    else:
+        node = body
+
+    result = await run(single(node, name="ctx_node"), {}, threads, node="ctx_node", attempt=2,
+                       ctx=make_ctx("ctx_node", 2, log))  # fmt: skip
+    assert isinstance(result, JobDone), getattr(result, "error", None)
+    assert seen == {"run_id": "run-7", "node": "ctx_node", "attempt": 2, "step": 3, "worker": "w-9"}
+    assert log.lines == [("info", "hello", {"n": 1})]
+    assert result.delta == {"ok": True}
+
+
+async def test_in_place_mutation_and_deletion_through_run_job(threads):
+    def edit(state):
+        state["items"].append(3)
+        del state["tmp"]
+        return {"extra": 1}
+
+    result = await run(single(edit), {"items": [1, 2], "tmp": "x", "keep": 0}, threads)
+    assert isinstance(result, JobDone)
+    assert result.delta == {"items": [1, 2, 3], "extra": 1}
+    assert result.removed == ["tmp"]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_node_that_raises_becomes_job_failed(threads, is_async):
+    def exploding_node(state):
+        raise ValueError("kaboom 42")
+
+    async def exploding_async_node(state):
+        raise ValueError("kaboom 42")
+
+    fn = exploding_async_node if is_async else exploding_node
+    result = await run(single(fn), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.job_id == "run-7:3:n:1" and result.run_id == "run-7"
+    assert result.error["type"] == "ValueError"
+    assert result.error["message"] == "kaboom 42"
+    assert isinstance(result.error["traceback"], str)
+    assert fn.__name__ in result.error["traceback"]
+    assert "ValueError: kaboom 42" in result.error["traceback"]
+    assert decode(result.encode()) == result
+
+
+async def test_base_exceptions_from_a_node_are_reported(threads):
+    def leaves(state):
+        raise SystemExit(3)
+
+    result = await run(single(leaves), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "SystemExit"
+
+
+async def test_bad_node_output_becomes_job_failed(threads):
+    def returns_bytes(state):
+        return {"blob": b"\x00"}
+
+    def returns_list(state):
+        return ["nope"]
+
+    result = await run(single(returns_bytes), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError"
+    assert "state['blob']" in result.error["message"]
+    result = await run(single(returns_list), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError"
+    assert "'n'" in result.error["message"]
+
+
+async def test_sync_node_returning_an_awaitable_is_rejected(threads):
+    class Pending:
+        def __await__(self):
+            return iter(())
+
+    def sneaky(state):
+        return Pending()
+
+    result = await run(single(sneaky), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError"
+    assert "async def" in result.error["message"]
+
+
+async def test_unknown_node_becomes_job_failed(threads):
+    result = await run(single(lambda s: None), {}, threads, node="ghost")
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "LookupError"
+    assert "'ghost'" in result.error["message"]
+
+
+class Route(enum.Enum):
+    DONE = "done"
+    AGAIN = "again"
+
+
+@pytest.mark.parametrize("node_async", [False, True], ids=["sync-node", "async-node"])
+@pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
+async def test_router_sees_the_updated_state_and_its_answer_lands_in_route(threads, node_async, router_async):
+    seen = {}
+
+    def body(state):
+        state["mutated"] = "yes"
+        del state["gone"]
+        return {"score": 90}
+
+    async def async_body(state):
+        return body(state)
+
+    def decide(state):
+        seen["state"] = dict(state)
+        return "done" if state["score"] >= 80 else "again"
+
+    async def async_decide(state):
+        await asyncio.sleep(0)
+        return decide(state)
+
+    graph = single(async_body if node_async else body, router=async_decide if router_async else decide)
+    result = await run(graph, {"score": 10, "gone": 1, "keep": "k"}, threads)
+    assert isinstance(result, JobDone), getattr(result, "error", None)
+    assert result.route == "done"
+    assert seen["state"] == {"score": 90, "mutated": "yes", "keep": "k"}
+    assert result.removed == ["gone"]
+
+
+async def test_router_enum_answer_is_sent_as_its_value(threads):
+    result = await run(single(lambda s: None, router=lambda s: Route.AGAIN), {}, threads)
+    assert isinstance(result, JobDone)
+    assert result.route == "again"
+
+
+@pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
+@pytest.mark.parametrize("answer", [["done"], {"k": "done"}, 1.5, object()], ids=["list", "dict", "float", "object"])
+async def test_router_returning_an_unsupported_object_fails_the_job(threads, router_async, answer):
+    def decide(state):
+        return answer
+
+    async def async_decide(state):
+        return answer
+
+    result = await run(single(lambda s: {"x": 1}, router=async_decide if router_async else decide), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError"
+    assert "router of node 'n'" in result.error["message"]
+    assert type(answer).__name__ in result.error["message"]
+
+
+async def test_router_that_raises_fails_the_job(threads):
+    def broken_router(state):
+        raise KeyError("missing")
+
+    result = await run(single(lambda s: None, router=broken_router), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "KeyError"
+    assert "broken_router" in result.error["traceback"]
+
+
+async def test_node_without_router_has_no_route_even_if_it_returns_one(threads):
+    result = await run(single(lambda s: {"route": "x"}), {}, threads)
+    assert isinstance(result, JobDone)
+    assert result.route is None
+    assert result.delta == {"route": "x"}

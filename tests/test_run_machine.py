@@ -1,0 +1,385 @@
+"""The run state machine, driven fact by fact with no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from awe.coordinator.events import RunEvent
+from awe.coordinator.run_machine import (
+    FINISHED,
+    TRANSITIONS,
+    IllegalTransition,
+    Instructions,
+    JobSpec,
+    Run,
+    RunStatus,
+)
+from awe.graph import END, CompiledGraph, Graph
+from awe.store import EventRecord, RunRecord, StepRecord
+
+T0, T1, T2, T3, T4, T5, T6 = (f"2024-01-01T00:00:0{i}.000000Z" for i in range(7))
+
+
+def node(state):  # never called: the machine only needs the topology
+    raise AssertionError("the run machine must not call nodes")
+
+
+def gate(state):
+    raise AssertionError("the run machine must not call routers")
+
+
+def linear_graph() -> CompiledGraph:
+    """a -> b -> END"""
+    g = Graph("linear").add_node("a", node).add_node("b", node)
+    g.add_edge("a", "b").add_edge("b", END).set_entry_point("a")
+    return g.compile()
+
+
+def routed_graph() -> CompiledGraph:
+    """a --gate--> {again: a, done: END}"""
+    g = Graph("routed").add_node("a", node)
+    g.add_conditional_edge("a", gate, {"again": "a", "done": END}).set_entry_point("a")
+    return g.compile()
+
+
+def new_run(graph: CompiledGraph | None = None, state: dict | None = None) -> tuple[Run, Instructions]:
+    return Run.create(
+        run_id="run-1", graph=graph or linear_graph(), graph_version=3, state=state if state is not None else {"x": 1},
+        options={"opt": True}, now=T0,
+    )  # fmt: skip
+
+
+def events(out: Instructions) -> list[EventRecord]:
+    return [r for r in out.records if isinstance(r, EventRecord)]
+
+
+def event_names(out: Instructions) -> list[str]:
+    return [e.event for e in events(out)]
+
+
+def snapshots(out: Instructions) -> list[RunRecord]:
+    return [r for r in out.records if isinstance(r, RunRecord)]
+
+
+def steps(out: Instructions) -> list[StepRecord]:
+    return [r for r in out.records if isinstance(r, StepRecord)]
+
+
+def done(run: Run, job: JobSpec, *, delta=None, removed=None, route=None, now=T2) -> Instructions:
+    return run.job_done(
+        job, worker_id="w1", delta=delta or {}, removed=removed or [], route=route, started_at=T1, now=now,
+        duration_ms=5.0,
+    )  # fmt: skip
+
+
+# -- create ------------------------------------------------------------------------
+
+
+def test_create_queues_the_run_at_the_entry_point():
+    run, out = new_run()
+    assert run.status is RunStatus.QUEUED
+    assert not run.is_finished
+    assert out.dispatch is None
+    assert out.finished is False
+    assert event_names(out) == [RunEvent.RUN_QUEUED.value]
+    (queued,) = events(out)
+    assert queued.seq == 1
+    assert queued.run_id == "run-1"
+    assert queued.fields == {"graph_id": "linear"}
+    (snap,) = snapshots(out)
+    assert snap.status == "queued"
+    assert snap.graph_id == "linear"
+    assert snap.graph_version == 3
+    assert snap.state == {"x": 1}
+    assert snap.step_count == 0
+    assert snap.current_node == snap.next_node == "a"
+    assert snap.options == {"opt": True}
+    assert snap.created_at == T0
+    assert snap.started_at is None and snap.finished_at is None
+    assert run.next_job() == JobSpec("run-1", "linear", "a", 1, 1)
+
+
+def test_job_spec_job_id():
+    assert JobSpec("r", "g", "n", 4, 2).job_id == "r:4:n:2"
+
+
+# -- a whole run ----------------------------------------------------------------------
+
+
+def test_linear_run_from_queued_to_completed():
+    run, created = new_run()
+    all_events = events(created)
+
+    job1 = run.next_job()
+    sent = run.job_sent(job1, "w1", T1)
+    assert run.status is RunStatus.RUNNING
+    assert event_names(sent) == ["run_started", "node_started"]
+    assert sent.dispatch is None and not sent.finished
+    assert events(sent)[1].fields == {"step": 1, "attempt": 1}
+    assert events(sent)[1].node == "a" and events(sent)[1].worker == "w1"
+    (snap,) = snapshots(sent)
+    assert snap.status == "running" and snap.started_at == T1
+    assert run.in_flight == job1
+    all_events += events(sent)
+
+    out = done(run, job1, delta={"y": 2}, now=T2)
+    assert [type(r) for r in out.records] == [StepRecord, EventRecord, RunRecord]
+    (step,) = steps(out)
+    assert (step.step, step.node, step.attempt, step.status) == (1, "a", 1, "completed")
+    assert step.worker_id == "w1" and step.started_at == T1 and step.finished_at == T2
+    assert step.delta == {"y": 2} and step.duration_ms == 5.0
+    assert event_names(out) == ["node_completed"]
+    assert events(out)[0].fields["updated_keys"] == ["y"]
+    assert out.dispatch == JobSpec("run-1", "linear", "b", 2, 1)
+    assert out.finished is False
+    assert run.in_flight is None
+    assert snapshots(out)[0].state == {"x": 1, "y": 2}
+    assert snapshots(out)[0].next_node == "b" and snapshots(out)[0].step_count == 1
+    all_events += events(out)
+
+    job2 = out.dispatch
+    sent2 = run.job_sent(job2, "w2", T3)
+    assert event_names(sent2) == ["node_started"]  # no second run_started
+    all_events += events(sent2)
+
+    final = done(run, job2, delta={"z": 3}, now=T4)
+    assert event_names(final) == ["node_completed", "run_completed"]
+    assert final.finished is True
+    assert final.dispatch is None
+    assert run.status is RunStatus.COMPLETED
+    assert run.is_finished
+    assert run.next_job() is None
+    snap = snapshots(final)[-1]
+    assert snap.status == "completed"
+    assert snap.next_node is None
+    assert snap.finished_at == T4
+    assert snap.step_count == 2
+    assert snap.state == {"x": 1, "y": 2, "z": 3}
+    assert events(final)[-1].fields == {"steps": 2}
+    all_events += events(final)
+
+    assert [e.seq for e in all_events] == list(range(1, len(all_events) + 1))
+    assert [e.event for e in all_events] == [
+        "run_queued", "run_started", "node_started", "node_completed",
+        "node_started", "node_completed", "run_completed",
+    ]  # fmt: skip
+    assert all(e.run_id == "run-1" for e in all_events)
+    assert all(name in {ev.value for ev in RunEvent} for name in (e.event for e in all_events))
+
+
+def test_router_answer_picks_the_next_node():
+    run, _ = new_run(routed_graph())
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    out = done(run, job, route="again")
+    assert out.dispatch == JobSpec("run-1", "routed", "a", 2, 1)
+    assert run.status is RunStatus.RUNNING
+    run.job_sent(out.dispatch, "w1", T3)
+    out = done(run, out.dispatch, route="done", now=T4)
+    assert out.finished
+    assert run.status is RunStatus.COMPLETED
+    assert run.step_count == 2
+
+
+def test_unknown_router_key_fails_the_run_with_a_route_error():
+    run, _ = new_run(routed_graph())
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    out = done(run, job, delta={"y": 1}, route="sideways")
+    assert out.finished is True
+    assert out.dispatch is None
+    assert event_names(out) == ["node_completed", "run_failed"]
+    assert steps(out)[0].status == "completed"  # the node itself did its job
+    assert run.status is RunStatus.FAILED
+    assert run.error["type"] == "RouteError"
+    assert run.error["node"] == "a"
+    assert "'sideways'" in run.error["message"]
+    snap = snapshots(out)[-1]
+    assert snap.status == "failed" and snap.error == run.error and snap.next_node is None
+    assert snap.state == {"x": 1, "y": 1}
+    assert events(out)[-1].fields["error_type"] == "RouteError"
+    assert events(out)[-1].level == "error"
+
+
+def test_job_failed_fails_the_run():
+    run, _ = new_run()
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    error = {"type": "ValueError", "message": "bad input", "traceback": "Traceback ..."}
+    out = run.job_failed(job, worker_id="w1", error=error, started_at=T1, now=T2, duration_ms=1.5)
+    assert [type(r) for r in out.records] == [StepRecord, EventRecord, EventRecord, RunRecord]
+    (step,) = steps(out)
+    assert step.status == "failed" and step.error == error and step.node == "a" and step.attempt == 1
+    assert event_names(out) == ["node_failed", "run_failed"]
+    node_failed, run_failed = events(out)
+    assert node_failed.level == "error"
+    assert node_failed.fields == {"step": 1, "attempt": 1, "error_type": "ValueError", "message": "bad input"}
+    assert run_failed.node == "a"
+    assert out.finished is True and out.dispatch is None
+    assert run.status is RunStatus.FAILED
+    assert run.error == {"node": "a", "type": "ValueError", "message": "bad input", "traceback": "Traceback ..."}
+    snap = snapshots(out)[-1]
+    assert snap.status == "failed"
+    assert snap.error == run.error
+    assert snap.finished_at == T2
+    assert snap.next_node is None
+    assert run.next_job() is None
+    assert [e.seq for e in events(out)] == [4, 5]
+
+
+def test_job_failed_while_queued_is_allowed():
+    run, _ = new_run()
+    out = run.job_failed(run.next_job(), worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1,
+                         now=T2, duration_ms=0.0)  # fmt: skip
+    assert out.finished
+    assert run.status is RunStatus.FAILED
+
+
+def test_job_lost_redispatches_the_same_step_with_the_next_attempt():
+    run, _ = new_run()
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    out = run.job_lost(job, worker_id="w1", reason="heartbeat timeout", started_at=T1, now=T2)
+    (step,) = steps(out)
+    assert step.status == "lost"
+    assert (step.step, step.node, step.attempt) == (1, "a", 1)
+    assert step.error == {"type": "WorkerLost", "message": "heartbeat timeout"}
+    assert event_names(out) == ["node_lost"]
+    assert events(out)[0].level == "warning"
+    assert events(out)[0].fields["reason"] == "heartbeat timeout"
+    assert out.dispatch == JobSpec("run-1", "linear", "a", 1, 2)
+    assert out.finished is False
+    assert run.status is RunStatus.RUNNING
+    assert snapshots(out)[0].step_count == 0
+
+    retry = out.dispatch
+    sent = run.job_sent(retry, "w2", T3)
+    assert events(sent)[0].fields == {"step": 1, "attempt": 2}
+    again = run.job_lost(retry, worker_id="w2", reason="gone", started_at=T3, now=T4)
+    assert again.dispatch == JobSpec("run-1", "linear", "a", 1, 3)
+
+    third = again.dispatch
+    run.job_sent(third, "w3", T5)
+    out = done(run, third, now=T6)
+    assert steps(out)[0].attempt == 3
+    # the attempt counter starts over for the next node
+    assert out.dispatch == JobSpec("run-1", "linear", "b", 2, 1)
+
+
+def test_state_is_replaced_not_mutated():
+    initial = {"keep": 1, "change": "old", "drop": [1]}
+    run, created = new_run(state=initial)
+    job = run.next_job()
+    before = run.job_sent(job, "w1", T1)
+    old_snapshot = snapshots(before)[0]
+    old_state = run.state
+
+    out = done(run, job, delta={"change": "new", "added": True}, removed=["drop"])
+
+    assert old_snapshot.state == {"keep": 1, "change": "old", "drop": [1]}
+    assert snapshots(created)[0].state == {"keep": 1, "change": "old", "drop": [1]}
+    assert initial == {"keep": 1, "change": "old", "drop": [1]}
+    assert run.state is not old_state
+    assert run.state == {"keep": 1, "change": "new", "added": True}
+    assert "drop" not in snapshots(out)[0].state
+    assert steps(out)[0].removed == ["drop"]
+    assert events(out)[0].fields["removed_keys"] == ["drop"]
+    assert events(out)[0].fields["updated_keys"] == ["added", "change"]
+
+
+def test_removed_and_redelivered_key_keeps_the_delta_value():
+    run, _ = new_run(state={"k": 1})
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    done(run, job, delta={"k": 2}, removed=["k"])
+    assert run.state == {"k": 2}
+
+
+def test_node_log_is_an_event_only():
+    run, _ = new_run()
+    out = run.node_log(node="a", worker_id="w1", level="warning", event="hi", fields={"n": 1}, now=T1)
+    assert [type(r) for r in out.records] == [EventRecord]
+    (ev,) = out.records
+    assert ev.event == "node_log" and ev.seq == 2 and ev.level == "warning"
+    assert ev.fields == {"message": "hi", "n": 1}
+    assert out.dispatch is None and not out.finished
+
+
+def test_restored_run_continues_the_event_sequence():
+    run, created = new_run()
+    record = snapshots(created)[0]
+    restored = Run(graph=linear_graph(), graph_version=3, record=record, last_seq=41)
+    out = restored.job_sent(restored.next_job(), "w1", T1)
+    assert [e.seq for e in events(out)] == [42, 43]
+    assert restored.status is RunStatus.RUNNING
+
+
+# -- illegal transitions -------------------------------------------------------------
+
+
+def test_job_done_after_completion_is_an_illegal_transition():
+    run, _ = new_run(routed_graph())
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    assert done(run, job, route="done").finished
+    with pytest.raises(IllegalTransition, match="is completed: job_done is not allowed"):
+        done(run, job, route="done", now=T3)
+    assert run.status is RunStatus.COMPLETED
+
+
+def test_job_failed_after_completion_is_an_illegal_transition():
+    run, _ = new_run(routed_graph())
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    done(run, job, route="done")
+    with pytest.raises(IllegalTransition, match="is completed: job_failed is not allowed"):
+        run.job_failed(job, worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1, now=T3,
+                       duration_ms=0.0)  # fmt: skip
+    assert run.status is RunStatus.COMPLETED
+
+
+def test_job_done_after_failure_is_an_illegal_transition():
+    run, _ = new_run()
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    run.job_failed(job, worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1, now=T2, duration_ms=0.0)
+    run2_job = JobSpec("run-1", "linear", "b", 2, 1)
+    with pytest.raises(IllegalTransition, match="is failed: job_done is not allowed"):
+        done(run, run2_job, now=T3)
+    assert run.status is RunStatus.FAILED
+
+
+def test_transitions_table():
+    assert set(TRANSITIONS) == set(RunStatus)
+    for status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED):
+        assert TRANSITIONS[status] == frozenset()
+    assert FINISHED == {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+    assert RunStatus.RUNNING in TRANSITIONS[RunStatus.QUEUED]
+    assert RunStatus.COMPLETED not in TRANSITIONS[RunStatus.QUEUED]
+    assert RunStatus.QUEUED not in TRANSITIONS[RunStatus.RUNNING]
+    for status, targets in TRANSITIONS.items():
+        assert status not in targets
+
+
+def test_move_enforces_the_table():
+    run, _ = new_run()
+    with pytest.raises(IllegalTransition, match="queued -> completed"):
+        run._move(RunStatus.COMPLETED, T1)
+    assert run.status is RunStatus.QUEUED
+    run._move(RunStatus.CANCELLED, T1)
+    for status in RunStatus:
+        with pytest.raises(IllegalTransition):
+            run._move(status, T2)
+    assert run.status is RunStatus.CANCELLED
+    assert run.next_job() is None
+
+
+def test_late_job_done_for_a_finished_run_is_rejected():
+    run, _ = new_run()  # a -> b -> END
+    job1 = run.next_job()
+    run.job_sent(job1, "w1", T1)
+    job2 = done(run, job1, delta={"y": 1}).dispatch
+    run.job_sent(job2, "w1", T3)
+    assert done(run, job2, now=T4).finished
+    with pytest.raises(IllegalTransition):
+        done(run, job1, delta={"y": "stale"}, now=T5)
