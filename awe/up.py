@@ -17,11 +17,10 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 import urllib.request
 from dataclasses import dataclass, field
 
-from awe.graph import GraphLoadError, load_graphs
+from awe.graph import load_graphs_or_exit
 
 STOP_GRACE_SECONDS = 15.0
 """How long a child may take to stop after SIGTERM; longer than a worker's drain timeout."""
@@ -58,12 +57,7 @@ def _common_flags(args: argparse.Namespace) -> list[str]:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    try:
-        load_graphs(args.graphs)
-    except GraphLoadError as exc:
-        traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
-        print(f"awe: {exc}", file=sys.stderr)
-        return 2
+    load_graphs_or_exit(args.graphs)  # a broken module fails here, before any process starts
 
     python = [sys.executable, "-m", "awe"]
     coordinator = Child("coordinator", [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 
 import structlog
 import zmq
@@ -12,7 +11,7 @@ from aiohttp import web
 
 from awe import logs
 from awe.coordinator.service import Coordinator
-from awe.graph import GraphLoadError, load_graphs
+from awe.graph import load_graphs_or_exit
 from awe.http import create_app
 from awe.store import Store
 
@@ -23,12 +22,7 @@ READY_LINE = "awe coordinator ready"
 def run_coordinator(args: argparse.Namespace) -> int:
     logs.configure("coordinator", args.log_dir, level=args.log_level)
     log = structlog.get_logger("awe.coordinator")
-    try:
-        graphs = load_graphs(args.graphs)
-    except GraphLoadError as exc:
-        traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
-        print(f"awe: {exc}", file=sys.stderr)
-        return 2
+    graphs = load_graphs_or_exit(args.graphs)
     coordinator = Coordinator(
         graphs=graphs,
         store=Store(args.db),

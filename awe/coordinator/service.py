@@ -20,7 +20,7 @@ from awe.coordinator.dispatcher import Dispatcher
 from awe.coordinator.errors import RequestError, ShuttingDown, UnknownGraph, UnknownRun
 from awe.coordinator.events import EventBus, Subscription
 from awe.coordinator.run_machine import Instructions, JobSpec, Run, RunStatus
-from awe.coordinator.worker_pool import WorkerInfo, WorkerPool
+from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
 from awe.graph import CompiledGraph
 from awe.store import EventRecord, RunRecord, StepRecord, Store, utcnow
 from awe.transport import Message, RouterEndpoint
@@ -257,12 +257,19 @@ class Coordinator:
     def _on_goodbye(self, worker: WorkerInfo, msg: Goodbye) -> None:
         self.dispatcher.on_goodbye(worker, msg)  # type: ignore[union-attr]
 
-    def _on_job_done(self, worker: WorkerInfo, msg: JobDone) -> None:
-        assignment = self.dispatcher.finish(worker, msg.job_id)  # type: ignore[union-attr]
-        run = self.runs.get(msg.run_id)
+    def _claim(self, worker: WorkerInfo, job_id: str, run_id: str) -> tuple[Run, Assignment] | None:
+        """The run and assignment a result answers; None (logged) for a result nobody waits for."""
+        assignment = self.dispatcher.finish(worker, job_id)  # type: ignore[union-attr]
+        run = self.runs.get(run_id)
         if assignment is None or run is None or run.in_flight != assignment.job:
-            log.warning("stale_result_ignored", run_id=msg.run_id, job_id=msg.job_id, worker=worker.worker_id)
+            log.warning("stale_result_ignored", run_id=run_id, job_id=job_id, worker=worker.worker_id)
+            return None
+        return run, assignment
+
+    def _on_job_done(self, worker: WorkerInfo, msg: JobDone) -> None:
+        if (claimed := self._claim(worker, msg.job_id, msg.run_id)) is None:
             return
+        run, assignment = claimed
         out = run.job_done(
             assignment.job, worker_id=worker.worker_id, delta=msg.delta, removed=msg.removed, route=msg.route,
             started_at=assignment.started_at, now=utcnow(), duration_ms=msg.duration_ms,
@@ -272,11 +279,9 @@ class Coordinator:
             log.info("run_finished", run_id=run.run_id, status=run.status.value, steps=run.step_count)
 
     def _on_job_failed(self, worker: WorkerInfo, msg: JobFailed) -> None:
-        assignment = self.dispatcher.finish(worker, msg.job_id)  # type: ignore[union-attr]
-        run = self.runs.get(msg.run_id)
-        if assignment is None or run is None or run.in_flight != assignment.job:
-            log.warning("stale_result_ignored", run_id=msg.run_id, job_id=msg.job_id, worker=worker.worker_id)
+        if (claimed := self._claim(worker, msg.job_id, msg.run_id)) is None:
             return
+        run, assignment = claimed
         out = run.job_failed(
             assignment.job, worker_id=worker.worker_id, error=msg.error, started_at=assignment.started_at,
             now=utcnow(), duration_ms=msg.duration_ms,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Iterable
 
 from awe.graph.builder import Graph
@@ -58,3 +59,13 @@ def load_graphs(modules: Iterable[str] = (), *, search_path: str | None = None) 
             graphs[compiled.name] = compiled
             origin[compiled.name] = module_name
     return graphs
+
+
+def load_graphs_or_exit(modules: Iterable[str]) -> dict[str, CompiledGraph]:
+    """For the command line: a graph module that fails stops the start, with its traceback."""
+    try:
+        return load_graphs(modules)
+    except GraphLoadError as exc:
+        traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
+        print(f"awe: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

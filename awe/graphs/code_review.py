@@ -157,10 +157,14 @@ def quality_gate(state: dict[str, Any]) -> str:
     """Route to ``"done"`` when the review is good enough or cannot improve, else ``"refactor"``.
 
     It stops on a syntax error (nothing can be refactored), when the score
-    reaches ``quality_threshold``, or when ``max_iterations`` passes have run,
-    which is what bounds the refactor loop.
+    reaches ``quality_threshold``, when the last refactor pass found nothing
+    it could fix (another pass would review the same code), or when
+    ``max_iterations`` passes have run.
     """
     if state.get("syntax_error"):
+        return "done"
+    passes = state.get("refactorings") or []
+    if passes and not passes[-1].get("changes"):
         return "done"
     if state.get("quality_score", 0) >= _setting(state, "quality_threshold", DEFAULT_QUALITY_THRESHOLD):
         return "done"

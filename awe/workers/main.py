@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-import traceback
 
 from awe import logs
-from awe.graph import GraphLoadError, load_graphs
+from awe.graph import load_graphs_or_exit
 from awe.workers.worker import Worker, default_worker_id
 
 READY_LINE = "awe worker started"
@@ -17,12 +15,7 @@ READY_LINE = "awe worker started"
 def run_worker(args: argparse.Namespace) -> int:
     worker_id = args.worker_id or default_worker_id()
     logs.configure(f"worker-{worker_id}", args.log_dir, level=args.log_level)
-    try:
-        graphs = load_graphs(args.graphs)
-    except GraphLoadError as exc:
-        traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
-        print(f"awe: {exc}", file=sys.stderr)
-        return 2
+    graphs = load_graphs_or_exit(args.graphs)
     worker = Worker(
         connect=args.connect, graphs=graphs, worker_id=worker_id, capacity=args.capacity,
         heartbeat_interval=args.heartbeat_interval,

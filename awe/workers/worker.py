@@ -152,7 +152,7 @@ class Worker:
         self.running[job.job_id] = asyncio.create_task(self._run_job(job), name=f"job-{job.job_id}")
 
     async def _run_job(self, job: Job) -> None:
-        bound = log.bind(run_id=job.run_id, node=job.node, step=job.step, attempt=job.attempt)
+        bound = log.bind(run_id=job.run_id, node=job.node, worker=self.worker_id, step=job.step, attempt=job.attempt)
         try:
             graph = self.graphs.get(job.graph_id)
             if graph is None:
