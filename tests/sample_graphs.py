@@ -86,3 +86,53 @@ chatty.add_node("finish", chatty_done)
 chatty.add_edge("work", "finish")
 chatty.add_edge("finish", END)
 chatty.set_entry_point("work")
+
+
+# -- retries: flaky nodes with a retry policy -----------------------------------------------
+
+from awe import RetryPolicy  # noqa: E402
+
+FAST_RETRY = RetryPolicy(max_attempts=3, backoff=0.05, jitter=False)
+
+
+def flaky_call(state, ctx):
+    """Fails on its first ``fail_times`` attempts with a retryable error, then succeeds."""
+    if ctx.attempt <= state.get("fail_times", 2):
+        raise ConnectionError(f"upstream unavailable (attempt {ctx.attempt})")
+    return {"answer": 42, "succeeded_on": ctx.attempt}
+
+
+def wrong_input(state):
+    raise KeyError("missing_field")  # a programming error: never retried
+
+
+retrying = Graph("retrying")
+retrying.add_node("call", flaky_call, retry=FAST_RETRY)
+retrying.add_edge("call", END)
+retrying.set_entry_point("call")
+
+not_retried = Graph("not_retried")
+not_retried.add_node("parse", wrong_input, retry=FAST_RETRY)
+not_retried.add_edge("parse", END)
+not_retried.set_entry_point("parse")
+
+
+# -- slow: one long async node, to cancel or to kill its worker under ------------------------
+
+
+async def slow_node(state, ctx):
+    ctx.log.info("slow_started", worker=ctx.worker_id, attempt=ctx.attempt)
+    await asyncio.sleep(state.get("seconds", 30))
+    return {"slept": state.get("seconds", 30), "finished_by": ctx.worker_id}
+
+
+def after_slow(state):
+    return {"after": True}
+
+
+slow = Graph("slow")
+slow.add_node("sleep", slow_node)
+slow.add_node("after", after_slow)
+slow.add_edge("sleep", "after")
+slow.add_edge("after", END)
+slow.set_entry_point("sleep")

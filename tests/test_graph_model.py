@@ -380,9 +380,10 @@ def test_describe_lists_the_topology():
     d = loop_graph().compile().describe()
     assert d["graph_id"] == "loop"
     assert d["entry_point"] == "a"
+    no_retry = {"max_attempts": 1, "backoff": 0.5, "factor": 2.0, "max_backoff": 30.0, "jitter": True, "retry_on": ["Exception"]}
     assert d["nodes"] == [
-        {"name": "a", "async": False, "takes_context": False},
-        {"name": "b", "async": False, "takes_context": False},
+        {"name": "a", "async": False, "takes_context": False, "retry": no_retry},
+        {"name": "b", "async": False, "takes_context": False, "retry": no_retry},
     ]
     assert d["edges"] == [{"source": "a", "target": "b"}]
     assert d["conditional_edges"] == [

@@ -17,6 +17,7 @@ from awe.transport.messages import (
     Job,
     JobDone,
     JobFailed,
+    CancelJob,
     Message,
     NodeLog,
     ProtocolError,
@@ -34,13 +35,14 @@ SAMPLES: list[Message] = [
     ),  # fmt: skip
     JobFailed(
         job_id="r:1:a:1", run_id="r", error={"type": "ValueError", "message": "bad", "traceback": "Traceback..."},
-        duration_ms=3.0,
+        duration_ms=3.0, retryable=True,
     ),  # fmt: skip
     NodeLog(job_id="r:1:a:1", run_id="r", node="a", level="info", event="hello", fields={"k": [1, 2]}),
     Goodbye(worker_id="w-1", returned=["j3"]),
     Welcome(coordinator_id="c-1", heartbeat_interval=2.5),
     Job(job_id="r:1:a:1", run_id="r", graph_id="g", node="a", step=1, attempt=2, state={"raw_code": "x = 1"}),
     Rejoin(coordinator_id="c-1"),
+    CancelJob(job_id="r:1:a:1"),
 ]
 
 

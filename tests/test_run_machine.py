@@ -213,11 +213,15 @@ def test_job_failed_fails_the_run():
     assert event_names(out) == ["node_failed", "run_failed"]
     node_failed, run_failed = events(out)
     assert node_failed.level == "error"
-    assert node_failed.fields == {"step": 1, "attempt": 1, "error_type": "ValueError", "message": "bad input"}
+    assert node_failed.fields == {
+        "step": 1, "attempt": 1, "error_type": "ValueError", "message": "bad input", "will_retry": False,
+    }  # fmt: skip
     assert run_failed.node == "a"
     assert out.finished is True and out.dispatch is None
     assert run.status is RunStatus.FAILED
-    assert run.error == {"node": "a", "type": "ValueError", "message": "bad input", "traceback": "Traceback ..."}
+    assert run.error == {
+        "node": "a", "type": "ValueError", "message": "bad input", "traceback": "Traceback ...", "attempts": 1,
+    }  # fmt: skip
     snap = snapshots(out)[-1]
     assert snap.status == "failed"
     assert snap.error == run.error
@@ -383,3 +387,84 @@ def test_late_job_done_for_a_finished_run_is_rejected():
     assert done(run, job2, now=T4).finished
     with pytest.raises(IllegalTransition):
         done(run, job1, delta={"y": "stale"}, now=T5)
+
+
+# -- retries, cancel, step limit -------------------------------------------------------------
+
+from awe.graph import RetryPolicy  # noqa: E402
+
+
+def retry_graph(policy: RetryPolicy) -> CompiledGraph:
+    g = Graph("retry")
+    g.add_node("a", lambda s: None, retry=policy)
+    g.add_edge("a", END)
+    return g.set_entry_point("a").compile()
+
+
+def test_a_retryable_failure_redispatches_the_same_step_after_the_backoff():
+    policy = RetryPolicy(max_attempts=3, backoff=0.25, factor=2.0, jitter=False)
+    run, _ = new_run(retry_graph(policy))
+    error = {"type": "ConnectionError", "message": "down"}
+    for attempt, delay in ((1, 0.25), (2, 0.5)):
+        job = run.next_job()
+        assert job.attempt == attempt and job.step == 1
+        run.job_sent(job, "w1", T1)
+        out = run.job_failed(job, worker_id="w1", error=error, started_at=T1, now=T2, duration_ms=1.0, retryable=True)
+        assert event_names(out) == ["node_failed", "node_retrying"]
+        assert out.dispatch == JobSpec("run-1", "retry", "a", 1, attempt + 1)
+        assert out.dispatch_delay == delay and not out.finished
+        assert steps(out)[0].attempt == attempt and steps(out)[0].status == "failed"
+        assert [r for r in out.records if isinstance(r, RunRecord)][-1].next_attempt == attempt + 1
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    out = run.job_failed(job, worker_id="w1", error=error, started_at=T1, now=T2, duration_ms=1.0, retryable=True)
+    assert out.finished and run.status is RunStatus.FAILED and run.error["attempts"] == 3
+    assert event_names(out) == ["node_failed", "run_failed"]
+
+
+def test_a_non_retryable_failure_fails_at_once_even_with_a_policy():
+    run, _ = new_run(retry_graph(RetryPolicy(max_attempts=5)))
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    out = run.job_failed(job, worker_id="w1", error={"type": "KeyError", "message": "k"}, started_at=T1, now=T2,
+                         duration_ms=1.0, retryable=False)  # fmt: skip
+    assert out.finished and run.status is RunStatus.FAILED
+
+
+def test_retry_policy_classifies_and_spaces_out_attempts():
+    import random
+
+    policy = RetryPolicy(max_attempts=4, backoff=1.0, factor=3.0, max_backoff=5.0)
+    assert policy.retries(ConnectionError()) and policy.retries(TimeoutError())
+    assert not policy.retries(ValueError()) and not policy.retries(KeyError()) and not policy.retries(TypeError())
+    delays = [policy.delay(n, random.Random(1)) for n in (1, 2, 3)]
+    assert 0.5 <= delays[0] < 1.5 and 1.5 <= delays[1] < 4.5 and 2.5 <= delays[2] < 7.5  # capped at 5 before jitter
+    assert RetryPolicy(jitter=False, backoff=2, factor=2).delay(3) == 8
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
+def test_cancel_finishes_the_run_and_names_the_job_to_stop():
+    run, _ = new_run()
+    job = run.next_job()
+    run.job_sent(job, "w1", T1)
+    out = run.cancel(T2)
+    assert out.cancel == job and out.finished and out.dispatch is None
+    assert run.status is RunStatus.CANCELLED and run.next_job() is None
+    assert event_names(out) == ["run_cancelled"]
+    with pytest.raises(IllegalTransition):
+        run.cancel(T2)
+
+
+def test_the_step_limit_fails_a_run_that_would_go_on():
+    g = Graph("loop").add_node("a", lambda s: None)
+    g.add_conditional_edge("a", lambda s: "again", {"again": "a", "done": END})
+    run, _ = Run.create(run_id="r", graph=g.set_entry_point("a").compile(), graph_version=1, state={},
+                        options={"max_steps": 3}, now=T0)  # fmt: skip
+    for _ in range(3):
+        job = run.next_job()
+        run.job_sent(job, "w1", T1)
+        out = run.job_done(job, worker_id="w1", delta={}, removed=[], route="again", started_at=T1, now=T2, duration_ms=1)
+    assert out.finished and run.status is RunStatus.FAILED
+    assert run.error["type"] == "StepLimitExceeded" and "step limit of 3 steps" in run.error["message"]
+    assert run.step_count == 3

@@ -19,7 +19,7 @@ from awe.coordinator.run_machine import JobSpec
 from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
 from awe.store import utcnow
 from awe.transport import PeerGone, RouterEndpoint
-from awe.transport.messages import Goodbye, Heartbeat, Hello, Job, Welcome
+from awe.transport.messages import CancelJob, Goodbye, Heartbeat, Hello, Job, Welcome
 
 log = structlog.get_logger("awe.coordinator.dispatcher")
 
@@ -110,6 +110,13 @@ class Dispatcher:
             self.drop_worker(worker, reason="unreachable")
             return
         self.owner.job_sent(job, worker)
+
+    def cancel(self, job: JobSpec) -> None:
+        """Ask the worker running ``job`` to stop it; its slot frees when the worker answers."""
+        for worker in self.pool:
+            if job.job_id in worker.running:
+                asyncio.get_running_loop().create_task(self._send(worker, CancelJob(job.job_id)))
+                return
 
     # -- workers -------------------------------------------------------------------
 

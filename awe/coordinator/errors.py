@@ -18,3 +18,10 @@ class UnknownRun(LookupError):
 class ShuttingDown(RuntimeError):
     def __init__(self) -> None:
         super().__init__("the coordinator is shutting down and accepts no new runs")
+
+
+class RunFinished(RuntimeError):
+    """The run has already finished, so it cannot be changed (cancelled, for instance)."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"run {run_id!r} is already {status}")

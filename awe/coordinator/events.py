@@ -23,6 +23,8 @@ class RunEvent(StrEnum):
     NODE_LOG = "node_log"
     NODE_COMPLETED = "node_completed"
     NODE_FAILED = "node_failed"
+    NODE_RETRYING = "node_retrying"
+    """The node failed with an error its retry policy accepts; it runs again after a back-off."""
     NODE_LOST = "node_lost"
     """The worker running the node vanished; the node is sent again."""
     RUN_COMPLETED = "run_completed"

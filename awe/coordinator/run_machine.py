@@ -11,6 +11,7 @@ through :data:`TRANSITIONS`.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -40,6 +41,9 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 
 FINISHED = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
+DEFAULT_MAX_STEPS = 100
+"""Node executions a run may take before it fails; a run request may set its own ``max_steps``."""
+
 
 class IllegalTransition(RuntimeError):
     pass
@@ -66,6 +70,10 @@ class Instructions:
 
     records: list[Any] = field(default_factory=list)
     dispatch: JobSpec | None = None
+    dispatch_delay: float = 0.0
+    """Seconds to wait (after the commit) before dispatching: a retry's back-off."""
+    cancel: JobSpec | None = None
+    """A job in flight that its worker should stop."""
     finished: bool = False
 
 
@@ -77,6 +85,7 @@ class Run:
         graph_version: int,
         record: RunRecord,
         last_seq: int = 0,
+        rng: random.Random | None = None,
     ) -> None:
         self.graph = graph
         self.graph_version = graph_version
@@ -94,7 +103,8 @@ class Run:
         self.updated_at = record.updated_at
         self.seq = last_seq
         self.in_flight: JobSpec | None = None
-        self.attempt = 1
+        self.attempt = record.next_attempt
+        self.rng = rng or random.Random()
 
     @classmethod
     def create(
@@ -131,7 +141,7 @@ class Run:
             status=self.status.value, state=self.state, step_count=self.step_count,
             current_node=self.current_node, next_node=self.next_node, error=self.error,
             options=self.options, created_at=self.created_at, updated_at=self.updated_at,
-            started_at=self.started_at, finished_at=self.finished_at,
+            started_at=self.started_at, finished_at=self.finished_at, next_attempt=self.attempt,
         )  # fmt: skip
 
     # -- facts -------------------------------------------------------------------
@@ -190,15 +200,25 @@ class Run:
             out.records.append(self.snapshot())
             out.finished = True
             return out
+        if self.step_count >= self.max_steps:
+            return self._fail(out, now, node=job.node, error={
+                "type": "StepLimitExceeded",
+                "message": f"the run reached its step limit of {self.max_steps} steps without finishing "
+                           f"(next node {following!r}); set max_steps in the run request to allow more",
+            })  # fmt: skip
         self.next_node = following
         self.current_node = following
         out.records.append(self.snapshot())
         out.dispatch = self.next_job()
         return out
 
+    @property
+    def max_steps(self) -> int:
+        return int(self.options.get("max_steps", DEFAULT_MAX_STEPS))
+
     def job_failed(
         self, job: JobSpec, *, worker_id: str, error: dict[str, Any], started_at: str, now: str,
-        duration_ms: float,
+        duration_ms: float, retryable: bool = False,
     ) -> Instructions:  # fmt: skip
         self._require_active("job_failed")
         self.in_flight = None
@@ -207,12 +227,27 @@ class Run:
             worker_id=worker_id, started_at=started_at, finished_at=now, duration_ms=duration_ms, error=error,
         )  # fmt: skip
         out = Instructions(records=[step])
+        policy = self.graph.nodes[job.node].retry
+        will_retry = retryable and job.attempt < policy.max_attempts
         out.records.append(
-            self._event(now, RunEvent.NODE_FAILED, node=job.node, worker=worker_id, level="error",
+            self._event(now, RunEvent.NODE_FAILED, node=job.node, worker=worker_id,
+                        level="warning" if will_retry else "error",
                         fields={"step": job.step, "attempt": job.attempt, "error_type": error.get("type"),
-                                "message": error.get("message")})
+                                "message": error.get("message"), "will_retry": will_retry})
         )  # fmt: skip
-        return self._fail(out, now, node=job.node, error=error)
+        if not will_retry:
+            return self._fail(out, now, node=job.node, error={**error, "attempts": job.attempt})
+        delay = policy.delay(job.attempt, self.rng)
+        self.attempt = job.attempt + 1
+        out.records.append(
+            self._event(now, RunEvent.NODE_RETRYING, node=job.node, level="warning",
+                        fields={"step": job.step, "attempt": self.attempt, "delay_s": round(delay, 3),
+                                "max_attempts": policy.max_attempts})
+        )  # fmt: skip
+        out.records.append(self.snapshot())
+        out.dispatch = self.next_job()
+        out.dispatch_delay = delay
+        return out
 
     def job_lost(self, job: JobSpec, *, worker_id: str, reason: str, started_at: str, now: str) -> Instructions:
         """The worker running ``job`` is gone: record the lost attempt and send the node again."""
@@ -231,6 +266,19 @@ class Run:
         )  # fmt: skip
         out.records.append(self.snapshot())
         out.dispatch = self.next_job()
+        return out
+
+    def cancel(self, now: str, *, reason: str = "cancelled by request") -> Instructions:
+        """End the run now; its job in flight (if any) is to be stopped on its worker."""
+        self._require_active("cancel")
+        out = Instructions(cancel=self.in_flight)
+        self.in_flight = None
+        self.next_node = None
+        self._move(RunStatus.CANCELLED, now)
+        self.finished_at = now
+        out.records.append(self._event(now, RunEvent.RUN_CANCELLED, node=self.current_node, fields={"reason": reason}))
+        out.records.append(self.snapshot())
+        out.finished = True
         return out
 
     def node_log(self, *, node: str, worker_id: str, level: str, event: str, fields: dict[str, Any], now: str) -> Instructions:

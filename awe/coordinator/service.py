@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 
 from awe.coordinator.dispatcher import Dispatcher
-from awe.coordinator.errors import RequestError, ShuttingDown, UnknownGraph, UnknownRun
+from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
 from awe.coordinator.events import EventBus, Subscription
 from awe.coordinator.run_machine import Instructions, JobSpec, Run, RunStatus
+from awe.coordinator.run_machine import DEFAULT_MAX_STEPS
 from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
 from awe.graph import CompiledGraph
 from awe.store import EventRecord, RunRecord, StepRecord, Store, utcnow
@@ -108,7 +109,7 @@ class Coordinator:
     # -- the API the HTTP layer uses ----------------------------------------------------
 
     async def submit_run(
-        self, graph_id: Any, initial_state: Any, *, run_id: Any = None
+        self, graph_id: Any, initial_state: Any, *, run_id: Any = None, max_steps: Any = None
     ) -> tuple[RunRecord, bool]:
         """Start a run; returns its record and whether it was created (False: that run_id exists)."""
         if not self._accepting:
@@ -120,6 +121,10 @@ class Coordinator:
             raise UnknownGraph(graph_id)
         if not isinstance(initial_state, dict):
             raise RequestError("'initial_state' must be a JSON object")
+        if max_steps is None:
+            max_steps = DEFAULT_MAX_STEPS
+        elif not isinstance(max_steps, int) or isinstance(max_steps, bool) or not 1 <= max_steps <= 1_000_000:
+            raise RequestError("'max_steps' must be a whole number from 1 to 1000000")
         if run_id is None:
             run_id = uuid.uuid4().hex
         elif not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
@@ -132,7 +137,7 @@ class Coordinator:
                 return existing, False
         run, out = Run.create(
             run_id=run_id, graph=graph, graph_version=self.graph_versions[graph_id],
-            state=initial_state, options={}, now=utcnow(),
+            state=initial_state, options={"max_steps": max_steps}, now=utcnow(),
         )  # fmt: skip
         self.runs[run_id] = run
         out.dispatch = run.next_job()
@@ -145,6 +150,18 @@ class Coordinator:
     async def _existing_run(self, run_id: str) -> RunRecord | None:
         active = self.runs.get(run_id)
         return active.snapshot() if active is not None else await self.store.get_run(run_id)
+
+    async def cancel_run(self, run_id: str) -> RunRecord:
+        """Cancel an unfinished run; its state stays readable. Returns the run once the cancel is durable."""
+        run = self.runs.get(run_id)
+        if run is None:
+            record = await self.get_run(run_id)
+            raise RunFinished(run_id, record.status)
+        committed = asyncio.get_running_loop().create_future()
+        self._apply(run, run.cancel(utcnow()), then=lambda: committed.done() or committed.set_result(None))
+        await committed
+        log.info("run_cancelled", run_id=run_id)
+        return run.snapshot()
 
     async def get_run(self, run_id: str) -> RunRecord:
         record = await self.store.get_run(run_id)
@@ -194,12 +211,19 @@ class Coordinator:
         if out.finished:
             self.runs.pop(run.run_id, None)
         events = [r for r in out.records if isinstance(r, EventRecord)]
-        job = out.dispatch
+        job, delay, cancel = out.dispatch, out.dispatch_delay, out.cancel
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
 
         def after_commit() -> None:
             self.bus.publish(events)
             if job is not None:
-                self.dispatcher.submit(job)  # type: ignore[union-attr]
+                if delay > 0:
+                    asyncio.get_running_loop().call_later(delay, dispatcher.submit, job)
+                else:
+                    dispatcher.submit(job)
+            if cancel is not None:
+                dispatcher.cancel(cancel)
             if then is not None:
                 then()
 
@@ -284,11 +308,12 @@ class Coordinator:
         run, assignment = claimed
         out = run.job_failed(
             assignment.job, worker_id=worker.worker_id, error=msg.error, started_at=assignment.started_at,
-            now=utcnow(), duration_ms=msg.duration_ms,
+            now=utcnow(), duration_ms=msg.duration_ms, retryable=msg.retryable,
         )  # fmt: skip
         self._apply(run, out)
-        log.info("run_finished", run_id=run.run_id, status=run.status.value, node=assignment.job.node,
-                 error=msg.error.get("message"))  # fmt: skip
+        if out.finished:
+            log.info("run_finished", run_id=run.run_id, status=run.status.value, node=assignment.job.node,
+                     error=msg.error.get("message"))  # fmt: skip
 
     def _on_node_log(self, worker: WorkerInfo, msg: NodeLog) -> None:
         run = self.runs.get(msg.run_id)

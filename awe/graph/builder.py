@@ -13,6 +13,7 @@ from typing import Any
 
 from awe.graph.compiled import END, CompiledGraph, ConditionalEdge, NodeSpec
 from awe.graph.errors import GraphError
+from awe.graph.policy import RetryPolicy
 
 __all__ = ["Graph", "END"]
 
@@ -29,15 +30,18 @@ class Graph:
         self._conditional: list[ConditionalEdge] = []
         self._entry: str | None = None
 
-    def add_node(self, name: str, fn: Callable[..., Any]) -> Graph:
-        """Add a node: a function of ``(state)`` or ``(state, ctx)``, sync or async."""
+    def add_node(self, name: str, fn: Callable[..., Any], *, retry: RetryPolicy | None = None) -> Graph:
+        """Add a node: a function of ``(state)`` or ``(state, ctx)``, sync or async.
+
+        ``retry`` says how a failing node is tried again; without it, the first failure fails the run.
+        """
         if not isinstance(name, str) or not name:
             raise GraphError(f"graph {self.name!r}: a node needs a non-empty string name")
         if name == END:
             raise GraphError(f"graph {self.name!r}: {END!r} is reserved for the end of the graph")
         if name in self._nodes:
             raise GraphError(f"graph {self.name!r}: node {name!r} is added twice")
-        self._nodes[name] = NodeSpec.from_function(self.name, name, fn)
+        self._nodes[name] = NodeSpec.from_function(self.name, name, fn, retry=retry)
         return self
 
     def add_edge(self, source: str, target: str) -> Graph:

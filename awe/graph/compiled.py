@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awe.graph.errors import GraphError
+from awe.graph.policy import NO_RETRY, RetryPolicy
 
 END = "__end__"
 """The pseudo-node that finishes a run."""
@@ -29,9 +30,14 @@ class NodeSpec:
     fn: Callable[..., Any]
     is_async: bool
     takes_context: bool
+    retry: RetryPolicy = NO_RETRY
 
     @classmethod
-    def from_function(cls, graph: str, name: str, fn: Callable[..., Any]) -> NodeSpec:
+    def from_function(
+        cls, graph: str, name: str, fn: Callable[..., Any], *, retry: RetryPolicy | None = None
+    ) -> NodeSpec:
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise GraphError(f"graph {graph!r}: the retry of node {name!r} must be a RetryPolicy")
         if not callable(fn):
             raise GraphError(f"graph {graph!r}: node {name!r} is not callable")
         try:
@@ -50,7 +56,7 @@ class NodeSpec:
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)
         )
-        return cls(name=name, fn=fn, is_async=is_async, takes_context=len(params) == 2)
+        return cls(name=name, fn=fn, is_async=is_async, takes_context=len(params) == 2, retry=retry or NO_RETRY)
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,7 @@ class CompiledGraph:
             "graph_id": self.name,
             "entry_point": self.entry,
             "nodes": [
-                {"name": n.name, "async": n.is_async, "takes_context": n.takes_context}
+                {"name": n.name, "async": n.is_async, "takes_context": n.takes_context, "retry": n.retry.describe()}
                 for n in self.nodes.values()
             ],
             "edges": [{"source": s, "target": t} for s, t in self.edges.items()],

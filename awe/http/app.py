@@ -29,6 +29,7 @@ def create_app(coordinator: Coordinator) -> web.Application:
     app.router.add_get("/runs", views.list_runs)
     app.router.add_get("/runs/{run_id}", views.run_state)
     app.router.add_get("/runs/{run_id}/steps", views.run_steps)
+    app.router.add_post("/runs/{run_id}/cancel", views.cancel_run)
     app.router.add_get("/workers", views.list_workers)
     app.router.add_get("/healthz", views.health)
     app.router.add_get("/ws/logs/{run_id}", websocket.run_logs)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from awe.coordinator import RequestError, ShuttingDown, UnknownGraph, UnknownRun
+from awe.coordinator import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
 
 log = structlog.get_logger("awe.http")
 
@@ -21,6 +21,7 @@ STATUS_FOR: dict[type[Exception], int] = {
     RequestError: 422,
     UnknownGraph: 404,
     UnknownRun: 404,
+    RunFinished: 409,
     ShuttingDown: 503,
 }
 

@@ -36,15 +36,18 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
     return value
 
 
+RUN_REQUEST_FIELDS = frozenset({"graph_id", "initial_state", "run_id", "max_steps"})
+
+
 async def start_run(request: web.Request) -> web.Response:
     body = await _json_object(request)
-    unknown = set(body) - {"graph_id", "initial_state", "run_id"}
+    unknown = set(body) - RUN_REQUEST_FIELDS
     if unknown:
-        raise RequestError(f"unknown fields {sorted(unknown)}; expected graph_id, initial_state, run_id")
+        raise RequestError(f"unknown fields {sorted(unknown)}; expected {', '.join(sorted(RUN_REQUEST_FIELDS))}")
     if "graph_id" not in body:
         raise RequestError("'graph_id' is required")
     record, created = await request.app[COORDINATOR].submit_run(
-        body["graph_id"], body.get("initial_state", {}), run_id=body.get("run_id")
+        body["graph_id"], body.get("initial_state", {}), run_id=body.get("run_id"), max_steps=body.get("max_steps")
     )
     return web.json_response(
         {"run_id": record.run_id, "status": record.status, "graph_id": record.graph_id, "created": created},
@@ -54,6 +57,11 @@ async def start_run(request: web.Request) -> web.Response:
 
 async def run_state(request: web.Request) -> web.Response:
     record = await request.app[COORDINATOR].get_run(request.match_info["run_id"])
+    return web.json_response(run_view(record))
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    record = await request.app[COORDINATOR].cancel_run(request.match_info["run_id"])
     return web.json_response(run_view(record))
 
 

@@ -34,6 +34,8 @@ class RunRecord:
     updated_at: str
     started_at: str | None = None
     finished_at: str | None = None
+    next_attempt: int = 1
+    """The attempt number ``next_node`` will run as (above 1 after a failure or a lost worker)."""
 
 
 @dataclass(frozen=True)

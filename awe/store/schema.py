@@ -5,7 +5,7 @@ statements that bring a database from each version to the next, so an older
 file is upgraded in place when the coordinator opens it.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CREATE_GRAPHS = """
 CREATE TABLE IF NOT EXISTS graphs (
@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: (CREATE_GRAPHS, CREATE_RUNS, *CREATE_RUNS_INDEXES, CREATE_STEPS, CREATE_EVENTS),
+    1: ("ALTER TABLE runs ADD COLUMN next_attempt INTEGER NOT NULL DEFAULT 1",),
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 
@@ -88,13 +89,13 @@ PRAGMAS = (
 
 UPSERT_RUN = """
 INSERT INTO runs (run_id, graph_id, graph_version, status, state, step_count, current_node,
-                  next_node, error, options, created_at, updated_at, started_at, finished_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  next_node, error, options, created_at, updated_at, started_at, finished_at, next_attempt)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id) DO UPDATE SET
     status = excluded.status, state = excluded.state, step_count = excluded.step_count,
     current_node = excluded.current_node, next_node = excluded.next_node, error = excluded.error,
     updated_at = excluded.updated_at, started_at = excluded.started_at,
-    finished_at = excluded.finished_at"""
+    finished_at = excluded.finished_at, next_attempt = excluded.next_attempt"""
 
 INSERT_STEP = """
 INSERT OR IGNORE INTO steps (run_id, step, node, attempt, status, worker_id, delta, removed, route,

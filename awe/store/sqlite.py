@@ -255,7 +255,7 @@ class Store:
 
 _RUN_COLUMNS = (
     "run_id, graph_id, graph_version, status, state, step_count, current_node, next_node, error,"
-    " options, created_at, updated_at, started_at, finished_at"
+    " options, created_at, updated_at, started_at, finished_at, next_attempt"
 )
 
 
@@ -263,18 +263,18 @@ def _run_row(r: RunRecord) -> tuple[Any, ...]:
     return (
         r.run_id, r.graph_id, r.graph_version, r.status, _dumps(r.state), r.step_count, r.current_node,
         r.next_node, None if r.error is None else _dumps(r.error), _dumps(r.options), r.created_at,
-        r.updated_at, r.started_at, r.finished_at,
+        r.updated_at, r.started_at, r.finished_at, r.next_attempt,
     )  # fmt: skip
 
 
 def _run_from_row(row: Any) -> RunRecord:
     (run_id, graph_id, version, status, state, step_count, current, nxt, error, options,
-     created, updated, started, finished) = row  # fmt: skip
+     created, updated, started, finished, next_attempt) = row  # fmt: skip
     return RunRecord(
         run_id=run_id, graph_id=graph_id, graph_version=version, status=status, state=_loads(state),
         step_count=step_count, current_node=current, next_node=nxt, error=_loads(error),
         options=_loads(options), created_at=created, updated_at=updated, started_at=started,
-        finished_at=finished,
+        finished_at=finished, next_attempt=next_attempt,
     )  # fmt: skip
 
 

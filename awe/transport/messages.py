@@ -86,6 +86,8 @@ class JobFailed(Message):
     run_id: str
     error: dict[str, Any]
     duration_ms: float = 0.0
+    retryable: bool = False
+    """The node's retry policy accepts this exception (the coordinator counts the attempts)."""
 
 
 @dataclass
@@ -137,6 +139,14 @@ class Job(Message):
 
 
 @dataclass
+class CancelJob(Message):
+    """Stop running this job: its run was cancelled. The worker answers with ``JobFailed``."""
+
+    kind: ClassVar[str] = "cancel_job"
+    job_id: str
+
+
+@dataclass
 class Rejoin(Message):
     """The coordinator does not know the sender (it restarted, or dropped it): say ``Hello`` again."""
 
@@ -145,7 +155,7 @@ class Rejoin(Message):
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (Hello, Heartbeat, JobDone, JobFailed, NodeLog, Goodbye, Welcome, Job, Rejoin)
+    cls.kind: cls for cls in (Hello, Heartbeat, JobDone, JobFailed, NodeLog, Goodbye, Welcome, Job, CancelJob, Rejoin)
 }
 
 

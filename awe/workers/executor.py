@@ -105,6 +105,7 @@ async def run_job(graph: CompiledGraph, job: Job, ctx: Context, threads: Executo
         return JobFailed(
             job_id=job.job_id, run_id=job.run_id, error=describe_error(exc),
             duration_ms=(time.perf_counter() - started) * 1000,
+            retryable=spec is not None and not isinstance(exc, NodeOutputError) and spec.retry.retries(exc),
         )  # fmt: skip
     return JobDone(
         job_id=job.job_id, run_id=job.run_id, delta=delta, removed=removed, route=route,

@@ -23,7 +23,9 @@ import structlog
 
 from awe.graph import CompiledGraph, Context
 from awe.transport import DealerEndpoint
-from awe.transport.messages import Goodbye, Heartbeat, Hello, Job, JobFailed, Message, NodeLog, Rejoin, Welcome
+from awe.transport.messages import (
+    CancelJob, Goodbye, Heartbeat, Hello, Job, JobFailed, Message, NodeLog, Rejoin, Welcome,
+)  # fmt: skip
 from awe.workers.executor import describe_error, run_job
 from awe.workers.node_logger import NodeLogger
 
@@ -134,6 +136,11 @@ class Worker:
             self._last_heard = time.monotonic()
             if isinstance(message, Job):
                 self._start_job(message)
+            elif isinstance(message, CancelJob):
+                task = self.running.get(message.job_id)
+                if task is not None:
+                    log.info("job_cancel_requested", job_id=message.job_id)
+                    task.cancel()
             elif isinstance(message, Rejoin):
                 log.info("rejoin_requested", coordinator=message.coordinator_id)
                 self._say_hello()
@@ -167,7 +174,15 @@ class Worker:
                     log=NodeLogger(bound, lambda level, event, fields: self._forward_log(job, level, event, fields)),
                 )  # fmt: skip
                 bound.debug("job_started")
-                result = await run_job(graph, job, ctx, self.threads)
+                try:
+                    result = await run_job(graph, job, ctx, self.threads)
+                except asyncio.CancelledError:
+                    if self._stopping.is_set():
+                        raise  # a drain that ran out of time: the Goodbye hands the job back
+                    # Cancelled on request. An async node stops here; a sync node's thread cannot be
+                    # interrupted and finishes in the background, its result discarded.
+                    result = JobFailed(job_id=job.job_id, run_id=job.run_id,
+                                       error={"type": "JobCancelled", "message": "cancelled by the coordinator"})  # fmt: skip
             if isinstance(result, JobFailed):
                 bound.info("job_failed", error=result.error.get("message"), error_type=result.error.get("type"))
             else:
