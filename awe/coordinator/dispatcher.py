@@ -52,6 +52,7 @@ class Dispatcher:
         self.queue: deque[JobSpec] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._tasks = [
@@ -115,7 +116,9 @@ class Dispatcher:
         """Ask the worker running ``job`` to stop it; its slot frees when the worker answers."""
         for worker in self.pool:
             if job.job_id in worker.running:
-                asyncio.get_running_loop().create_task(self._send(worker, CancelJob(job.job_id)))
+                task = asyncio.get_running_loop().create_task(self._send(worker, CancelJob(job.job_id)))
+                self._sending.add(task)  # keep a reference until it is sent
+                task.add_done_callback(self._sending.discard)
                 return
 
     # -- workers -------------------------------------------------------------------
