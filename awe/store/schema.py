@@ -81,7 +81,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     # NORMAL in WAL mode survives any process crash; only an OS crash or power
-    # loss can lose the last commits. Set AWE_DB_SYNCHRONOUS=FULL to trade speed for that.
+    # loss can lose the last commits. Store(synchronous="FULL") trades speed for that.
     "PRAGMA synchronous={synchronous}",
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=OFF",
