@@ -40,14 +40,19 @@ def _get(url: str) -> dict:
         return json.loads(r.read())
 
 
-def test_awe_up_serves_runs_and_stops_every_process_on_sigterm(tmp_path: Path) -> None:
+def _start_awe_up(tmp_path: Path, *flags: str, stdout: int) -> tuple[subprocess.Popen[str], str]:
+    """``awe up`` on free ports with its database and logs in ``tmp_path``, in its own session."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "awe", "up", "--port", str(port), "--bind", f"tcp://127.0.0.1:{free_port()}",
-         "--workers", "3", "--db", str(tmp_path / "up.db"), "--log-dir", str(tmp_path / "logs"), "--graphs", "sample_graphs"],
-        cwd=TESTS_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+         "--db", str(tmp_path / "up.db"), "--log-dir", str(tmp_path / "logs"), *flags],
+        cwd=TESTS_DIR, stdout=stdout, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def test_awe_up_serves_runs_and_stops_every_process_on_sigterm(tmp_path: Path) -> None:
+    proc, url = _start_awe_up(tmp_path, "--workers", "3", "--graphs", "sample_graphs", stdout=subprocess.PIPE)
     children: list[int] = []
     try:
         assert proc.stdout is not None
@@ -89,13 +94,7 @@ def test_awe_up_serves_runs_and_stops_every_process_on_sigterm(tmp_path: Path) -
 
 
 def test_awe_up_replaces_a_worker_that_dies(tmp_path: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "awe", "up", "--port", str(port), "--bind", f"tcp://127.0.0.1:{free_port()}",
-         "--workers", "1", "--db", str(tmp_path / "up.db"), "--log-dir", str(tmp_path / "logs"), "--heartbeat-interval", "0.2"],
-        cwd=TESTS_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    proc, url = _start_awe_up(tmp_path, "--workers", "1", "--heartbeat-interval", "0.2", stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         workers: list = []
