@@ -53,6 +53,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.set_defaults(env_graphs=env_graphs)
     p.add_argument("--heartbeat-interval", type=float, default=_env("HEARTBEAT_INTERVAL", 1.0, float),
                    help="seconds between heartbeats [AWE_HEARTBEAT_INTERVAL] (default: 1.0)")  # fmt: skip
+    p.add_argument("--drain-timeout", type=float, default=_env("DRAIN_TIMEOUT", 10.0, float),
+                   help="on SIGTERM, seconds to wait for the jobs in flight [AWE_DRAIN_TIMEOUT] (default: 10)")  # fmt: skip
 
 
 def _add_coordinator_options(p: argparse.ArgumentParser) -> None:

@@ -21,9 +21,10 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from awe.graph import load_graphs_or_exit
+from awe.workers.exit_codes import EXIT_STUCK
 
-STOP_GRACE_SECONDS = 15.0
-"""How long a child may take to stop after SIGTERM; longer than a worker's drain timeout."""
+STOP_GRACE_MARGIN = 5.0
+"""A child gets its drain timeout plus this long to stop after SIGTERM before it is killed."""
 QUICK_EXIT_SECONDS = 5.0
 """A child that dies sooner than this after its start is 'failing to start', not 'crashed'."""
 
@@ -50,7 +51,10 @@ def _connect_address(bind: str) -> str:
 
 
 def _common_flags(args: argparse.Namespace) -> list[str]:
-    flags = ["--log-dir", args.log_dir, "--log-level", args.log_level, "--heartbeat-interval", str(args.heartbeat_interval)]
+    flags = [
+        "--log-dir", args.log_dir, "--log-level", args.log_level, "--heartbeat-interval", str(args.heartbeat_interval),
+        "--drain-timeout", str(args.drain_timeout),
+    ]  # fmt: skip
     for module in args.graphs:
         flags += ["--graphs", module]
     return flags
@@ -87,7 +91,7 @@ def run_up(args: argparse.Namespace) -> int:
             print(f"awe is up: {url} with {len(workers)} workers (Ctrl-C to stop)", flush=True)
         failure = _supervise(coordinator, workers, stop_requested)
     finally:
-        _stop_all(workers, coordinator)
+        _stop_all(workers, coordinator, grace=args.drain_timeout + STOP_GRACE_MARGIN)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return failure
@@ -123,7 +127,7 @@ def _supervise(coordinator: Child, workers: list[Child], stop_requested: list[in
             if code is None:
                 continue
             quick = now - child.started_at < QUICK_EXIT_SECONDS
-            if quick and child.restarts == 0:
+            if quick and child.restarts == 0 and _is_start_failure(code):
                 print(f"awe: {child.name} failed to start (exit code {code}); stopping", file=sys.stderr, flush=True)
                 return code or 1
             child.backoff = min(child.backoff * 2, 30.0) if quick else 1.0
@@ -133,21 +137,26 @@ def _supervise(coordinator: Child, workers: list[Child], stop_requested: list[in
     return 0
 
 
-def _stop_all(workers: list[Child], coordinator: Child) -> None:
+def _is_start_failure(code: int) -> bool:
+    """An error exit (bad flags, a port in use), not a kill by a signal or a stuck worker asking for a fresh start."""
+    return code > 0 and code != EXIT_STUCK
+
+
+def _stop_all(workers: list[Child], coordinator: Child, *, grace: float) -> None:
     """Workers first, so they can hand their results to a coordinator that is still there."""
-    _terminate([w for w in workers if w.process is not None])
+    _terminate([w for w in workers if w.process is not None], grace)
     if coordinator.process is not None:
-        _terminate([coordinator])
+        _terminate([coordinator], grace)
 
 
-def _terminate(children: list[Child]) -> None:
+def _terminate(children: list[Child], grace: float) -> None:
     for child in children:
         if child.process is not None and child.process.poll() is None:
             try:
                 child.process.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    deadline = time.monotonic() + grace
     for child in children:
         assert child.process is not None
         try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -25,30 +24,13 @@ from pathlib import Path
 
 import aiohttp
 
+from harness import free_port, wait_healthy  # this script's folder is on sys.path
+
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ts(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str, workers: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(f"{url}/healthz") as r:
-                if r.status == 200 and (await r.json())["workers"] >= workers:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise SystemExit("the engine did not come up")
 
 
 async def main() -> None:

@@ -136,3 +136,55 @@ slow.add_node("after", after_slow)
 slow.add_edge("sleep", "after")
 slow.add_edge("after", END)
 slow.set_entry_point("sleep")
+
+
+# -- timeouts: an async node past its deadline, a sync node that cannot be interrupted -------
+
+TIMEOUT_RETRY = RetryPolicy(max_attempts=2, backoff=0.05, jitter=False)
+
+
+async def oversleep(state):
+    await asyncio.sleep(state.get("seconds", 30))
+    return {"woke": True}
+
+
+def hang_until_released(state):
+    """A sync node stuck until the test creates ``release_file`` (Python cannot interrupt it)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(state["release_file"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"released": True}
+
+
+timed_out = Graph("timed_out")
+timed_out.add_node("oversleep", oversleep, retry=TIMEOUT_RETRY, timeout=0.3)
+timed_out.add_edge("oversleep", END)
+timed_out.set_entry_point("oversleep")
+
+hung = Graph("hung")
+hung.add_node("hang", hang_until_released, retry=TIMEOUT_RETRY, timeout=0.3)
+hung.add_edge("hang", END)
+hung.set_entry_point("hang")
+
+
+# -- witnessed: each execution of a slow node leaves a line in a file, to count side effects ----
+
+
+def _witness(state, ctx, what: str) -> None:
+    with open(state["witness_file"], "a") as f:
+        f.write(f"{what} {ctx.step}:{ctx.attempt}:{ctx.worker_id}\n")
+
+
+async def witnessed_work(state, ctx):
+    _witness(state, ctx, "start")
+    await asyncio.sleep(state.get("seconds", 2.0))
+    _witness(state, ctx, "end")
+    return {"worked": True}
+
+
+witnessed = Graph("witnessed")
+witnessed.add_node("work", witnessed_work)
+witnessed.add_node("after", after_slow)
+witnessed.add_edge("work", "after")
+witnessed.add_edge("after", END)
+witnessed.set_entry_point("work")

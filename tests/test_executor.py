@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from awe.graph import END, CompiledGraph, Context, Graph
+from awe.graph import END, CompiledGraph, Context, Graph, RetryPolicy
 from awe.transport.messages import Job, JobDone, JobFailed, decode
 from awe.workers.executor import NodeOutputError, check_json, run_job, state_delta
 
@@ -383,3 +383,72 @@ async def test_node_without_router_has_no_route_even_if_it_returns_one(threads):
     assert isinstance(result, JobDone)
     assert result.route is None
     assert result.delta == {"route": "x"}
+
+
+# -- timeouts -------------------------------------------------------------------------
+
+
+def timed(fn, timeout: float, retry=None) -> CompiledGraph:
+    return Graph("g").add_node("n", fn, timeout=timeout, retry=retry).add_edge("n", END).set_entry_point("n").compile()
+
+
+async def test_an_async_node_past_its_timeout_is_cancelled_and_fails_retryably(threads):
+    cancelled = asyncio.Event()
+
+    async def stall(state):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    result = await run(timed(stall, 0.05, RetryPolicy(max_attempts=2)), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeTimeout" and "0.05s" in result.error["message"]
+    assert result.retryable
+    assert cancelled.is_set()
+
+
+async def test_a_nodes_own_timeout_error_is_not_mistaken_for_its_deadline(threads):
+    async def upstream_timed_out(state):
+        raise TimeoutError("the model endpoint timed out")
+
+    result = await run(timed(upstream_timed_out, 5.0), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error == {**result.error, "type": "TimeoutError", "message": "the model endpoint timed out"}
+
+
+async def test_a_sync_node_past_its_timeout_fails_at_once_and_its_thread_is_handed_over(threads):
+    release = threading.Event()
+    abandoned = []
+
+    def stuck(state):
+        release.wait(10)
+        return {"late": True}
+
+    graph = timed(stuck, 0.05)
+    result = await run_job(graph, make_job({}), make_ctx(), threads, on_abandoned=abandoned.append)
+    assert isinstance(result, JobFailed) and result.error["type"] == "NodeTimeout"
+    assert result.duration_ms < 5000
+    assert len(abandoned) == 1 and not abandoned[0].done()  # the thread still holds its slot
+    release.set()
+    assert abandoned[0].result(timeout=5) == ({"late": True}, [], None)
+
+
+async def test_a_cancelled_sync_job_hands_over_its_running_thread(threads):
+    release = threading.Event()
+    started = threading.Event()
+    abandoned = []
+
+    def stuck(state):
+        started.set()
+        release.wait(10)
+
+    task = asyncio.create_task(run_job(single(stuck), make_job({}), make_ctx(), threads, on_abandoned=abandoned.append))
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(abandoned) == 1 and not abandoned[0].done()
+    release.set()
+    abandoned[0].result(timeout=5)

@@ -382,8 +382,8 @@ def test_describe_lists_the_topology():
     assert d["entry_point"] == "a"
     no_retry = {"max_attempts": 1, "backoff": 0.5, "factor": 2.0, "max_backoff": 30.0, "jitter": True, "retry_on": ["Exception"]}
     assert d["nodes"] == [
-        {"name": "a", "async": False, "takes_context": False, "retry": no_retry},
-        {"name": "b", "async": False, "takes_context": False, "retry": no_retry},
+        {"name": "a", "async": False, "takes_context": False, "retry": no_retry, "timeout": None},
+        {"name": "b", "async": False, "takes_context": False, "retry": no_retry, "timeout": None},
     ]
     assert d["edges"] == [{"source": "a", "target": "b"}]
     assert d["conditional_edges"] == [
@@ -548,3 +548,17 @@ def test_load_graphs_rejects_two_different_graphs_with_one_name(module_dir):
     )
     with pytest.raises(GraphLoadError, match="'clash' is defined twice"):
         load_graphs([first, second], search_path=module_dir.folder)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), True, "5"])
+def test_a_node_timeout_must_be_a_positive_number_of_seconds(timeout):
+    with pytest.raises(GraphError, match="the timeout of node 'a' must be a positive number of seconds"):
+        Graph("g").add_node("a", lambda s: None, timeout=timeout)
+
+
+def test_a_node_timeout_is_part_of_the_description_and_the_fingerprint():
+    def build(timeout):
+        return Graph("g").add_node("a", lambda s: None, timeout=timeout).add_edge("a", END).set_entry_point("a").compile()
+
+    assert build(2).describe()["nodes"][0]["timeout"] == 2.0
+    assert build(2).fingerprint != build(3).fingerprint

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
+
+import pytest
 
 from engine import Engine
 
@@ -39,3 +42,54 @@ async def test_state_survives_a_coordinator_killed_with_sigkill(bare_engine: Eng
     await engine.stop_process(engine.coordinator, signal.SIGKILL)
     await engine.start_coordinator()
     assert await engine.state(run_id) == before
+
+
+async def test_sigterm_lets_the_job_in_flight_finish_and_the_next_coordinator_goes_on(
+    bare_engine: Engine, tmp_path: Path
+) -> None:
+    engine = bare_engine
+    await engine.start(workers=1)
+    witness = tmp_path / "executions"
+    run_id = await engine.start_run("witnessed", {"witness_file": str(witness), "seconds": 1.0})
+
+    await engine.wait_until(lambda: _async(_lines(witness, "start")), what="the slow node to start")
+    assert engine.coordinator is not None
+    assert await engine.stop_process(engine.coordinator, signal.SIGTERM) == 0
+    # The coordinator waited for the job and persisted its result before it exited.
+    await engine.start_coordinator()
+    steps = await engine.steps(run_id)
+    assert [(s["node"], s["status"]) for s in steps][:1] == [("work", "completed")]
+    final = await engine.wait_finished(run_id)
+    assert final["status"] == "completed" and final["state"]["after"] is True
+    assert len(_lines(witness, "start")) == 1  # the slow node ran once
+
+
+def _lines(path: Path, what: str) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.startswith(what)] if path.exists() else []
+
+
+@pytest.mark.parametrize("finishes", ["while the coordinator is down", "after it is back"])
+async def test_a_job_out_when_the_coordinator_died_is_adopted_not_run_again(
+    bare_engine: Engine, tmp_path: Path, finishes: str
+) -> None:
+    engine = bare_engine
+    await engine.start(workers=2)
+    witness = tmp_path / "executions"
+    seconds = 0.3 if finishes == "while the coordinator is down" else 3.0
+    run_id = await engine.start_run("witnessed", {"witness_file": str(witness), "seconds": seconds})
+    await engine.wait_until(lambda: _async(_lines(witness, "start")), what="the slow node to start")
+    assert engine.coordinator is not None
+    await engine.stop_process(engine.coordinator, signal.SIGKILL)
+    if finishes == "while the coordinator is down":
+        await engine.wait_until(lambda: _async(_lines(witness, "end")), what="the node to finish")
+    await engine.start_coordinator()
+    final = await engine.wait_finished(run_id)
+    assert final["status"] == "completed"
+    starts = _lines(witness, "start")
+    assert len(starts) == 1, starts  # its worker reported it (running, or its result) and the new coordinator kept it
+    steps = await engine.steps(run_id)
+    assert [(s["node"], s["attempt"], s["status"]) for s in steps] == [("work", 1, "completed"), ("after", 1, "completed")]
+
+
+async def _async(value: object) -> bool:
+    return bool(value)

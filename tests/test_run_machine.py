@@ -8,6 +8,7 @@ from awe.coordinator.events import RunEvent
 from awe.coordinator.run_machine import (
     FINISHED,
     TRANSITIONS,
+    MAX_LOST_IN_A_ROW,
     IllegalTransition,
     Instructions,
     JobSpec,
@@ -468,3 +469,32 @@ def test_the_step_limit_fails_a_run_that_would_go_on():
     assert out.finished and run.status is RunStatus.FAILED
     assert run.error["type"] == "StepLimitExceeded" and "step limit of 3 steps" in run.error["message"]
     assert run.step_count == 3
+
+
+def test_a_step_that_keeps_losing_its_worker_fails_the_run():
+    run, _ = new_run()
+    job = run.next_job()
+    for attempt in range(1, MAX_LOST_IN_A_ROW + 1):
+        run.job_sent(job, f"w{attempt}", T1)
+        out = run.job_lost(job, worker_id=f"w{attempt}", reason="no heartbeat", started_at=T1, now=T2)
+        if attempt < MAX_LOST_IN_A_ROW:
+            assert out.dispatch is not None and not out.finished
+            job = out.dispatch
+    assert out.finished and out.dispatch is None
+    assert run.status is RunStatus.FAILED
+    assert run.error["type"] == "WorkerLost" and run.error["node"] == "a"
+    assert f"{MAX_LOST_IN_A_ROW} times in a row" in run.error["message"]
+    assert event_names(out) == ["node_lost", "run_failed"]
+
+
+def test_a_completed_step_resets_the_count_of_lost_workers():
+    run, _ = new_run()
+    job = run.next_job()
+    for _ in range(MAX_LOST_IN_A_ROW - 1):
+        run.job_sent(job, "w1", T1)
+        job = run.job_lost(job, worker_id="w1", reason="gone", started_at=T1, now=T2).dispatch
+    run.job_sent(job, "w2", T3)
+    job = done(run, job, now=T4).dispatch
+    run.job_sent(job, "w2", T5)
+    out = run.job_lost(job, worker_id="w2", reason="gone", started_at=T5, now=T6)
+    assert out.dispatch is not None and run.status is RunStatus.RUNNING

@@ -4,6 +4,11 @@ The dispatcher knows jobs and workers, not runs: it asks its owner for a
 job's state when it sends it, and tells its owner when a job was sent or lost.
 A job leaves the queue only when a worker with a free slot and the same graph
 fingerprint is connected, so with no workers, runs simply wait.
+
+Jobs of runs resumed after a coordinator restart are *held* for a moment
+before they are queued: a worker that was running one when the old
+coordinator died reports it in its ``Hello``, and the dispatcher adopts it
+there instead of running the node a second time elsewhere.
 """
 
 from __future__ import annotations
@@ -50,7 +55,9 @@ class Dispatcher:
         self.fingerprints = fingerprints
         self.coordinator_id = coordinator_id
         self.queue: deque[JobSpec] = deque()
+        self.held: dict[str, JobSpec] = {}
         self._wakeup = asyncio.Event()
+        self._paused = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -59,6 +66,14 @@ class Dispatcher:
             asyncio.create_task(self._pump_loop(), name="dispatch-pump"),
             asyncio.create_task(self._sweep_loop(), name="worker-sweep"),
         ]
+
+    def pause(self) -> None:
+        """Send no more jobs (a stopping coordinator); results still arrive and queued jobs stay queued."""
+        self._paused = True
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(worker.running) for worker in self.pool)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -72,9 +87,30 @@ class Dispatcher:
         self.queue.append(job)
         self._wakeup.set()
 
+    def hold(self, job: JobSpec, seconds: float) -> None:
+        """Queue ``job`` after ``seconds`` unless a worker reports it as already running."""
+        self.held[job.job_id] = job
+        asyncio.get_running_loop().call_later(seconds, self._release, job.job_id)
+
+    def _release(self, job_id: str) -> None:
+        job = self.held.pop(job_id, None)
+        if job is not None:
+            self.submit(job)
+
+    def _unqueue(self, job_id: str) -> JobSpec | None:
+        """Take a job that is waiting (held or queued) out of line."""
+        job = self.held.pop(job_id, None)
+        if job is not None:
+            return job
+        for index, queued in enumerate(self.queue):
+            if queued.job_id == job_id:
+                del self.queue[index]
+                return queued
+        return None
+
     def _take_next(self) -> tuple[JobSpec, WorkerInfo] | None:
         """The first queued job that some free worker can run, with that worker."""
-        if self.pool.free_slots <= 0:
+        if self._paused or self.pool.free_slots <= 0:
             return None
         for index, job in enumerate(self.queue):
             fingerprint = self.fingerprints(job.graph_id)
@@ -123,28 +159,48 @@ class Dispatcher:
 
     # -- workers -------------------------------------------------------------------
 
-    async def on_hello(self, identity: bytes, msg: Hello) -> None:
+    async def on_hello(self, identity: bytes, msg: Hello, finished: list[str] | tuple[str, ...] = ()) -> None:
+        """Register a worker. ``finished``: jobs it reported results for before this Hello."""
         worker = WorkerInfo(
             worker_id=msg.worker_id, identity=identity, pid=msg.pid, host=msg.host,
-            capacity=max(1, msg.capacity), graphs=dict(msg.graphs),
+            capacity=max(1, msg.capacity), graphs=dict(msg.graphs), stuck=max(0, msg.stuck),
         )  # fmt: skip
         previous = self.pool.add(worker)
+        still_running = set(msg.running) | set(finished)
         if previous is not None:
             # Same identity again: a restarted worker, or one that lost us for a while. Jobs it still
             # runs it reports in ``running``; everything else we had given it is gone.
-            still_running = set(msg.running)
             for job_id, assignment in previous.running.items():
                 if job_id in still_running:
                     worker.running[job_id] = assignment
                 else:
                     self.owner.job_lost(assignment.job, previous, "worker restarted", assignment.started_at)
         log.info("worker_joined", worker=msg.worker_id, pid=msg.pid, host=msg.host,
-                 capacity=msg.capacity, graphs=sorted(msg.graphs))  # fmt: skip
+                 capacity=msg.capacity, graphs=sorted(msg.graphs), running=len(still_running))  # fmt: skip
         await self._send(worker, Welcome(self.coordinator_id, self.pool.heartbeat_interval))
+        for job_id in sorted(still_running - worker.running.keys()):
+            await self._adopt(worker, job_id, send_cancel=job_id not in finished)
         self._wakeup.set()
+
+    async def _adopt(self, worker: WorkerInfo, job_id: str, *, send_cancel: bool = True) -> None:
+        """A job the worker runs that we did not give it: keep it if its run waits for it, else stop it."""
+        job = self._unqueue(job_id)
+        if job is not None and self.owner.job_state(job) is not None:
+            worker.running[job_id] = Assignment(job, utcnow())
+            self.owner.job_sent(job, worker)
+            log.info("job_adopted", worker=worker.worker_id, job_id=job_id)
+            return
+        if send_cancel:
+            log.info("orphan_job_cancelled", worker=worker.worker_id, job_id=job_id)
+            await self._send(worker, CancelJob(job_id))
 
     def on_heartbeat(self, worker: WorkerInfo, msg: Heartbeat) -> None:
         worker.last_heartbeat_at = utcnow()
+        stuck = max(0, msg.stuck)
+        if stuck != worker.stuck:
+            log.info("worker_stuck_slots", worker=worker.worker_id, stuck=stuck, capacity=worker.capacity)
+            worker.stuck = stuck
+            self._wakeup.set()
 
     def on_goodbye(self, worker: WorkerInfo, msg: Goodbye) -> None:
         self.drop_worker(worker, reason="worker left")

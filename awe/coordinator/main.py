@@ -29,6 +29,7 @@ def run_coordinator(args: argparse.Namespace) -> int:
         bind=args.bind,
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_liveness=args.heartbeat_liveness,
+        drain_timeout=args.drain_timeout,
     )
 
     def announce(_: str) -> None:
@@ -39,7 +40,7 @@ def run_coordinator(args: argparse.Namespace) -> int:
     try:
         web.run_app(
             create_app(coordinator), host=args.host, port=args.port, print=announce,
-            access_log=None, shutdown_timeout=5.0,
+            access_log=None, shutdown_timeout=2.0,
         )  # fmt: skip
     except (OSError, zmq.ZMQError) as exc:
         print(f"awe: cannot start the coordinator: {exc}", file=sys.stderr)

@@ -44,6 +44,10 @@ FINISHED = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 DEFAULT_MAX_STEPS = 100
 """Node executions a run may take before it fails; a run request may set its own ``max_steps``."""
 
+MAX_LOST_IN_A_ROW = 5
+"""Times one step may lose its worker in a row before the run fails: a node that kills its process
+(a segfault, the OOM killer) would otherwise take down every worker in turn, forever."""
+
 
 class IllegalTransition(RuntimeError):
     pass
@@ -104,6 +108,8 @@ class Run:
         self.seq = last_seq
         self.in_flight: JobSpec | None = None
         self.attempt = record.next_attempt
+        self.lost_in_a_row = 0
+        """Consecutive lost attempts of the current step; counted from this coordinator's start."""
         self.rng = rng or random.Random()
 
     @classmethod
@@ -168,6 +174,7 @@ class Run:
     ) -> Instructions:  # fmt: skip
         self._require_active("job_done")
         self.in_flight = None
+        self.lost_in_a_row = 0
         state = {k: v for k, v in self.state.items() if k not in removed} if removed else dict(self.state)
         state.update(delta)
         # A new dict, never an in-place update: records already handed to the store may still refer
@@ -222,6 +229,7 @@ class Run:
     ) -> Instructions:  # fmt: skip
         self._require_active("job_failed")
         self.in_flight = None
+        self.lost_in_a_row = 0
         step = StepRecord(
             run_id=self.run_id, step=job.step, node=job.node, attempt=job.attempt, status="failed",
             worker_id=worker_id, started_at=started_at, finished_at=now, duration_ms=duration_ms, error=error,
@@ -259,11 +267,18 @@ class Run:
             error={"type": "WorkerLost", "message": reason},
         )  # fmt: skip
         self.attempt = job.attempt + 1
+        self.lost_in_a_row += 1
         out = Instructions(records=[step])
         out.records.append(
             self._event(now, RunEvent.NODE_LOST, node=job.node, worker=worker_id, level="warning",
                         fields={"step": job.step, "attempt": job.attempt, "reason": reason})
         )  # fmt: skip
+        if self.lost_in_a_row >= MAX_LOST_IN_A_ROW:
+            return self._fail(out, now, node=job.node, error={
+                "type": "WorkerLost", "attempts": job.attempt,
+                "message": f"node {job.node!r} lost its worker {self.lost_in_a_row} times in a row (last: {reason}); "
+                           "a node that crashes or exhausts its process is not run again",
+            })  # fmt: skip
         out.records.append(self.snapshot())
         out.dispatch = self.next_job()
         return out

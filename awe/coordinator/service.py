@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections import deque
 from typing import Any
 
 import structlog
@@ -24,10 +25,13 @@ from awe.coordinator.run_machine import DEFAULT_MAX_STEPS
 from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
 from awe.graph import CompiledGraph
 from awe.store import EventRecord, RunRecord, StepRecord, Store, utcnow
-from awe.transport import Message, RouterEndpoint
+from awe.transport import RECONNECT_MAX_S, Message, RouterEndpoint
 from awe.transport.messages import Goodbye, Heartbeat, Hello, JobDone, JobFailed, NodeLog, Rejoin
 
 log = structlog.get_logger("awe.coordinator")
+
+EARLY_RESULTS_KEPT = 10_000
+"""Results from workers that have not said Hello yet, kept until they do (oldest dropped first)."""
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
@@ -41,8 +45,10 @@ class Coordinator:
         bind: str,
         heartbeat_interval: float = 1.0,
         heartbeat_liveness: int = 3,
+        drain_timeout: float = 10.0,
     ) -> None:
         self.graphs = graphs
+        self.drain_timeout = drain_timeout
         self.graph_versions: dict[str, int] = {}
         self.store = store
         self.bind = bind
@@ -53,6 +59,7 @@ class Coordinator:
         self.endpoint: RouterEndpoint | None = None
         self.dispatcher: Dispatcher | None = None
         self._recv_task: asyncio.Task[None] | None = None
+        self._early_results: deque[tuple[bytes, JobDone | JobFailed]] = deque(maxlen=EARLY_RESULTS_KEPT)
         self._accepting = False
         self._handlers = {
             Heartbeat: self._on_heartbeat,
@@ -80,7 +87,20 @@ class Coordinator:
                  resumed_runs=len(self.runs))  # fmt: skip
 
     async def stop(self) -> None:
+        """Stop taking runs and sending jobs; give the jobs in flight ``drain_timeout`` seconds to report.
+
+        Their results are persisted like any other. A job still out when time is up stays recorded as
+        in flight, and the next coordinator on this database resumes its run (adopting the job if its
+        worker still runs it).
+        """
         self._accepting = False
+        if self.dispatcher is not None and self._recv_task is not None:
+            self.dispatcher.pause()
+            log.info("coordinator_draining", in_flight=self.dispatcher.in_flight, timeout=self.drain_timeout)
+            deadline = asyncio.get_running_loop().time() + self.drain_timeout
+            while self.dispatcher.in_flight and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+        in_flight = self.dispatcher.in_flight if self.dispatcher is not None else 0
         if self._recv_task is not None:
             self._recv_task.cancel()
             await asyncio.gather(self._recv_task, return_exceptions=True)
@@ -89,7 +109,7 @@ class Coordinator:
         if self.endpoint is not None:
             self.endpoint.close()
         await self.store.close()
-        log.info("coordinator_stopped", unfinished_runs=len(self.runs))
+        log.info("coordinator_stopped", unfinished_runs=len(self.runs), jobs_left_in_flight=in_flight)
 
     async def _resume_unfinished_runs(self) -> None:
         """Pick up, from their last committed step, the runs a previous coordinator left unfinished."""
@@ -103,7 +123,14 @@ class Coordinator:
                       last_seq=await self.store.last_seq(record.run_id))  # fmt: skip
             self.runs[run.run_id] = run
             job = run.next_job()
-            if job is not None:
+            if job is None:
+                continue
+            if run.status is RunStatus.RUNNING:
+                # Its job may still be running on a worker. That worker reconnects, and its next heartbeat
+                # gets a Rejoin (or its own liveness check fires): it says Hello and is given the job back.
+                grace = RECONNECT_MAX_S + self.pool.heartbeat_interval * self.pool.liveness
+                self.dispatcher.hold(job, seconds=grace)  # type: ignore[union-attr]
+            else:
                 self.dispatcher.submit(job)  # type: ignore[union-attr]
 
     # -- the API the HTTP layer uses ----------------------------------------------------
@@ -261,10 +288,12 @@ class Coordinator:
 
     async def _handle(self, identity: bytes, message: Message) -> None:
         if isinstance(message, Hello):
-            await self.dispatcher.on_hello(identity, message)  # type: ignore[union-attr]
+            await self._on_hello(identity, message)
             return
         worker = self.pool.get(identity)
         if worker is None:
+            if isinstance(message, (JobDone, JobFailed)):
+                self._early_results.append((identity, message))
             log.info("unknown_worker", peer=identity.decode(errors="replace"), kind=message.kind)
             await self.endpoint.send(identity, Rejoin(self.coordinator_id))  # type: ignore[union-attr]
             return
@@ -274,6 +303,23 @@ class Coordinator:
             log.warning("message_dropped", worker=worker.worker_id, kind=message.kind, reason="not for the coordinator")
             return
         handler(worker, message)
+
+    async def _on_hello(self, identity: bytes, msg: Hello) -> None:
+        """Register the worker, then take the results it sent before we knew it.
+
+        A worker that finished a job while the previous coordinator was down sends the result to
+        us before its ``Hello``. The job is ours to wait for again (the same id, resumed from the
+        store), so the result is as good as if we had sent the job: the dispatcher adopts those
+        jobs with the ones still running, and the results are then handled as usual.
+        """
+        early = [m for peer, m in self._early_results if peer == identity]
+        if early:
+            self._early_results = deque(((p, m) for p, m in self._early_results if p != identity), maxlen=EARLY_RESULTS_KEPT)
+        await self.dispatcher.on_hello(identity, msg, finished=[m.job_id for m in early])  # type: ignore[union-attr]
+        worker = self.pool.get(identity)
+        for result in early:
+            if worker is not None:
+                self._handlers[type(result)](worker, result)
 
     def _on_heartbeat(self, worker: WorkerInfo, msg: Heartbeat) -> None:
         self.dispatcher.on_heartbeat(worker, msg)  # type: ignore[union-attr]

@@ -34,11 +34,13 @@ class WorkerInfo:
     last_seen: float = field(default_factory=time.monotonic)
     last_heartbeat_at: str = field(default_factory=utcnow)
     running: dict[str, Assignment] = field(default_factory=dict)
+    stuck: int = 0
+    """Slots the worker reports as held by node threads that outlived their timeout."""
     jobs_done: int = 0
 
     @property
     def free_slots(self) -> int:
-        return self.capacity - len(self.running)
+        return self.capacity - self.stuck - len(self.running)
 
     def can_run(self, graph_id: str, fingerprint: str) -> bool:
         return self.graphs.get(graph_id) == fingerprint
@@ -50,6 +52,7 @@ class WorkerInfo:
             "host": self.host,
             "capacity": self.capacity,
             "in_flight": len(self.running),
+            "stuck_slots": self.stuck,
             "jobs_done": self.jobs_done,
             "graphs": sorted(self.graphs),
             "connected_at": self.connected_at,

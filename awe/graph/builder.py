@@ -30,10 +30,14 @@ class Graph:
         self._conditional: list[ConditionalEdge] = []
         self._entry: str | None = None
 
-    def add_node(self, name: str, fn: Callable[..., Any], *, retry: RetryPolicy | None = None) -> Graph:
+    def add_node(
+        self, name: str, fn: Callable[..., Any], *, retry: RetryPolicy | None = None, timeout: float | None = None
+    ) -> Graph:
         """Add a node: a function of ``(state)`` or ``(state, ctx)``, sync or async.
 
         ``retry`` says how a failing node is tried again; without it, the first failure fails the run.
+        ``timeout`` (seconds) bounds each attempt: an async node is cancelled, a sync node's thread
+        is abandoned (Python cannot stop it) and its worker slot stays busy until the thread returns.
         """
         if not isinstance(name, str) or not name:
             raise GraphError(f"graph {self.name!r}: a node needs a non-empty string name")
@@ -41,7 +45,7 @@ class Graph:
             raise GraphError(f"graph {self.name!r}: {END!r} is reserved for the end of the graph")
         if name in self._nodes:
             raise GraphError(f"graph {self.name!r}: node {name!r} is added twice")
-        self._nodes[name] = NodeSpec.from_function(self.name, name, fn, retry=retry)
+        self._nodes[name] = NodeSpec.from_function(self.name, name, fn, retry=retry, timeout=timeout)
         return self
 
     def add_edge(self, source: str, target: str) -> Graph:

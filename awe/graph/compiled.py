@@ -31,13 +31,20 @@ class NodeSpec:
     is_async: bool
     takes_context: bool
     retry: RetryPolicy = NO_RETRY
+    timeout: float | None = None
+    """Seconds one attempt may take; past it the attempt fails with :class:`NodeTimeout`."""
 
     @classmethod
     def from_function(
-        cls, graph: str, name: str, fn: Callable[..., Any], *, retry: RetryPolicy | None = None
-    ) -> NodeSpec:
+        cls, graph: str, name: str, fn: Callable[..., Any], *, retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> NodeSpec:  # fmt: skip
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise GraphError(f"graph {graph!r}: the retry of node {name!r} must be a RetryPolicy")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf")
+        ):
+            raise GraphError(f"graph {graph!r}: the timeout of node {name!r} must be a positive number of seconds")
         if not callable(fn):
             raise GraphError(f"graph {graph!r}: node {name!r} is not callable")
         try:
@@ -56,7 +63,10 @@ class NodeSpec:
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)
         )
-        return cls(name=name, fn=fn, is_async=is_async, takes_context=len(params) == 2, retry=retry or NO_RETRY)
+        return cls(
+            name=name, fn=fn, is_async=is_async, takes_context=len(params) == 2, retry=retry or NO_RETRY,
+            timeout=float(timeout) if timeout is not None else None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,10 @@ class ConditionalEdge:
     source: str
     router: Callable[[dict[str, Any]], Any]
     branches: Mapping[str, str]
+
+
+class NodeTimeout(TimeoutError):
+    """An attempt ran past its node's ``timeout``; retried like any other error the policy accepts."""
 
 
 class RouteError(LookupError):
@@ -160,7 +174,8 @@ class CompiledGraph:
             "graph_id": self.name,
             "entry_point": self.entry,
             "nodes": [
-                {"name": n.name, "async": n.is_async, "takes_context": n.takes_context, "retry": n.retry.describe()}
+                {"name": n.name, "async": n.is_async, "takes_context": n.takes_context,
+                 "retry": n.retry.describe(), "timeout": n.timeout}  # fmt: skip
                 for n in self.nodes.values()
             ],
             "edges": [{"source": s, "target": t} for s, t in self.edges.items()],

@@ -4,6 +4,9 @@ Nothing here knows about graphs or runs.
 """
 
 from awe.transport.messages import PROTOCOL_VERSION, Message, ProtocolError, decode
-from awe.transport.sockets import DealerEndpoint, PeerGone, RouterEndpoint
+from awe.transport.sockets import RECONNECT_MAX_S, DealerEndpoint, PeerGone, RouterEndpoint, flush_and_terminate
 
-__all__ = ["PROTOCOL_VERSION", "DealerEndpoint", "Message", "PeerGone", "ProtocolError", "RouterEndpoint", "decode"]
+__all__ = [
+    "PROTOCOL_VERSION", "RECONNECT_MAX_S", "DealerEndpoint", "Message", "PeerGone", "ProtocolError", "RouterEndpoint",
+    "decode", "flush_and_terminate",
+]  # fmt: skip

@@ -53,6 +53,8 @@ class Hello(Message):
     graphs: dict[str, str]
     running: list[str] = field(default_factory=list)
     """Job ids the worker is still running (non-empty after a reconnect)."""
+    stuck: int = 0
+    """Slots held by node threads that outlived their timeout or cancel (see ``Heartbeat.stuck``)."""
 
 
 @dataclass
@@ -62,6 +64,9 @@ class Heartbeat(Message):
     kind: ClassVar[str] = "heartbeat"
     sender: str
     running: int = 0
+    stuck: int = 0
+    """From a worker: slots it cannot use, held by abandoned node threads. A worker sends a
+    heartbeat as soon as this changes, before the result of the job that caused it."""
 
 
 @dataclass

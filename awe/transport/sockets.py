@@ -21,6 +21,10 @@ LINGER_MS = 1000
 """How long close() may keep flushing queued frames: long enough for a last result, short enough to exit."""
 
 
+RECONNECT_MAX_S = 1.0
+"""The longest a worker waits between attempts to reach a coordinator that went away."""
+
+
 class PeerGone(ConnectionError):
     """The ROUTER has no connection for that identity (the worker has left)."""
 
@@ -28,6 +32,14 @@ class PeerGone(ConnectionError):
 def context() -> zmq.asyncio.Context:
     """The process's single ZeroMQ context."""
     return zmq.asyncio.Context.instance()
+
+
+def flush_and_terminate() -> None:
+    """Block until closed sockets have sent what they queued (up to their linger), then end the context.
+
+    A normal interpreter exit does this by itself; call it before ``os._exit``.
+    """
+    context().term()
 
 
 class RouterEndpoint:
@@ -76,7 +88,7 @@ class DealerEndpoint:
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
         self.socket.setsockopt(zmq.IDENTITY, identity.encode())
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
-        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_MAX_S * 1000))
         self.socket.connect(address)
         self.address = address
 

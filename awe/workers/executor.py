@@ -2,9 +2,13 @@
 
 Everything that touches user code happens here: calling the node, working out
 which top-level keys it changed, asking the conditional edge's router where
-to go next, and checking that what goes back over the wire is plain JSON data.
-A sync node runs all of that in a thread so it cannot stall the worker's
-event loop; an async node runs on the loop.
+to go next, checking that what goes back over the wire is plain JSON data, and
+holding the node to its timeout. A sync node runs all of that in a thread so
+it cannot stall the worker's event loop; an async node runs on the loop.
+
+Python cannot stop a thread. When a sync node outlives its timeout (or its job
+is cancelled), the attempt fails at once and the still-running thread is
+handed to ``on_abandoned``, so that the worker can count the slot it holds.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import msgpack
 
-from awe.graph import CompiledGraph, Context
+from awe.graph import CompiledGraph, Context, NodeTimeout
 from awe.transport.messages import Job, JobDone, JobFailed
 
 
@@ -83,7 +87,17 @@ def state_delta(before: dict[str, Any], after: dict[str, Any], returned: Any, no
     return delta, removed
 
 
-async def run_job(graph: CompiledGraph, job: Job, ctx: Context, threads: Executor) -> JobDone | JobFailed:
+AbandonedThread = Callable[[Future[Any]], None]
+"""Told about a node thread that is still running after its attempt was given up."""
+
+
+def _ignore(_: Future[Any]) -> None:
+    pass
+
+
+async def run_job(
+    graph: CompiledGraph, job: Job, ctx: Context, threads: Executor, on_abandoned: AbandonedThread = _ignore
+) -> JobDone | JobFailed:
     """Execute ``job`` and return the message to send back."""
     spec = graph.nodes.get(job.node)
     started = time.perf_counter()
@@ -91,11 +105,17 @@ async def run_job(graph: CompiledGraph, job: Job, ctx: Context, threads: Executo
         if spec is None:
             raise LookupError(f"graph {graph.name!r} has no node {job.node!r}")
         if spec.is_async:
-            delta, removed, route = await _run_async(graph, spec.fn, spec.takes_context, job, ctx)
+            deadline = asyncio.timeout(spec.timeout)
+            try:
+                async with deadline:
+                    delta, removed, route = await _run_async(graph, spec.fn, spec.takes_context, job, ctx)
+            except TimeoutError:
+                if deadline.expired():
+                    raise _timeout(job.node, spec.timeout) from None
+                raise  # the node's own TimeoutError
         else:
-            loop = asyncio.get_running_loop()
-            delta, removed, route = await loop.run_in_executor(
-                threads, _run_sync, graph, spec.fn, spec.takes_context, job, ctx
+            delta, removed, route = await _in_thread(
+                threads, spec.timeout, job.node, on_abandoned, _run_sync, graph, spec.fn, spec.takes_context, job, ctx
             )
         if inspect.isawaitable(route):  # an async router after a sync node
             route = _plain_route(job.node, await route)
@@ -111,6 +131,34 @@ async def run_job(graph: CompiledGraph, job: Job, ctx: Context, threads: Executo
         job_id=job.job_id, run_id=job.run_id, delta=delta, removed=removed, route=route,
         duration_ms=(time.perf_counter() - started) * 1000,
     )  # fmt: skip
+
+
+async def _in_thread(
+    threads: Executor, timeout: float | None, node: str, on_abandoned: AbandonedThread, fn: Callable[..., Any], *args: Any
+) -> Any:
+    """``fn(*args)`` in a thread, given up after ``timeout`` seconds or when the caller is cancelled."""
+    future = threads.submit(fn, *args)
+    waiter = asyncio.wrap_future(future)
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+    except asyncio.CancelledError:
+        _give_up(future, waiter, on_abandoned)
+        raise
+    if not done:
+        _give_up(future, waiter, on_abandoned)
+        raise _timeout(node, timeout)
+    return waiter.result()
+
+
+def _give_up(future: Future[Any], waiter: asyncio.Future[Any], on_abandoned: AbandonedThread) -> None:
+    # Whatever the abandoned thread ends with, nobody will read it; retrieve it so asyncio stays quiet.
+    waiter.add_done_callback(lambda w: w.cancelled() or w.exception())
+    if not future.cancel():  # already running: it keeps its thread until it returns
+        on_abandoned(future)
+
+
+def _timeout(node: str, seconds: float | None) -> NodeTimeout:
+    return NodeTimeout(f"node {node!r} did not finish within its timeout of {seconds:g}s")
 
 
 def describe_error(exc: BaseException) -> dict[str, Any]:

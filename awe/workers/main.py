@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 
 from awe import logs
 from awe.graph import load_graphs_or_exit
+from awe.transport import flush_and_terminate
 from awe.workers.worker import Worker, default_worker_id
 
 READY_LINE = "awe worker started"
@@ -18,8 +21,13 @@ def run_worker(args: argparse.Namespace) -> int:
     graphs = load_graphs_or_exit(args.graphs)
     worker = Worker(
         connect=args.connect, graphs=graphs, worker_id=worker_id, capacity=args.capacity,
-        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_interval=args.heartbeat_interval, drain_timeout=args.drain_timeout,
     )  # fmt: skip
     print(f"{READY_LINE} id={worker_id} connect={args.connect}", flush=True)
     asyncio.run(worker.run())
-    return 0
+    if any(not thread.done() for thread in worker.abandoned):
+        # A normal exit would join the node threads still running, and they may never return.
+        sys.stdout.flush()
+        flush_and_terminate()
+        os._exit(worker.exit_code)
+    return worker.exit_code

@@ -7,6 +7,12 @@ every interval, and say ``Hello`` again whenever the coordinator asks
 SIGTERM or SIGINT, stop taking jobs, let the running ones finish for up to
 ``drain_timeout`` seconds, then say ``Goodbye`` so the coordinator sends the
 rest elsewhere at once.
+
+A sync node thread that outlives its timeout cannot be stopped; its slot is
+*stuck* until the thread returns, and the worker reports stuck slots in its
+heartbeats so the coordinator sends it fewer jobs. When every slot is stuck
+the process is useless: it says goodbye and exits with ``EXIT_STUCK`` so that
+its supervisor starts a fresh one.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import os
 import signal
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -27,6 +33,7 @@ from awe.transport.messages import (
     CancelJob, Goodbye, Heartbeat, Hello, Job, JobFailed, Message, NodeLog, Rejoin, Welcome,
 )  # fmt: skip
 from awe.workers.executor import describe_error, run_job
+from awe.workers.exit_codes import EXIT_STUCK
 from awe.workers.node_logger import NodeLogger
 
 log = structlog.get_logger("awe.worker")
@@ -57,6 +64,9 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.threads = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="node")
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.abandoned: set[Future[Any]] = set()
+        """Node threads still running after their attempt was given up: each holds a slot."""
+        self.exit_code = 0
         self.endpoint: DealerEndpoint | None = None
         self._stopping = asyncio.Event()
         self._last_heard = time.monotonic()
@@ -100,10 +110,13 @@ class Worker:
         unfinished = list(self.running)
         for task in self.running.values():
             task.cancel()
-        # Flush the results that finished while draining, then say goodbye; the coordinator
-        # sends the unfinished jobs (if any) to another worker.
-        await self._flush_outbox()
-        await self.endpoint.send(Goodbye(worker_id=self.worker_id, returned=unfinished))  # type: ignore[union-attr]
+        # Say goodbye after every result already queued (the send loop keeps the order), so the
+        # coordinator sees those results first and sends only the unfinished jobs elsewhere.
+        self.send(Goodbye(worker_id=self.worker_id, returned=unfinished))
+        try:
+            await asyncio.wait_for(self._outbox.join(), timeout=self.drain_timeout)
+        except TimeoutError:
+            log.warning("goodbye_not_sent", queued=self._outbox.qsize())
 
     # -- sending ---------------------------------------------------------------------
 
@@ -114,19 +127,22 @@ class Worker:
     async def _send_loop(self) -> None:
         while True:
             message = await self._outbox.get()
-            await self.endpoint.send(message)  # type: ignore[union-attr]
-
-    async def _flush_outbox(self) -> None:
-        while not self._outbox.empty():
-            await self.endpoint.send(self._outbox.get_nowait())  # type: ignore[union-attr]
+            try:
+                await self.endpoint.send(message)  # type: ignore[union-attr]
+            finally:
+                self._outbox.task_done()
 
     def _say_hello(self) -> None:
         self.send(
             Hello(
                 worker_id=self.worker_id, pid=os.getpid(), host=socket.gethostname(), capacity=self.capacity,
                 graphs={name: g.fingerprint for name, g in self.graphs.items()}, running=list(self.running),
+                stuck=len(self.abandoned),
             )
         )  # fmt: skip
+
+    def _beat(self) -> None:
+        self.send(Heartbeat(sender=self.worker_id, running=len(self.running), stuck=len(self.abandoned)))
 
     # -- receiving -------------------------------------------------------------------
 
@@ -175,7 +191,7 @@ class Worker:
                 )  # fmt: skip
                 bound.debug("job_started")
                 try:
-                    result = await run_job(graph, job, ctx, self.threads)
+                    result = await run_job(graph, job, ctx, self.threads, on_abandoned=self._thread_abandoned)
                 except asyncio.CancelledError:
                     if self._stopping.is_set():
                         raise  # a drain that ran out of time: the Goodbye hands the job back
@@ -191,6 +207,23 @@ class Worker:
         finally:
             self.running.pop(job.job_id, None)
 
+    def _thread_abandoned(self, future: Future[Any]) -> None:
+        """Count the slot as stuck, and tell the coordinator before the job's result goes out."""
+        self.abandoned.add(future)
+        future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._thread_returned, f))  # type: ignore[union-attr]
+        log.warning("slot_stuck", stuck=len(self.abandoned), capacity=self.capacity)
+        self._beat()
+        if len(self.abandoned) >= self.capacity and not self._stopping.is_set():
+            log.error("worker_stuck", reason="every slot is held by a node thread past its timeout; exiting for a fresh process")
+            self.exit_code = EXIT_STUCK
+            self._stopping.set()
+
+    def _thread_returned(self, future: Future[Any]) -> None:
+        if future in self.abandoned:
+            self.abandoned.discard(future)
+            log.info("slot_freed", stuck=len(self.abandoned))
+            self._beat()
+
     def _forward_log(self, job: Job, level: str, event: str, fields: dict[str, Any]) -> None:
         """Called from the node, which may be in a thread: hand the message to the loop."""
         message = NodeLog(job_id=job.job_id, run_id=job.run_id, node=job.node, level=level, event=event, fields=fields)
@@ -201,7 +234,7 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            self.send(Heartbeat(sender=self.worker_id, running=len(self.running)))
+            self._beat()
             silent_for = time.monotonic() - self._last_heard
             if silent_for > self.heartbeat_interval * self.heartbeat_liveness:
                 log.warning("coordinator_silent", seconds=round(silent_for, 1))
