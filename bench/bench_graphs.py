@@ -43,3 +43,37 @@ for i in range(SOAK_LENGTH):
     soak_chain.add_node(f"s{i}", _sleepy_step(f"s{i}"))
     soak_chain.add_edge(f"s{i}", f"s{i + 1}" if i + 1 < SOAK_LENGTH else END)
 soak_chain.set_entry_point("s0")
+
+
+FAN_BRANCHES = 8
+
+
+def burn(iterations: int) -> int:
+    """Pure-Python CPU work that holds the GIL: only separate processes run it in parallel."""
+    total = 0
+    for i in range(iterations):
+        total = (total + i * i) % 1_000_003
+    return total
+
+
+def _burning_branch(name: str):
+    def branch(state):
+        return {"values": [burn(state["iterations"])]}
+
+    branch.__name__ = name
+    return branch
+
+
+def _join(state):
+    return {"total": sum(state["values"])}
+
+
+fan8 = Graph("fan8", reducers={"values": "append"})
+fan8.add_node("split", lambda state: None)
+for i in range(FAN_BRANCHES):
+    fan8.add_node(f"b{i}", _burning_branch(f"b{i}"))
+    fan8.add_edge("split", f"b{i}")
+fan8.add_node("join", _join)
+fan8.add_edge([f"b{i}" for i in range(FAN_BRANCHES)], "join")
+fan8.add_edge("join", END)
+fan8.set_entry_point("split")

@@ -188,3 +188,159 @@ witnessed.add_node("after", after_slow)
 witnessed.add_edge("work", "after")
 witnessed.add_edge("after", END)
 witnessed.set_entry_point("work")
+
+
+# -- parallel branches -------------------------------------------------------------------------
+
+from awe import Send  # noqa: E402
+
+
+def burn(iterations: int) -> int:
+    """Pure-Python CPU work that holds the GIL: only separate processes run it in parallel."""
+    total = 0
+    for i in range(iterations):
+        total = (total + i * i) % 1_000_003
+    return total
+
+
+def _cpu_branch(name: str):
+    def work(state, ctx):
+        return {"parts": [{"branch": name, "worker": ctx.worker_id, "value": burn(state["iterations"])}]}
+
+    work.__name__ = name
+    return work
+
+
+def start(state):
+    return None
+
+
+def total(state):
+    return {"total": sum(p["value"] for p in state["parts"]), "joined": sorted(p["branch"] for p in state["parts"])}
+
+
+CPU_BRANCHES = ["cpu_a", "cpu_b", "cpu_c", "cpu_d"]
+
+fan_cpu = Graph("fan_cpu", reducers={"parts": "append"})
+fan_cpu.add_node("start", start)
+for name in CPU_BRANCHES:
+    fan_cpu.add_node(name, _cpu_branch(name))
+    fan_cpu.add_edge("start", name)
+fan_cpu.add_node("total", total)
+fan_cpu.add_edge(CPU_BRANCHES, "total")
+fan_cpu.add_edge("total", END)
+fan_cpu.set_entry_point("start")
+
+chain_cpu = Graph("chain_cpu", reducers={"parts": "append"})  # the same work, one branch after another
+for name in CPU_BRANCHES:
+    chain_cpu.add_node(name, _cpu_branch(name))
+for first, second in zip(CPU_BRANCHES, CPU_BRANCHES[1:]):
+    chain_cpu.add_edge(first, second)
+chain_cpu.add_node("total", total)
+chain_cpu.add_edge(CPU_BRANCHES[-1], "total")
+chain_cpu.add_edge("total", END)
+chain_cpu.set_entry_point(CPU_BRANCHES[0])
+
+
+# fan_reduce: three branches finishing in an order the run chooses, through three reducers
+
+
+def _reducing_branch(name: str, weight: int):
+    async def branch(state):
+        await asyncio.sleep(state["delays"][name])
+        return {"log": [name], "total": weight, "by_branch": {name: weight}, "finished": [name]}
+
+    branch.__name__ = name
+    return branch
+
+
+def keep_order(current, update):
+    """A custom reducer: remembers the order the updates were applied in."""
+    return [*(current or []), *update]
+
+
+fan_reduce = Graph("fan_reduce", reducers={"log": "append", "total": "add", "by_branch": "merge", "finished": keep_order})
+fan_reduce.add_node("start", start)
+for name, weight in (("left", 1), ("middle", 10), ("right", 100)):
+    fan_reduce.add_node(name, _reducing_branch(name, weight))
+    fan_reduce.add_edge("start", name)
+    fan_reduce.add_edge(name, END)
+fan_reduce.set_entry_point("start")
+
+
+# fan_conflict: two branches write a key that has no reducer
+
+
+def write_x(state):
+    return {"result": "from x"}
+
+
+def write_y(state):
+    return {"result": "from y"}
+
+
+fan_conflict = Graph("fan_conflict")
+fan_conflict.add_node("start", start).add_node("x", write_x).add_node("y", write_y)
+fan_conflict.add_edge("start", "x").add_edge("start", "y").add_edge("x", END).add_edge("y", END)
+fan_conflict.set_entry_point("start")
+
+
+# map_square: a router maps a node over a list known only at run time
+
+
+def fan_out_items(state):
+    return [Send("square", {"item": item}) for item in state["items"]]
+
+
+def square(item_input, ctx):
+    return {"results": [item_input["item"] ** 2], "workers": [ctx.worker_id]}
+
+
+def collect(state):
+    return {"count": len(state["results"])}
+
+
+map_square = Graph("map_square", reducers={"results": "append", "workers": "append"})
+map_square.add_node("plan", start).add_node("square", square).add_node("collect", collect)
+map_square.add_conditional_edge("plan", fan_out_items, ["square"])
+map_square.add_edge("square", "collect").add_edge("collect", END)
+map_square.set_entry_point("plan")
+
+
+# fan_witnessed: branches that leave a line per execution; one of them is slow
+
+
+async def _witnessed_branch(state, ctx):
+    _witness(state, ctx, f"start {ctx.branch}")
+    await asyncio.sleep(state["seconds"].get(ctx.branch, 0.05))
+    return {"done": [ctx.branch]}
+
+
+fan_witnessed = Graph("fan_witnessed", reducers={"done": "append"})
+fan_witnessed.add_node("start", start)
+for name in ("quick_a", "quick_b", "slow"):
+    fan_witnessed.add_node(name, _witnessed_branch)
+    fan_witnessed.add_edge("start", name)
+fan_witnessed.add_node("after", after_slow)
+fan_witnessed.add_edge(["quick_a", "quick_b", "slow"], "after")
+fan_witnessed.add_edge("after", END)
+fan_witnessed.set_entry_point("start")
+
+
+# fan_failing: one branch fails for good while another is still working
+
+
+async def slow_ok(state):
+    await asyncio.sleep(state.get("seconds", 0.5))
+    return {"ok": True}
+
+
+def broken(state):
+    raise RuntimeError("the broken branch broke")
+
+
+fan_failing = Graph("fan_failing")
+fan_failing.add_node("start", start).add_node("slow_ok", slow_ok).add_node("broken", broken)
+fan_failing.add_edge("start", "slow_ok").add_edge("start", "broken")
+fan_failing.add_edge("slow_ok", END).add_edge("broken", END)
+fan_failing.set_entry_point("start")

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from awe.graph import END, CompiledGraph, Context, Graph, RetryPolicy
+from awe.graph import END, CompiledGraph, Context, Graph, RetryPolicy, Send
 from awe.transport.messages import Job, JobDone, JobFailed, decode
 from awe.workers.executor import NodeOutputError, check_json, run_job, state_delta
 
@@ -141,8 +141,8 @@ def threads():
         yield pool
 
 
-def single(fn, name: str = "n", router=None, branches=None) -> CompiledGraph:
-    g = Graph("g").add_node(name, fn)
+def single(fn, name: str = "n", router=None, branches=None, reducers=None) -> CompiledGraph:
+    g = Graph("g", reducers=reducers).add_node(name, fn)
     if router is None:
         g.add_edge(name, END)
     else:
@@ -150,14 +150,14 @@ def single(fn, name: str = "n", router=None, branches=None) -> CompiledGraph:
     return g.set_entry_point(name).compile()
 
 
-def make_job(state: dict, node: str = "n", attempt: int = 1) -> Job:
-    return Job(job_id=f"run-7:3:{node}:{attempt}", run_id="run-7", graph_id="g", node=node, step=3, attempt=attempt,
-               state=state)  # fmt: skip
+def make_job(state: dict, node: str = "n", attempt: int = 1, *, branch: str = "", from_send: bool = False) -> Job:
+    return Job(job_id=f"run-7:3:{branch or node}:{attempt}", run_id="run-7", graph_id="g", node=node, step=3,
+               attempt=attempt, state=state, branch=branch, from_send=from_send)  # fmt: skip
 
 
-def make_ctx(node: str = "n", attempt: int = 1, log=None) -> Context:
+def make_ctx(node: str = "n", attempt: int = 1, log=None, branch: str = "") -> Context:
     return Context(run_id="run-7", graph_id="g", node=node, step=3, attempt=attempt, worker_id="w-9",
-                   log=log or RecordingLog())  # fmt: skip
+                   log=log or RecordingLog(), branch=branch)  # fmt: skip
 
 
 async def run(graph, state, threads, *, node="n", attempt=1, ctx=None):
@@ -353,7 +353,7 @@ async def test_router_enum_answer_is_sent_as_its_value(threads):
 
 
 @pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
-@pytest.mark.parametrize("answer", [["done"], {"k": "done"}, 1.5, object()], ids=["list", "dict", "float", "object"])
+@pytest.mark.parametrize("answer", [{"k": "done"}, 1.5, object(), ["done", 1.5]], ids=["dict", "float", "object", "list-with-a-float"])
 async def test_router_returning_an_unsupported_object_fails_the_job(threads, router_async, answer):
     def decide(state):
         return answer
@@ -383,6 +383,208 @@ async def test_node_without_router_has_no_route_even_if_it_returns_one(threads):
     assert isinstance(result, JobDone)
     assert result.route is None
     assert result.delta == {"route": "x"}
+
+
+# -- parallel branches: Sends, reducers, wire routes ---------------------------------------
+
+
+def test_context_branch_defaults_to_empty():
+    ctx = Context(run_id="r", graph_id="g", node="n", step=1, attempt=1, worker_id="w", log=None)
+    assert ctx.branch == ""
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_send_job_runs_on_its_payload_and_only_its_returned_dict_counts(threads, is_async):
+    seen = {}
+
+    def body(state):
+        seen["state"] = dict(state)
+        state["item"] = "changed in place"
+        state["new"] = 1
+        del state["drop"]
+        return {"results": [state["item"]]}
+
+    async def async_body(state):
+        return body(state)
+
+    payload = {"item": "x", "drop": True}
+    job = make_job(payload, branch="n[0]", from_send=True)
+    result = await run_job(single(async_body if is_async else body), job, make_ctx(branch="n[0]"), threads)
+    assert isinstance(result, JobDone), getattr(result, "error", None)
+    assert seen["state"] == {"item": "x", "drop": True}
+    assert result.delta == {"results": ["changed in place"]}
+    assert result.removed == []
+
+
+async def test_a_send_job_that_returns_nothing_updates_nothing(threads):
+    def edit(state):
+        state["item"] = "y"
+
+    result = await run_job(single(edit), make_job({"item": "x"}, from_send=True), make_ctx(), threads)
+    assert isinstance(result, JobDone)
+    assert result.delta == {}
+    assert result.removed == []
+
+
+async def test_a_send_jobs_returned_dict_is_still_checked(threads):
+    result = await run_job(single(lambda s: {"blob": b"x"}), make_job({}, from_send=True), make_ctx(), threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError"
+    assert "state['blob']" in result.error["message"]
+    result = await run_job(single(lambda s: ["x"]), make_job({}, from_send=True), make_ctx(), threads)
+    assert isinstance(result, JobFailed)
+    assert "'n'" in result.error["message"]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_an_in_place_change_of_a_reducer_key_fails_the_job(threads, is_async):
+    def body(state):
+        state["items"].append(2)
+        state["plain"] = "fine"
+
+    async def async_body(state):
+        return body(state)
+
+    graph = Graph("g", reducers={"items": "append"}).add_node(
+        "n", async_body if is_async else body, retry=RetryPolicy(max_attempts=3)
+    ).add_edge("n", END).set_entry_point("n").compile()  # fmt: skip
+    result = await run(graph, {"items": [1]}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError"
+    message = result.error["message"]
+    assert "node 'n'" in message
+    assert "'items'" in message
+    assert "(append)" in message
+    assert "return its update instead" in message
+    assert not result.retryable  # retrying the same code cannot help
+
+
+async def test_a_reducer_keys_update_is_returned(threads):
+    def body(state):
+        state["plain"] = "in place is fine here"
+        return {"items": [2]}
+
+    result = await run(single(body, reducers={"items": "append"}), {"items": [1]}, threads)
+    assert isinstance(result, JobDone), getattr(result, "error", None)
+    assert result.delta == {"items": [2], "plain": "in place is fine here"}  # the update, not the folded value
+
+
+async def test_a_reducer_key_changed_in_place_and_returned_sends_the_returned_update(threads):
+    def body(state):
+        state["items"].append("in place")
+        return {"items": ["returned"]}
+
+    result = await run(single(body, reducers={"items": "append"}), {"items": [1]}, threads)
+    assert isinstance(result, JobDone), getattr(result, "error", None)
+    assert result.delta == {"items": ["returned"]}
+
+
+async def test_a_send_job_may_change_a_reducer_key_of_its_payload_in_place(threads):
+    def body(state):
+        state["items"].append(2)  # the payload is the node's input, not the run's state
+        return {"items": [len(state["items"])]}
+
+    job = make_job({"items": [1]}, from_send=True)
+    result = await run_job(single(body, reducers={"items": "append"}), job, make_ctx(), threads)
+    assert isinstance(result, JobDone), getattr(result, "error", None)
+    assert result.delta == {"items": [2]}
+
+
+@pytest.mark.parametrize("node_async", [False, True], ids=["sync-node", "async-node"])
+@pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
+async def test_the_router_sees_the_state_after_the_reducers(threads, node_async, router_async):
+    seen = {}
+
+    def body(state):
+        return {"items": [2], "total": 5, "plain": "new"}
+
+    async def async_body(state):
+        return body(state)
+
+    def decide(state):
+        seen["state"] = dict(state)
+        return "done"
+
+    async def async_decide(state):
+        return decide(state)
+
+    graph = single(async_body if node_async else body, router=async_decide if router_async else decide,
+                   reducers={"items": "append", "total": "add"})  # fmt: skip
+    result = await run(graph, {"items": [1], "total": 1, "plain": "old"}, threads)
+    assert isinstance(result, JobDone), getattr(result, "error", None)
+    assert seen["state"] == {"items": [1, 2], "total": 6, "plain": "new"}
+    assert result.delta == {"items": [2], "total": 5, "plain": "new"}
+    assert result.route == "done"
+
+
+async def test_a_reducer_that_fails_on_the_routers_view_fails_the_job(threads):
+    graph = single(lambda s: {"total": "three"}, router=lambda s: "done", reducers={"total": "add"})
+    result = await run(graph, {"total": 1}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "ReducerFailed"
+    assert "'total'" in result.error["message"]
+
+
+@pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
+@pytest.mark.parametrize(
+    "answer, wire",
+    [
+        (["done", "again"], ["done", "again"]),
+        (("again", Route.DONE), ["again", "done"]),
+        (Send("n", {"item": 1}), [{"send": "n", "payload": {"item": 1}}]),
+        ([Send("n", {"i": 0}), Send("n", {"i": 1})], [{"send": "n", "payload": {"i": 0}}, {"send": "n", "payload": {"i": 1}}]),
+        (["done", Send("n", {"i": [1, {"k": None}]})], ["done", {"send": "n", "payload": {"i": [1, {"k": None}]}}]),
+        ([], []),
+    ],
+    ids=["keys", "tuple-with-enum", "one-send", "sends", "key-and-send", "empty"],
+)
+async def test_router_answers_are_sent_in_wire_form(threads, router_async, answer, wire):
+    def decide(state):
+        return answer
+
+    async def async_decide(state):
+        return answer
+
+    result = await run(single(lambda s: None, router=async_decide if router_async else decide), {}, threads)
+    assert isinstance(result, JobDone), getattr(result, "error", None)
+    assert result.route == wire
+    assert decode(result.encode()) == result
+
+
+@pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
+@pytest.mark.parametrize("answer", [Send("n", [1]), ["done", Send("n", "text")]], ids=["alone", "in-a-list"])
+async def test_a_send_whose_payload_is_not_a_dict_fails_the_job(threads, router_async, answer):
+    def decide(state):
+        return answer
+
+    async def async_decide(state):
+        return answer
+
+    result = await run(single(lambda s: None, router=async_decide if router_async else decide), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError"
+    assert "router of node 'n'" in result.error["message"]
+    assert "payload is a dict" in result.error["message"]
+
+
+@pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
+@pytest.mark.parametrize(
+    "payload, what", [({"b": b"x"}, "bytes"), ({"s": {1}}, "set"), ({"f": float("nan")}, "nan"), ({1: "x"}, "key 1")]
+)
+async def test_a_send_whose_payload_is_not_json_fails_the_job(threads, router_async, payload, what):
+    def decide(state):
+        return ["done", Send("n", payload)]
+
+    async def async_decide(state):
+        return decide(state)
+
+    result = await run(single(lambda s: None, router=async_decide if router_async else decide), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError"
+    message = result.error["message"]
+    assert "router of 'n'" in message
+    assert "Send 0 to 'n': payload" in message  # counted among the Sends, not the keys
+    assert what in message
 
 
 # -- timeouts -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from awe.graph import END, CompiledGraph, Graph, GraphError, GraphLoadError, RouteError, load_graphs
+from awe.graph import END, CompiledGraph, Graph, GraphError, GraphLoadError, Join, RouteError, Send, load_graphs
 
 # -- node and router functions (never called by compile) --------------------------
 
@@ -228,29 +228,30 @@ def test_wrong_node_signature_is_rejected(fn, count):
     assert f"takes {count} positional parameters" in message
 
 
-def test_two_outgoing_edges_are_rejected():
-    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c)
-    g.add_edge("a", "b").add_edge("a", "c").add_edge("b", END).add_edge("c", END).set_entry_point("a")
-    with pytest.raises(GraphError, match=r"node 'a' has two outgoing edges \('b' and 'c'\)"):
-        g.compile()
-
-
-def test_edge_plus_conditional_edge_is_rejected():
-    g = Graph("g").add_node("a", a).add_node("b", b)
-    g.add_edge("a", "b").add_edge("b", END)
-    g.add_conditional_edge("a", router, {"x": END})
-    g.set_entry_point("a")
-    with pytest.raises(GraphError, match=r"node 'a' has more than one outgoing edge"):
-        g.compile()
-
-
 def test_two_conditional_edges_are_rejected():
     g = Graph("g").add_node("a", a)
     g.add_conditional_edge("a", router, {"x": END})
     g.add_conditional_edge("a", router, {"y": END})
     g.set_entry_point("a")
-    with pytest.raises(GraphError, match=r"node 'a' has more than one outgoing edge"):
+    with pytest.raises(GraphError, match=r"node 'a' has two conditional edges"):
         g.compile()
+
+
+def test_the_same_edge_twice_is_rejected():
+    g = linear("a", "b")
+    g.add_edge("a", "b")
+    with pytest.raises(GraphError, match=r"the edge 'a' -> 'b' is added twice"):
+        g.compile()
+
+
+def test_a_single_source_list_is_a_plain_edge():
+    g = linear("a", "b")
+    g.add_edge(["a"], "b")  # the same edge as add_edge("a", "b"), so added twice
+    with pytest.raises(GraphError, match=r"the edge 'a' -> 'b' is added twice"):
+        g.compile()
+    compiled = Graph("g").add_node("a", a).add_edge(["a"], END).set_entry_point("a").compile()
+    assert dict(compiled.edges) == {"a": (END,)}
+    assert compiled.joins == ()
 
 
 # -- compile() accepts ------------------------------------------------------------
@@ -261,26 +262,54 @@ def test_linear_graph_compiles():
     assert isinstance(compiled, CompiledGraph)
     assert compiled.entry == "a"
     assert list(compiled.nodes) == ["a", "b", "c"]
-    assert dict(compiled.edges) == {"a": "b", "b": "c", "c": END}
+    assert dict(compiled.edges) == {"a": ("b",), "b": ("c",), "c": (END,)}
     assert dict(compiled.routers) == {}
+    assert compiled.joins == ()
+    assert dict(compiled.reducers) == {}
     assert compiled.targets("a") == ["b"]
     assert compiled.targets("c") == [END]
+    assert compiled.successors("a", None) == (["b"], [])
+    assert compiled.successors("c", None) == ([END], [])
+
+
+def test_two_outgoing_edges_are_parallel_branches():
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c)
+    g.add_edge("a", "b").add_edge("a", "c").add_edge("b", END).add_edge("c", END).set_entry_point("a")
+    compiled = g.compile()
+    assert dict(compiled.edges)["a"] == ("b", "c")
+    assert compiled.targets("a") == ["b", "c"]
+    assert compiled.successors("a", None) == (["b", "c"], [])
+    assert compiled.describe()["edges"][:2] == [{"source": "a", "target": "b"}, {"source": "a", "target": "c"}]
+
+
+def test_edge_plus_conditional_edge_compiles_and_follows_both():
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c)
+    g.add_edge("a", "b").add_edge("b", END).add_edge("c", END)
+    g.add_conditional_edge("a", router, {"x": "c", "stop": END, "same": "b"})
+    g.set_entry_point("a")
+    compiled = g.compile()
+    assert set(compiled.targets("a")) == {"b", "c", END}
+    assert compiled.successors("a", "x") == (["b", "c"], [])
+    assert compiled.successors("a", "stop") == (["b", END], [])
+    assert compiled.successors("a", "same") == (["b"], [])  # the union, without duplicates
+    with pytest.raises(RouteError):
+        compiled.successors("a", None)  # the router still has to answer
 
 
 def test_loop_through_a_conditional_edge_compiles():
     compiled = loop_graph().compile()
     assert set(compiled.targets("b")) == {"a", END}
-    assert compiled.next_node("a", None) == "b"
-    assert compiled.next_node("b", "again") == "a"
-    assert compiled.next_node("b", "done") == END
+    assert compiled.successors("a", None) == (["b"], [])
+    assert compiled.successors("b", "again") == (["a"], [])
+    assert compiled.successors("b", "done") == ([END], [])
 
 
 def test_self_loop_through_a_conditional_edge_compiles():
     g = Graph("g").add_node("a", a)
     g.add_conditional_edge("a", router, {"again": "a", "stop": END}).set_entry_point("a")
     compiled = g.compile()
-    assert compiled.next_node("a", "again") == "a"
-    assert compiled.next_node("a", "stop") == END
+    assert compiled.successors("a", "again") == (["a"], [])
+    assert compiled.successors("a", "stop") == ([END], [])
 
 
 def test_list_form_branches_use_each_name_as_its_key():
@@ -289,9 +318,9 @@ def test_list_form_branches_use_each_name_as_its_key():
     g.add_edge("b", END).add_edge("c", END).set_entry_point("a")
     compiled = g.compile()
     assert dict(compiled.routers["a"].branches) == {"b": "b", "c": "c", END: END}
-    assert compiled.next_node("a", "b") == "b"
-    assert compiled.next_node("a", "c") == "c"
-    assert compiled.next_node("a", END) == END
+    assert compiled.successors("a", "b") == (["b"], [])
+    assert compiled.successors("a", "c") == (["c"], [])
+    assert compiled.successors("a", END) == ([END], [])
 
 
 def test_node_kinds_are_detected():
@@ -337,40 +366,257 @@ def test_compile_does_not_freeze_the_builder():
     assert list(first.nodes) == ["a"]
 
 
-# -- next_node() --------------------------------------------------------------------
+# -- successors() ---------------------------------------------------------------------
 
 
-def test_next_node_with_an_unknown_key_raises_route_error_naming_node_and_keys():
+def fan_graph() -> Graph:
+    """a --router--> {b: b, c: c, d: d, done: END}; b, c, d -> END."""
+    g = Graph("fan").add_node("a", a).add_node("b", b).add_node("c", c).add_node("d", a)
+    g.add_conditional_edge("a", router, {"b": "b", "c": "c", "d": "d", "done": END})
+    g.add_edge("b", END).add_edge("c", END).add_edge("d", END).set_entry_point("a")
+    return g
+
+
+def test_successors_with_an_unknown_key_raises_route_error_naming_node_and_keys():
     compiled = loop_graph().compile()
     with pytest.raises(RouteError) as info:
-        compiled.next_node("b", "sideways")
+        compiled.successors("b", "sideways")
     message = str(info.value)
     assert "'b'" in message
     assert "'sideways'" in message
     assert "['again', 'done']" in message
 
 
-@pytest.mark.parametrize("route", [None, ["done"], {"done": 1}, 1.5])
-def test_next_node_rejects_non_key_routes(route):
+@pytest.mark.parametrize("route", [None, {"done": 1}, 1.5, [["done"]], {"send": "a"}], ids=repr)
+def test_successors_rejects_non_key_routes(route):
     compiled = loop_graph().compile()
     with pytest.raises(RouteError, match="'b'"):
-        compiled.next_node("b", route)
+        compiled.successors("b", route)
 
 
-def test_next_node_matches_int_and_bool_routes_by_their_string_form():
+def test_successors_matches_int_and_bool_routes_by_their_string_form():
     g = Graph("g").add_node("a", a).add_node("b", b)
     g.add_conditional_edge("a", router, {1: "b", False: END})
     g.add_edge("b", END).set_entry_point("a")
     compiled = g.compile()
-    assert compiled.next_node("a", 1) == "b"
-    assert compiled.next_node("a", "1") == "b"
-    assert compiled.next_node("a", False) == END
+    assert compiled.successors("a", 1) == (["b"], [])
+    assert compiled.successors("a", "1") == (["b"], [])
+    assert compiled.successors("a", False) == ([END], [])
+    assert compiled.successors("a", [1, False]) == (["b", END], [])
     with pytest.raises(RouteError):
-        compiled.next_node("a", True)
+        compiled.successors("a", True)
+
+
+def test_successors_rejects_an_empty_list_of_branches():
+    compiled = loop_graph().compile()
+    with pytest.raises(RouteError) as info:
+        compiled.successors("b", [])
+    assert "'b'" in str(info.value)
+    assert "no branch" in str(info.value)
+
+
+def test_successors_of_a_list_of_keys_are_all_their_targets_once():
+    compiled = fan_graph().compile()
+    assert compiled.successors("a", ["c", "b", "c"]) == (["c", "b"], [])
+    assert compiled.successors("a", ["b", "c", "d"]) == (["b", "c", "d"], [])
+
+
+def test_end_in_a_list_of_keys_ends_only_that_branch():
+    compiled = fan_graph().compile()
+    assert compiled.successors("a", ["b", "done"]) == (["b", END], [])
+
+
+def test_one_bad_key_in_a_list_fails_the_whole_answer():
+    compiled = fan_graph().compile()
+    with pytest.raises(RouteError, match="'nope'"):
+        compiled.successors("a", ["b", "nope"])
+
+
+def test_a_send_to_one_of_the_routers_branches_becomes_a_send():
+    compiled = fan_graph().compile()
+    names, sends = compiled.successors("a", [Send("b", {"i": 0}).to_wire(), {"send": "b", "payload": {"i": 1}}, "c"])
+    assert names == ["c"]
+    assert sends == [Send("b", {"i": 0}), Send("b", {"i": 1})]
+    assert compiled.successors("a", {"send": "d", "payload": {}}) == ([], [Send("d", {})])
+
+
+def test_send_to_wire_is_the_routes_wire_form():
+    assert Send("b", {"i": 1}).to_wire() == {"send": "b", "payload": {"i": 1}}
+
+
+@pytest.mark.parametrize("target", ["ghost", END, "a"], ids=["unknown", "END", "not-a-branch"])
+def test_a_send_outside_the_routers_branches_is_a_route_error(target):
+    compiled = fan_graph().compile()
+    with pytest.raises(RouteError) as info:
+        compiled.successors("a", [{"send": target, "payload": {}}])
+    message = str(info.value)
+    assert "router of node 'a'" in message
+    assert repr(target) in message
+    assert "['b', 'c', 'd']" in message  # the branches it may send to, END left out
+
+
+def test_a_send_with_a_payload_that_is_not_a_dict_is_a_route_error():
+    compiled = fan_graph().compile()
+    with pytest.raises(RouteError, match="'a'"):
+        compiled.successors("a", [{"send": "b", "payload": [1]}])
+
+
+def test_a_node_without_router_ignores_the_route():
+    compiled = linear("a", "b").compile()
+    assert compiled.successors("a", None) == (["b"], [])
+    assert compiled.successors("a", "anything") == (["b"], [])
 
 
 def test_route_error_is_a_lookup_error():
     assert issubclass(RouteError, LookupError)
+
+
+# -- joins ---------------------------------------------------------------------------
+
+
+def diamond(name: str = "g") -> Graph:
+    """a -> {b, c} (parallel); join [c, b] -> d; d -> END."""
+    g = Graph(name).add_node("a", a).add_node("b", b).add_node("c", c).add_node("d", a)
+    g.add_edge("a", "b").add_edge("a", "c")
+    g.add_edge(["c", "b"], "d")
+    g.add_edge("d", END).set_entry_point("a")
+    return g
+
+
+def test_a_join_compiles_and_is_described_with_sorted_sources():
+    compiled = diamond().compile()
+    assert compiled.joins == (Join(("b", "c"), "d"),)
+    assert compiled.describe()["joins"] == [{"sources": ["b", "c"], "target": "d"}]
+    assert compiled.targets("b") == ["d"]
+    assert compiled.targets("c") == ["d"]
+    assert "b" not in compiled.edges and "c" not in compiled.edges  # a join is not a plain edge
+    assert compiled.successors("b", None) == ([], [])  # whether d runs depends on c: the run decides
+
+
+def test_a_joins_sources_count_as_having_an_outgoing_edge():
+    # without the join, b and c would be dead ends
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c)
+    g.add_edge("a", "b").add_edge("a", "c").set_entry_point("a")
+    with pytest.raises(GraphError, match="no outgoing edge"):
+        g.compile()
+    g.add_node("d", a).add_edge(["b", "c"], "d").add_edge("d", END)
+    assert g.compile().targets("c") == ["d"]
+
+
+def test_a_join_does_not_make_its_sources_reachable():
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c).add_node("d", a)
+    g.add_edge("a", "b").add_edge("b", END).add_edge(["c", "b"], "d").add_edge("d", END).set_entry_point("a")
+    with pytest.raises(GraphError, match=r"node 'c' cannot be reached"):
+        g.compile()
+
+
+def test_a_join_naming_a_node_twice_is_rejected():
+    g = Graph("g").add_node("a", a).add_node("b", b)
+    with pytest.raises(GraphError, match=r"graph 'g': the join \['b', 'a', 'b'\] -> 'c' names a node twice"):
+        g.add_edge(["b", "a", "b"], "c")
+
+
+@pytest.mark.parametrize("source", [[], ["a", 3]], ids=["empty", "not-a-name"])
+def test_a_join_needs_a_list_of_node_names(source):
+    with pytest.raises(GraphError, match="a join needs a list of node names"):
+        Graph("g").add_edge(source, "c")
+
+
+def test_a_join_from_an_unknown_node_is_rejected():
+    g = diamond()
+    g.add_edge(["b", "ghost"], "d")
+    with pytest.raises(GraphError, match=r"'g': the join \['b', 'ghost'\] -> 'd' starts at 'ghost', which is not a node"):
+        g.compile()
+
+
+def test_a_join_from_end_is_rejected():
+    g = diamond()
+    g.add_edge(["b", END], "d")
+    with pytest.raises(GraphError, match="starts at '__end__', which is not a node"):
+        g.compile()
+
+
+@pytest.mark.parametrize("target", [END, "ghost"])
+def test_a_join_must_lead_to_a_node(target):
+    g = diamond()
+    g.add_edge(["b", "c"], target)
+    with pytest.raises(GraphError) as info:
+        g.compile()
+    assert str(info.value) == f"graph 'g': the join ['b', 'c'] -> {target!r} must lead to a node"
+
+
+def test_the_same_join_twice_is_rejected_whatever_the_order_of_its_sources():
+    g = diamond()
+    g.add_edge(["b", "c"], "d")
+    with pytest.raises(GraphError, match=r"the join \['b', 'c'\] -> 'd' is added twice"):
+        g.compile()
+
+
+def test_joins_change_the_fingerprint():
+    with_join = diamond().compile().fingerprint
+    g = Graph("g").add_node("a", a).add_node("b", b).add_node("c", c).add_node("d", a)
+    g.add_edge("a", "b").add_edge("a", "c").add_edge("b", "d").add_edge("c", "d")
+    g.add_edge("d", END).set_entry_point("a")
+    assert g.compile().fingerprint != with_join
+
+
+# -- reducers ---------------------------------------------------------------------------
+
+
+def keep_longest(current, update):
+    return update if current is None or len(update) > len(current) else current
+
+
+def reduced(reducers, name: str = "g") -> Graph:
+    return Graph(name, reducers=reducers).add_node("a", a).add_edge("a", END).set_entry_point("a")
+
+
+def test_reducers_are_described_by_name():
+    compiled = reduced({"items": "append", "n": "add", "m": "merge", "x": keep_longest}).compile()
+    assert compiled.describe()["reducers"] == {
+        "items": "append",
+        "m": "merge",
+        "n": "add",
+        "x": f"{__name__}.keep_longest",
+    }
+    assert compiled.reducers["x"].fn is keep_longest
+    assert compiled.reducers["items"].fn([1], 2) == [1, 2]
+
+
+def test_a_graph_without_reducers_describes_none():
+    assert loop_graph().compile().describe()["reducers"] == {}
+
+
+def test_an_unknown_reducer_name_is_rejected_naming_the_key():
+    with pytest.raises(GraphError) as info:
+        Graph("g", reducers={"items": "appendd"})
+    message = str(info.value)
+    assert "'g'" in message
+    assert "state key 'items'" in message
+    assert "'appendd'" in message
+    assert "['add', 'append', 'merge']" in message
+
+
+@pytest.mark.parametrize("spec", [42, None, ["append"]], ids=["int", "none", "list"])
+def test_a_reducer_that_is_not_callable_is_rejected_naming_the_key(spec):
+    with pytest.raises(GraphError, match=r"graph 'g': state key 'total': a reducer is a name from"):
+        Graph("g", reducers={"total": spec})
+
+
+@pytest.mark.parametrize("key", ["", 3])
+def test_a_reducer_for_something_that_is_not_a_state_key_is_rejected(key):
+    with pytest.raises(GraphError, match="not a state key"):
+        Graph("g", reducers={key: "add"})
+
+
+def test_reducers_change_the_fingerprint():
+    none = reduced({}).compile().fingerprint
+    append = reduced({"items": "append"}).compile().fingerprint
+    add = reduced({"items": "add"}).compile().fingerprint
+    other_key = reduced({"things": "append"}).compile().fingerprint
+    custom = reduced({"items": keep_longest}).compile().fingerprint
+    assert len({none, append, add, other_key, custom}) == 5
+    assert reduced({"items": "append"}).compile().fingerprint == append
 
 
 # -- describe() and fingerprint --------------------------------------------------------
@@ -386,6 +632,8 @@ def test_describe_lists_the_topology():
         {"name": "b", "async": False, "takes_context": False, "retry": no_retry, "timeout": None},
     ]
     assert d["edges"] == [{"source": "a", "target": "b"}]
+    assert d["joins"] == []
+    assert d["reducers"] == {}
     assert d["conditional_edges"] == [
         {"source": "b", "router": "router", "branches": {"again": "a", "done": END}}
     ]
@@ -464,7 +712,7 @@ def test_load_graphs_finds_module_level_graphs(module_dir):
     compiled = graphs["my_test_graph"]
     assert isinstance(compiled, CompiledGraph)
     assert compiled.entry == "step"
-    assert dict(compiled.edges) == {"step": END}
+    assert dict(compiled.edges) == {"step": (END,)}
     assert module in sys.modules
 
 

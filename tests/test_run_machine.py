@@ -66,6 +66,11 @@ def steps(out: Instructions) -> list[StepRecord]:
     return [r for r in out.records if isinstance(r, StepRecord)]
 
 
+def only(jobs: list[JobSpec]) -> JobSpec:
+    (job,) = jobs
+    return job
+
+
 def done(run: Run, job: JobSpec, *, delta=None, removed=None, route=None, now=T2) -> Instructions:
     return run.job_done(
         job, worker_id="w1", delta=delta or {}, removed=removed or [], route=route, started_at=T1, now=now,
@@ -80,7 +85,7 @@ def test_create_queues_the_run_at_the_entry_point():
     run, out = new_run()
     assert run.status is RunStatus.QUEUED
     assert not run.is_finished
-    assert out.dispatch is None
+    assert out.dispatch == []
     assert out.finished is False
     assert event_names(out) == [RunEvent.RUN_QUEUED.value]
     (queued,) = events(out)
@@ -93,11 +98,12 @@ def test_create_queues_the_run_at_the_entry_point():
     assert snap.graph_version == 3
     assert snap.state == {"x": 1}
     assert snap.step_count == 0
-    assert snap.current_node == snap.next_node == "a"
+    assert snap.current_node == "a"
+    assert snap.plan == {"tasks": [{"branch": "a", "node": "a", "attempt": 1}], "joins": {}}
     assert snap.options == {"opt": True}
     assert snap.created_at == T0
     assert snap.started_at is None and snap.finished_at is None
-    assert run.next_job() == JobSpec("run-1", "linear", "a", 1, 1)
+    assert only(run.next_jobs()) == JobSpec("run-1", "linear", "a", 1, 1)
 
 
 def test_job_spec_job_id():
@@ -111,48 +117,50 @@ def test_linear_run_from_queued_to_completed():
     run, created = new_run()
     all_events = events(created)
 
-    job1 = run.next_job()
+    job1 = only(run.next_jobs())
     sent = run.job_sent(job1, "w1", T1)
     assert run.status is RunStatus.RUNNING
     assert event_names(sent) == ["run_started", "node_started"]
-    assert sent.dispatch is None and not sent.finished
+    assert sent.dispatch == [] and not sent.finished
     assert events(sent)[1].fields == {"step": 1, "attempt": 1}
     assert events(sent)[1].node == "a" and events(sent)[1].worker == "w1"
     (snap,) = snapshots(sent)
     assert snap.status == "running" and snap.started_at == T1
-    assert run.in_flight == job1
+    assert run.in_flight == {"a": job1}
     all_events += events(sent)
 
     out = done(run, job1, delta={"y": 2}, now=T2)
-    assert [type(r) for r in out.records] == [StepRecord, EventRecord, RunRecord]
+    assert [type(r) for r in out.records] == [StepRecord, EventRecord, EventRecord, RunRecord]
     (step,) = steps(out)
     assert (step.step, step.node, step.attempt, step.status) == (1, "a", 1, "completed")
     assert step.worker_id == "w1" and step.started_at == T1 and step.finished_at == T2
     assert step.delta == {"y": 2} and step.duration_ms == 5.0
-    assert event_names(out) == ["node_completed"]
+    assert event_names(out) == ["node_completed", "step_completed"]
     assert events(out)[0].fields["updated_keys"] == ["y"]
-    assert out.dispatch == JobSpec("run-1", "linear", "b", 2, 1)
+    assert events(out)[1].fields == {"step": 1, "branches": ["a"], "next": ["b"]}
+    assert out.dispatch == [JobSpec("run-1", "linear", "b", 2, 1)]
     assert out.finished is False
-    assert run.in_flight is None
+    assert run.in_flight == {}
     assert snapshots(out)[0].state == {"x": 1, "y": 2}
-    assert snapshots(out)[0].next_node == "b" and snapshots(out)[0].step_count == 1
+    assert snapshots(out)[0].plan["tasks"] == [{"branch": "b", "node": "b", "attempt": 1}]
+    assert snapshots(out)[0].step_count == 1
     all_events += events(out)
 
-    job2 = out.dispatch
+    (job2,) = out.dispatch
     sent2 = run.job_sent(job2, "w2", T3)
     assert event_names(sent2) == ["node_started"]  # no second run_started
     all_events += events(sent2)
 
     final = done(run, job2, delta={"z": 3}, now=T4)
-    assert event_names(final) == ["node_completed", "run_completed"]
+    assert event_names(final) == ["node_completed", "step_completed", "run_completed"]
     assert final.finished is True
-    assert final.dispatch is None
+    assert final.dispatch == []
     assert run.status is RunStatus.COMPLETED
     assert run.is_finished
-    assert run.next_job() is None
+    assert run.next_jobs() == []
     snap = snapshots(final)[-1]
     assert snap.status == "completed"
-    assert snap.next_node is None
+    assert snap.plan == {"tasks": [], "joins": {}}
     assert snap.finished_at == T4
     assert snap.step_count == 2
     assert snap.state == {"x": 1, "y": 2, "z": 3}
@@ -161,8 +169,8 @@ def test_linear_run_from_queued_to_completed():
 
     assert [e.seq for e in all_events] == list(range(1, len(all_events) + 1))
     assert [e.event for e in all_events] == [
-        "run_queued", "run_started", "node_started", "node_completed",
-        "node_started", "node_completed", "run_completed",
+        "run_queued", "run_started", "node_started", "node_completed", "step_completed",
+        "node_started", "node_completed", "step_completed", "run_completed",
     ]  # fmt: skip
     assert all(e.run_id == "run-1" for e in all_events)
     assert all(name in {ev.value for ev in RunEvent} for name in (e.event for e in all_events))
@@ -170,13 +178,14 @@ def test_linear_run_from_queued_to_completed():
 
 def test_router_answer_picks_the_next_node():
     run, _ = new_run(routed_graph())
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     out = done(run, job, route="again")
-    assert out.dispatch == JobSpec("run-1", "routed", "a", 2, 1)
+    assert out.dispatch == [JobSpec("run-1", "routed", "a", 2, 1)]
     assert run.status is RunStatus.RUNNING
-    run.job_sent(out.dispatch, "w1", T3)
-    out = done(run, out.dispatch, route="done", now=T4)
+    (again,) = out.dispatch
+    run.job_sent(again, "w1", T3)
+    out = done(run, again, route="done", now=T4)
     assert out.finished
     assert run.status is RunStatus.COMPLETED
     assert run.step_count == 2
@@ -184,11 +193,11 @@ def test_router_answer_picks_the_next_node():
 
 def test_unknown_router_key_fails_the_run_with_a_route_error():
     run, _ = new_run(routed_graph())
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     out = done(run, job, delta={"y": 1}, route="sideways")
     assert out.finished is True
-    assert out.dispatch is None
+    assert out.dispatch == []
     assert event_names(out) == ["node_completed", "run_failed"]
     assert steps(out)[0].status == "completed"  # the node itself did its job
     assert run.status is RunStatus.FAILED
@@ -196,7 +205,7 @@ def test_unknown_router_key_fails_the_run_with_a_route_error():
     assert run.error["node"] == "a"
     assert "'sideways'" in run.error["message"]
     snap = snapshots(out)[-1]
-    assert snap.status == "failed" and snap.error == run.error and snap.next_node is None
+    assert snap.status == "failed" and snap.error == run.error and snap.plan["tasks"] == []
     assert snap.state == {"x": 1, "y": 1}
     assert events(out)[-1].fields["error_type"] == "RouteError"
     assert events(out)[-1].level == "error"
@@ -204,7 +213,7 @@ def test_unknown_router_key_fails_the_run_with_a_route_error():
 
 def test_job_failed_fails_the_run():
     run, _ = new_run()
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     error = {"type": "ValueError", "message": "bad input", "traceback": "Traceback ..."}
     out = run.job_failed(job, worker_id="w1", error=error, started_at=T1, now=T2, duration_ms=1.5)
@@ -218,7 +227,7 @@ def test_job_failed_fails_the_run():
         "step": 1, "attempt": 1, "error_type": "ValueError", "message": "bad input", "will_retry": False,
     }  # fmt: skip
     assert run_failed.node == "a"
-    assert out.finished is True and out.dispatch is None
+    assert out.finished is True and out.dispatch == []
     assert run.status is RunStatus.FAILED
     assert run.error == {
         "node": "a", "type": "ValueError", "message": "bad input", "traceback": "Traceback ...", "attempts": 1,
@@ -227,14 +236,14 @@ def test_job_failed_fails_the_run():
     assert snap.status == "failed"
     assert snap.error == run.error
     assert snap.finished_at == T2
-    assert snap.next_node is None
-    assert run.next_job() is None
+    assert snap.plan["tasks"] == []
+    assert run.next_jobs() == []
     assert [e.seq for e in events(out)] == [4, 5]
 
 
 def test_job_failed_while_queued_is_allowed():
     run, _ = new_run()
-    out = run.job_failed(run.next_job(), worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1,
+    out = run.job_failed(only(run.next_jobs()), worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1,
                          now=T2, duration_ms=0.0)  # fmt: skip
     assert out.finished
     assert run.status is RunStatus.FAILED
@@ -242,7 +251,7 @@ def test_job_failed_while_queued_is_allowed():
 
 def test_job_lost_redispatches_the_same_step_with_the_next_attempt():
     run, _ = new_run()
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     out = run.job_lost(job, worker_id="w1", reason="heartbeat timeout", started_at=T1, now=T2)
     (step,) = steps(out)
@@ -252,29 +261,29 @@ def test_job_lost_redispatches_the_same_step_with_the_next_attempt():
     assert event_names(out) == ["node_lost"]
     assert events(out)[0].level == "warning"
     assert events(out)[0].fields["reason"] == "heartbeat timeout"
-    assert out.dispatch == JobSpec("run-1", "linear", "a", 1, 2)
+    assert out.dispatch == [JobSpec("run-1", "linear", "a", 1, 2)]
     assert out.finished is False
     assert run.status is RunStatus.RUNNING
     assert snapshots(out)[0].step_count == 0
 
-    retry = out.dispatch
+    (retry,) = out.dispatch
     sent = run.job_sent(retry, "w2", T3)
     assert events(sent)[0].fields == {"step": 1, "attempt": 2}
     again = run.job_lost(retry, worker_id="w2", reason="gone", started_at=T3, now=T4)
-    assert again.dispatch == JobSpec("run-1", "linear", "a", 1, 3)
+    assert again.dispatch == [JobSpec("run-1", "linear", "a", 1, 3)]
 
-    third = again.dispatch
+    (third,) = again.dispatch
     run.job_sent(third, "w3", T5)
     out = done(run, third, now=T6)
     assert steps(out)[0].attempt == 3
     # the attempt counter starts over for the next node
-    assert out.dispatch == JobSpec("run-1", "linear", "b", 2, 1)
+    assert out.dispatch == [JobSpec("run-1", "linear", "b", 2, 1)]
 
 
 def test_state_is_replaced_not_mutated():
     initial = {"keep": 1, "change": "old", "drop": [1]}
     run, created = new_run(state=initial)
-    job = run.next_job()
+    job = only(run.next_jobs())
     before = run.job_sent(job, "w1", T1)
     old_snapshot = snapshots(before)[0]
     old_state = run.state
@@ -294,7 +303,7 @@ def test_state_is_replaced_not_mutated():
 
 def test_removed_and_redelivered_key_keeps_the_delta_value():
     run, _ = new_run(state={"k": 1})
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     done(run, job, delta={"k": 2}, removed=["k"])
     assert run.state == {"k": 2}
@@ -307,14 +316,14 @@ def test_node_log_is_an_event_only():
     (ev,) = out.records
     assert ev.event == "node_log" and ev.seq == 2 and ev.level == "warning"
     assert ev.fields == {"message": "hi", "n": 1}
-    assert out.dispatch is None and not out.finished
+    assert out.dispatch == [] and not out.finished
 
 
 def test_restored_run_continues_the_event_sequence():
     run, created = new_run()
     record = snapshots(created)[0]
     restored = Run(graph=linear_graph(), graph_version=3, record=record, last_seq=41)
-    out = restored.job_sent(restored.next_job(), "w1", T1)
+    out = restored.job_sent(only(restored.next_jobs()), "w1", T1)
     assert [e.seq for e in events(out)] == [42, 43]
     assert restored.status is RunStatus.RUNNING
 
@@ -324,7 +333,7 @@ def test_restored_run_continues_the_event_sequence():
 
 def test_job_done_after_completion_is_an_illegal_transition():
     run, _ = new_run(routed_graph())
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     assert done(run, job, route="done").finished
     with pytest.raises(IllegalTransition, match="is completed: job_done is not allowed"):
@@ -334,7 +343,7 @@ def test_job_done_after_completion_is_an_illegal_transition():
 
 def test_job_failed_after_completion_is_an_illegal_transition():
     run, _ = new_run(routed_graph())
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     done(run, job, route="done")
     with pytest.raises(IllegalTransition, match="is completed: job_failed is not allowed"):
@@ -345,7 +354,7 @@ def test_job_failed_after_completion_is_an_illegal_transition():
 
 def test_job_done_after_failure_is_an_illegal_transition():
     run, _ = new_run()
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     run.job_failed(job, worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1, now=T2, duration_ms=0.0)
     run2_job = JobSpec("run-1", "linear", "b", 2, 1)
@@ -376,14 +385,14 @@ def test_move_enforces_the_table():
         with pytest.raises(IllegalTransition):
             run._move(status, T2)
     assert run.status is RunStatus.CANCELLED
-    assert run.next_job() is None
+    assert run.next_jobs() == []
 
 
 def test_late_job_done_for_a_finished_run_is_rejected():
     run, _ = new_run()  # a -> b -> END
-    job1 = run.next_job()
+    job1 = only(run.next_jobs())
     run.job_sent(job1, "w1", T1)
-    job2 = done(run, job1, delta={"y": 1}).dispatch
+    (job2,) = done(run, job1, delta={"y": 1}).dispatch
     run.job_sent(job2, "w1", T3)
     assert done(run, job2, now=T4).finished
     with pytest.raises(IllegalTransition):
@@ -407,16 +416,16 @@ def test_a_retryable_failure_redispatches_the_same_step_after_the_backoff():
     run, _ = new_run(retry_graph(policy))
     error = {"type": "ConnectionError", "message": "down"}
     for attempt, delay in ((1, 0.25), (2, 0.5)):
-        job = run.next_job()
+        job = only(run.next_jobs())
         assert job.attempt == attempt and job.step == 1
         run.job_sent(job, "w1", T1)
         out = run.job_failed(job, worker_id="w1", error=error, started_at=T1, now=T2, duration_ms=1.0, retryable=True)
         assert event_names(out) == ["node_failed", "node_retrying"]
-        assert out.dispatch == JobSpec("run-1", "retry", "a", 1, attempt + 1)
+        assert out.dispatch == [JobSpec("run-1", "retry", "a", 1, attempt + 1)]
         assert out.dispatch_delay == delay and not out.finished
         assert steps(out)[0].attempt == attempt and steps(out)[0].status == "failed"
-        assert [r for r in out.records if isinstance(r, RunRecord)][-1].next_attempt == attempt + 1
-    job = run.next_job()
+        assert snapshots(out)[-1].plan["tasks"][0]["attempt"] == attempt + 1
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     out = run.job_failed(job, worker_id="w1", error=error, started_at=T1, now=T2, duration_ms=1.0, retryable=True)
     assert out.finished and run.status is RunStatus.FAILED and run.error["attempts"] == 3
@@ -425,7 +434,7 @@ def test_a_retryable_failure_redispatches_the_same_step_after_the_backoff():
 
 def test_a_non_retryable_failure_fails_at_once_even_with_a_policy():
     run, _ = new_run(retry_graph(RetryPolicy(max_attempts=5)))
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     out = run.job_failed(job, worker_id="w1", error={"type": "KeyError", "message": "k"}, started_at=T1, now=T2,
                          duration_ms=1.0, retryable=False)  # fmt: skip
@@ -447,11 +456,11 @@ def test_retry_policy_classifies_and_spaces_out_attempts():
 
 def test_cancel_finishes_the_run_and_names_the_job_to_stop():
     run, _ = new_run()
-    job = run.next_job()
+    job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
     out = run.cancel(T2)
-    assert out.cancel == job and out.finished and out.dispatch is None
-    assert run.status is RunStatus.CANCELLED and run.next_job() is None
+    assert out.cancel == [job] and out.finished and out.dispatch == []
+    assert run.status is RunStatus.CANCELLED and run.next_jobs() == []
     assert event_names(out) == ["run_cancelled"]
     with pytest.raises(IllegalTransition):
         run.cancel(T2)
@@ -463,7 +472,7 @@ def test_the_step_limit_fails_a_run_that_would_go_on():
     run, _ = Run.create(run_id="r", graph=g.set_entry_point("a").compile(), graph_version=1, state={},
                         options={"max_steps": 3}, now=T0)  # fmt: skip
     for _ in range(3):
-        job = run.next_job()
+        job = only(run.next_jobs())
         run.job_sent(job, "w1", T1)
         out = run.job_done(job, worker_id="w1", delta={}, removed=[], route="again", started_at=T1, now=T2, duration_ms=1)
     assert out.finished and run.status is RunStatus.FAILED
@@ -473,14 +482,14 @@ def test_the_step_limit_fails_a_run_that_would_go_on():
 
 def test_a_step_that_keeps_losing_its_worker_fails_the_run():
     run, _ = new_run()
-    job = run.next_job()
+    job = only(run.next_jobs())
     for attempt in range(1, MAX_LOST_IN_A_ROW + 1):
         run.job_sent(job, f"w{attempt}", T1)
         out = run.job_lost(job, worker_id=f"w{attempt}", reason="no heartbeat", started_at=T1, now=T2)
         if attempt < MAX_LOST_IN_A_ROW:
-            assert out.dispatch is not None and not out.finished
-            job = out.dispatch
-    assert out.finished and out.dispatch is None
+            assert out.dispatch and not out.finished
+            (job,) = out.dispatch
+    assert out.finished and out.dispatch == []
     assert run.status is RunStatus.FAILED
     assert run.error["type"] == "WorkerLost" and run.error["node"] == "a"
     assert f"{MAX_LOST_IN_A_ROW} times in a row" in run.error["message"]
@@ -489,12 +498,149 @@ def test_a_step_that_keeps_losing_its_worker_fails_the_run():
 
 def test_a_completed_step_resets_the_count_of_lost_workers():
     run, _ = new_run()
-    job = run.next_job()
+    job = only(run.next_jobs())
     for _ in range(MAX_LOST_IN_A_ROW - 1):
         run.job_sent(job, "w1", T1)
-        job = run.job_lost(job, worker_id="w1", reason="gone", started_at=T1, now=T2).dispatch
+        (job,) = run.job_lost(job, worker_id="w1", reason="gone", started_at=T1, now=T2).dispatch
     run.job_sent(job, "w2", T3)
-    job = done(run, job, now=T4).dispatch
+    (job,) = done(run, job, now=T4).dispatch
     run.job_sent(job, "w2", T5)
     out = run.job_lost(job, worker_id="w2", reason="gone", started_at=T5, now=T6)
-    assert out.dispatch is not None and run.status is RunStatus.RUNNING
+    assert out.dispatch and run.status is RunStatus.RUNNING
+
+
+# -- parallel branches -------------------------------------------------------------------------
+
+from awe.graph import Send  # noqa: E402
+
+
+def fan_graph(reducers: dict | None = None) -> CompiledGraph:
+    """a -> (b, c) -> join d -> END"""
+    g = Graph("fan", reducers=reducers).add_node("a", node).add_node("b", node).add_node("c", node).add_node("d", node)
+    g.add_edge("a", "b").add_edge("a", "c").add_edge(["b", "c"], "d").add_edge("d", END)
+    return g.set_entry_point("a").compile()
+
+
+def through_first_step(run: Run) -> list[JobSpec]:
+    job = only(run.next_jobs())
+    run.job_sent(job, "w1", T1)
+    return done(run, job).dispatch
+
+
+def test_a_fan_out_dispatches_every_branch_of_the_step_at_once():
+    run, _ = new_run(fan_graph())
+    jobs = through_first_step(run)
+    assert jobs == [JobSpec("run-1", "fan", "b", 2, 1), JobSpec("run-1", "fan", "c", 2, 1)]
+    assert [t["branch"] for t in run.snapshot().plan["tasks"]] == ["b", "c"]
+
+
+def test_branch_updates_apply_in_branch_order_once_the_last_one_is_in():
+    run, _ = new_run(fan_graph({"log": "append"}))
+    b, c = through_first_step(run)
+    run.job_sent(b, "w1", T3)
+    run.job_sent(c, "w2", T3)
+    first = done(run, c, delta={"log": ["c"], "only_c": 1}, now=T4)  # c finishes first
+    assert first.dispatch == [] and snapshots(first) == [] and event_names(first) == ["node_completed"]
+    assert steps(first)[0].branch == "c" and steps(first)[0].delta == {"log": ["c"], "only_c": 1}
+    assert run.state == {"x": 1}  # nothing applied mid-step
+    out = done(run, b, delta={"log": ["b"]}, now=T5)
+    assert run.state == {"x": 1, "log": ["b", "c"], "only_c": 1}  # by branch name, not arrival
+    assert out.dispatch == [JobSpec("run-1", "fan", "d", 3, 1)]  # the join fires
+    assert events(out)[-1].fields == {"step": 2, "branches": ["b", "c"], "next": ["d"]}
+
+
+def test_a_join_waits_for_sources_that_finish_in_different_steps():
+    g = Graph("uneven").add_node("a", node).add_node("b", node).add_node("b2", node).add_node("c", node).add_node("d", node)
+    g.add_edge("a", "b").add_edge("a", "c").add_edge("b", "b2").add_edge(["b2", "c"], "d").add_edge("d", END)
+    run, _ = new_run(g.set_entry_point("a").compile())
+    b, c = through_first_step(run)
+    for job in (b, c):
+        run.job_sent(job, "w1", T3)
+    done(run, b, now=T4)
+    out = done(run, c, now=T4)
+    assert out.dispatch == [JobSpec("run-1", "uneven", "b2", 3, 1)]  # c is a source of the join, d waits
+    assert run.snapshot().plan["joins"] == {"b2+c->d": ["c"]}
+    (b2,) = out.dispatch
+    run.job_sent(b2, "w1", T5)
+    assert done(run, b2, now=T6).dispatch == [JobSpec("run-1", "uneven", "d", 4, 1)]
+    assert run.snapshot().plan["joins"] == {}
+
+
+def test_a_write_conflict_fails_the_run_naming_the_key_and_branches():
+    run, _ = new_run(fan_graph())
+    b, c = through_first_step(run)
+    for job in (b, c):
+        run.job_sent(job, "w1", T3)
+    done(run, b, delta={"k": 1}, now=T4)
+    out = done(run, c, delta={"k": 2}, now=T4)
+    assert out.finished and run.status is RunStatus.FAILED
+    assert run.error["type"] == "WriteConflict" and run.error["key"] == "k" and run.error["branches"] == ["b", "c"]
+    assert "k" not in run.state
+
+
+def test_a_branch_failing_for_good_waits_for_its_siblings_then_fails_the_run():
+    run, _ = new_run(fan_graph())
+    b, c = through_first_step(run)
+    for job in (b, c):
+        run.job_sent(job, "w1", T3)
+    failed = run.job_failed(b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1)
+    assert not failed.finished and failed.cancel == [] and run.status is RunStatus.RUNNING
+    assert snapshots(failed)[-1].plan["tasks"][0]["error"]["message"] == "boom"  # durable while c runs
+    out = done(run, c, delta={"c": True}, now=T5)
+    assert out.finished and run.status is RunStatus.FAILED
+    assert run.error["node"] == "b" and run.error["message"] == "boom"
+    assert steps(out)[0].status == "completed"  # c's result is on record
+
+
+def test_a_lost_branch_is_sent_again_alone():
+    run, _ = new_run(fan_graph())
+    b, c = through_first_step(run)
+    for job in (b, c):
+        run.job_sent(job, "w1", T3)
+    done(run, b, now=T4)
+    out = run.job_lost(c, worker_id="w1", reason="gone", started_at=T3, now=T5)
+    assert out.dispatch == [JobSpec("run-1", "fan", "c", 2, 2)]
+
+
+def test_a_resumed_run_sends_only_the_branches_without_a_result():
+    run, _ = new_run(fan_graph({"log": "append"}))
+    b, c = through_first_step(run)
+    for job in (b, c):
+        run.job_sent(job, "w1", T3)
+    record = run.snapshot()
+    finished_b = steps(done(run, b, delta={"log": ["b"]}, now=T4))[0]
+    restored = Run(graph=fan_graph({"log": "append"}), graph_version=3, record=record, finished_branches=[finished_b])
+    out = restored.resume(T5)
+    assert out.dispatch == [c]
+    restored.job_sent(c, "w2", T5)
+    final = done(restored, c, delta={"log": ["c"]}, now=T6)
+    assert restored.state["log"] == ["b", "c"] and final.dispatch == [JobSpec("run-1", "fan", "d", 3, 1)]
+
+
+def test_a_resumed_run_whose_branch_had_failed_for_good_fails():
+    run, _ = new_run(fan_graph())
+    b, c = through_first_step(run)
+    for job in (b, c):
+        run.job_sent(job, "w1", T3)
+    out = run.job_failed(b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1)
+    restored = Run(graph=fan_graph(), graph_version=3, record=snapshots(out)[-1])
+    resumed = restored.resume(T5)
+    assert resumed.finished and restored.status is RunStatus.FAILED and restored.error["node"] == "b"
+
+
+def test_sends_become_indexed_branches_on_their_payloads():
+    g = Graph("mapper", reducers={"out": "append"}).add_node("plan", node).add_node("work", node)
+    g.add_conditional_edge("plan", gate, ["work"]).add_edge("work", END)
+    run, _ = new_run(g.set_entry_point("plan").compile())
+    job = only(run.next_jobs())
+    run.job_sent(job, "w1", T1)
+    route = [Send("work", {"i": i}).to_wire() for i in range(3)]
+    jobs = done(run, job, route=route).dispatch
+    assert [j.branch for j in jobs] == ["work[0]", "work[1]", "work[2]"]
+    assert [j.job_id for j in jobs] == ["run-1:2:work[0]:1", "run-1:2:work[1]:1", "run-1:2:work[2]:1"]
+    assert run.job_input(jobs[1]) == ({"i": 1}, True)
+    for j in reversed(jobs):
+        run.job_sent(j, "w1", T3)
+    for j in reversed(jobs):  # finishing in reverse
+        out = done(run, j, delta={"out": [j.branch]}, now=T4)
+    assert out.finished and run.state["out"] == ["work[0]", "work[1]", "work[2]"]

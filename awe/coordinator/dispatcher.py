@@ -1,7 +1,7 @@
 """Moves jobs from the ready queue to workers' free slots, and notices workers that vanish.
 
 The dispatcher knows jobs and workers, not runs: it asks its owner for a
-job's state when it sends it, and tells its owner when a job was sent or lost.
+job's input when it sends it, and tells its owner when a job was sent or lost.
 A job leaves the queue only when a worker with a free slot and the same graph
 fingerprint is connected, so with no workers, runs simply wait.
 
@@ -32,8 +32,8 @@ log = structlog.get_logger("awe.coordinator.dispatcher")
 class DispatchOwner(Protocol):
     """What the dispatcher needs from the coordinator."""
 
-    def job_state(self, job: JobSpec) -> dict[str, Any] | None:
-        """The state to send with ``job``, or None if the job is no longer wanted."""
+    def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool] | None:
+        """What ``job``'s node runs on and whether it is a Send's payload; None if the job is not wanted."""
 
     def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None: ...
 
@@ -129,12 +129,13 @@ class Dispatcher:
                 await self._send_job(job, worker)
 
     async def _send_job(self, job: JobSpec, worker: WorkerInfo) -> None:
-        state = self.owner.job_state(job)
-        if state is None:
+        given = self.owner.job_input(job)
+        if given is None:
             return
+        state, from_send = given
         message = Job(
             job_id=job.job_id, run_id=job.run_id, graph_id=job.graph_id, node=job.node,
-            step=job.step, attempt=job.attempt, state=state,
+            step=job.step, attempt=job.attempt, state=state, branch=job.branch, from_send=from_send,
         )  # fmt: skip
         started_at = utcnow()
         worker.running[job.job_id] = Assignment(job, started_at)
@@ -185,7 +186,7 @@ class Dispatcher:
     async def _adopt(self, worker: WorkerInfo, job_id: str, *, send_cancel: bool = True) -> None:
         """A job the worker runs that we did not give it: keep it if its run waits for it, else stop it."""
         job = self._unqueue(job_id)
-        if job is not None and self.owner.job_state(job) is not None:
+        if job is not None and self.owner.job_input(job) is not None:
             worker.running[job_id] = Assignment(job, utcnow())
             self.owner.job_sent(job, worker)
             log.info("job_adopted", worker=worker.worker_id, job_id=job_id)

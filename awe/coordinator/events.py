@@ -27,6 +27,8 @@ class RunEvent(StrEnum):
     """The node failed with an error its retry policy accepts; it runs again after a back-off."""
     NODE_LOST = "node_lost"
     """The worker running the node vanished; the node is sent again."""
+    STEP_COMPLETED = "step_completed"
+    """Every branch of a (super)step finished; their updates are applied and the next step begins."""
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"

@@ -2,11 +2,20 @@
 
 :class:`Run` does no I/O and never awaits. Each handler takes one fact (a
 job was sent, a job finished, a job failed, a worker vanished) and returns the
-instructions that follow from it: records to persist, a job to dispatch once
+instructions that follow from it: records to persist, jobs to dispatch once
 those records are durable, whether the run is over. The coordinator's
 :mod:`~awe.coordinator.service` executes them. Keeping the rules here means
 they can be tested without sockets, and that every status change passes
 through :data:`TRANSITIONS`.
+
+A run advances in **steps** (LangGraph's supersteps). A step runs one or more
+**branches** in parallel, each a node on the state as it was when the step
+began (or, for a ``Send``, on its own payload). A branch's result is
+persisted the moment it arrives; when the last branch of the step is in, the
+updates are applied in branch order through the keys' reducers, the edges,
+routers and joins of the finished nodes name the next step's branches, and
+the new state and plan are committed together. A crash in the middle of a
+step therefore re-runs only the branches whose results were not yet saved.
 """
 
 from __future__ import annotations
@@ -17,7 +26,8 @@ from enum import StrEnum
 from typing import Any
 
 from awe.coordinator.events import RunEvent
-from awe.graph import END, CompiledGraph, RouteError
+from awe.graph import END, CompiledGraph, RouteError, Write, WriteConflict, apply_writes
+from awe.graph.reducers import ReducerFailed
 from awe.store import EventRecord, RunRecord, StepRecord
 
 
@@ -42,10 +52,10 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 FINISHED = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
 DEFAULT_MAX_STEPS = 100
-"""Node executions a run may take before it fails; a run request may set its own ``max_steps``."""
+"""Steps a run may take before it fails; a run request may set its own ``max_steps``."""
 
 MAX_LOST_IN_A_ROW = 5
-"""Times one step may lose its worker in a row before the run fails: a node that kills its process
+"""Times one branch may lose its worker in a row before the run fails: a node that kills its process
 (a segfault, the OOM killer) would otherwise take down every worker in turn, forever."""
 
 
@@ -55,17 +65,68 @@ class IllegalTransition(RuntimeError):
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One attempt at one node of one run."""
+    """One attempt at one branch of one step of a run."""
 
     run_id: str
     graph_id: str
     node: str
     step: int
     attempt: int
+    branch: str = ""
+    """Unique within the step; defaults to the node's name (a Send's branch is ``node[i]``)."""
+
+    def __post_init__(self) -> None:
+        if not self.branch:
+            object.__setattr__(self, "branch", self.node)
 
     @property
     def job_id(self) -> str:
-        return f"{self.run_id}:{self.step}:{self.node}:{self.attempt}"
+        return f"{self.run_id}:{self.step}:{self.branch}:{self.attempt}"
+
+
+@dataclass
+class Task:
+    """One branch of the current step, as persisted in the run's plan."""
+
+    node: str
+    index: int | None = None
+    """The position of this Send among the step's Sends to ``node``; None for a node run on the state."""
+    payload: dict[str, Any] | None = None
+    attempt: int = 1
+    error: dict[str, Any] | None = None
+    """Set when the branch has failed for good; the run fails once its other branches are done."""
+    lost_in_a_row: int = 0
+
+    @property
+    def branch(self) -> str:
+        return self.node if self.index is None else f"{self.node}[{self.index}]"
+
+    @property
+    def order(self) -> tuple[str, int]:
+        """Branches apply their updates in this order: by node name, then by Send index."""
+        return (self.node, -1 if self.index is None else self.index)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"branch": self.branch, "node": self.node, "attempt": self.attempt}
+        if self.index is not None:
+            out["index"] = self.index
+            out["payload"] = self.payload
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Task:
+        return cls(node=data["node"], index=data.get("index"), payload=data.get("payload"),
+                   attempt=data.get("attempt", 1), error=data.get("error"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    node: str
+    delta: dict[str, Any]
+    removed: list[str]
+    route: Any
 
 
 @dataclass
@@ -73,12 +134,16 @@ class Instructions:
     """What the coordinator must do after a fact: persist, then (once durable) dispatch."""
 
     records: list[Any] = field(default_factory=list)
-    dispatch: JobSpec | None = None
+    dispatch: list[JobSpec] = field(default_factory=list)
     dispatch_delay: float = 0.0
     """Seconds to wait (after the commit) before dispatching: a retry's back-off."""
-    cancel: JobSpec | None = None
-    """A job in flight that its worker should stop."""
+    cancel: list[JobSpec] = field(default_factory=list)
+    """Jobs in flight that their workers should stop."""
     finished: bool = False
+
+
+def _join_key(sources: tuple[str, ...], target: str) -> str:
+    return f"{'+'.join(sources)}->{target}"
 
 
 class Run:
@@ -89,8 +154,10 @@ class Run:
         graph_version: int,
         record: RunRecord,
         last_seq: int = 0,
+        finished_branches: list[StepRecord] | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """``finished_branches``: the completed step records of the current step (after a restart)."""
         self.graph = graph
         self.graph_version = graph_version
         self.run_id = record.run_id
@@ -98,7 +165,6 @@ class Run:
         self.state: dict[str, Any] = record.state
         self.step_count = record.step_count
         self.current_node = record.current_node
-        self.next_node = record.next_node
         self.error = record.error
         self.options = record.options
         self.created_at = record.created_at
@@ -106,10 +172,14 @@ class Run:
         self.finished_at = record.finished_at
         self.updated_at = record.updated_at
         self.seq = last_seq
-        self.in_flight: JobSpec | None = None
-        self.attempt = record.next_attempt
-        self.lost_in_a_row = 0
-        """Consecutive lost attempts of the current step; counted from this coordinator's start."""
+        tasks = [Task.from_json(t) for t in record.plan.get("tasks", [])]
+        self.tasks: dict[str, Task] = {t.branch: t for t in sorted(tasks, key=lambda t: t.order)}
+        self.joins_seen: dict[str, set[str]] = {k: set(v) for k, v in record.plan.get("joins", {}).items()}
+        self.results: dict[str, BranchResult] = {}
+        for step in finished_branches or []:
+            if step.step == self.step and step.status == "completed" and step.branch in self.tasks:
+                self.results[step.branch] = BranchResult(step.node, step.delta, step.removed, step.route)
+        self.in_flight: dict[str, JobSpec] = {}
         self.rng = rng or random.Random()
 
     @classmethod
@@ -120,8 +190,8 @@ class Run:
         """A new run, queued at the graph's entry point."""
         record = RunRecord(
             run_id=run_id, graph_id=graph.name, graph_version=graph_version, status=RunStatus.QUEUED,
-            state=state, step_count=0, current_node=graph.entry, next_node=graph.entry, error=None,
-            options=options, created_at=now, updated_at=now,
+            state=state, step_count=0, current_node=graph.entry, plan={"tasks": [Task(graph.entry).to_json()]},
+            error=None, options=options, created_at=now, updated_at=now,
         )  # fmt: skip
         run = cls(graph=graph, graph_version=graph_version, record=record)
         out = Instructions()
@@ -135,37 +205,80 @@ class Run:
     def is_finished(self) -> bool:
         return self.status in FINISHED
 
-    def next_job(self) -> JobSpec | None:
-        """The job the run is waiting for, if it is not finished."""
-        if self.is_finished or self.next_node is None:
-            return None
-        return JobSpec(self.run_id, self.graph.name, self.next_node, self.step_count + 1, self.attempt)
+    @property
+    def step(self) -> int:
+        """The step under way (the one after the last completed)."""
+        return self.step_count + 1
+
+    @property
+    def max_steps(self) -> int:
+        return int(self.options.get("max_steps", DEFAULT_MAX_STEPS))
+
+    def next_jobs(self) -> list[JobSpec]:
+        """The jobs of the current step that are neither done nor out."""
+        if self.is_finished or self._failing():
+            return []
+        return [self._job(t) for t in self._waiting()]
+
+    def wants(self, job: JobSpec) -> bool:
+        """Whether ``job`` is still to be sent: its branch is waiting for exactly this attempt."""
+        task = self.tasks.get(job.branch)
+        return (
+            not self.is_finished and task is not None and job.step == self.step and job.attempt == task.attempt
+            and job.branch not in self.results and job.branch not in self.in_flight and not self._failing()
+        )  # fmt: skip
+
+    def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool]:
+        """What the job's node runs on, and whether that is a Send's payload rather than the state."""
+        task = self.tasks[job.branch]
+        return (task.payload, True) if task.index is not None else (self.state, False)  # type: ignore[return-value]
 
     def snapshot(self) -> RunRecord:
+        plan: dict[str, Any] = {"tasks": [], "joins": {}}
+        if not self.is_finished:
+            plan = {
+                "tasks": [t.to_json() for t in self.tasks.values()],
+                "joins": {k: sorted(v) for k, v in self.joins_seen.items() if v},
+            }
         return RunRecord(
             run_id=self.run_id, graph_id=self.graph.name, graph_version=self.graph_version,
             status=self.status.value, state=self.state, step_count=self.step_count,
-            current_node=self.current_node, next_node=self.next_node, error=self.error,
-            options=self.options, created_at=self.created_at, updated_at=self.updated_at,
-            started_at=self.started_at, finished_at=self.finished_at, next_attempt=self.attempt,
+            current_node=self.current_node, plan=plan, error=self.error, options=self.options,
+            created_at=self.created_at, updated_at=self.updated_at, started_at=self.started_at,
+            finished_at=self.finished_at,
         )  # fmt: skip
 
     # -- facts -------------------------------------------------------------------
 
+    def resume(self, now: str) -> Instructions:
+        """A coordinator picks the run up from the store: send what its step still waits for.
+
+        A branch that had failed for good was waiting for its siblings, which are not coming back
+        from the previous coordinator: the run fails now.
+        """
+        self._require_active("resume")
+        failed = next((t for t in self.tasks.values() if t.error is not None), None)
+        if failed is not None:
+            return self._fail(Instructions(), now, node=failed.node, branch=failed.branch, error=failed.error)
+        if not self._waiting() and not self.in_flight:  # every branch is in: a crash between steps
+            return self._next_step(Instructions(), now)
+        return Instructions(dispatch=self.next_jobs())
+
     def job_sent(self, job: JobSpec, worker_id: str, now: str) -> Instructions:
         self._require_active("job_sent")
         out = Instructions()
-        self.in_flight = job
+        self.in_flight[job.branch] = job
         self.current_node = job.node
-        if self.status is RunStatus.QUEUED:
+        started = self.status is RunStatus.QUEUED
+        if started:
             self._move(RunStatus.RUNNING, now)
             self.started_at = now
             out.records.append(self._event(now, RunEvent.RUN_STARTED, worker=worker_id))
         out.records.append(
-            self._event(now, RunEvent.NODE_STARTED, node=job.node, worker=worker_id,
-                        fields={"step": job.step, "attempt": job.attempt})
-        )  # fmt: skip
-        out.records.append(self.snapshot())
+            self._event(now, RunEvent.NODE_STARTED, node=job.node, worker=worker_id, fields=self._where(job))
+        )
+        if started:  # otherwise nothing durable changed: the next snapshot carries current_node
+            out.records.append(self.snapshot())
         return out
 
     def job_done(
@@ -173,122 +286,82 @@ class Run:
         started_at: str, now: str, duration_ms: float,
     ) -> Instructions:  # fmt: skip
         self._require_active("job_done")
-        self.in_flight = None
-        self.lost_in_a_row = 0
-        state = {k: v for k, v in self.state.items() if k not in removed} if removed else dict(self.state)
-        state.update(delta)
-        # A new dict, never an in-place update: records already handed to the store may still refer
-        # to the old one, and must keep describing the state as it was when they were made.
-        self.state = state
-        self.step_count = job.step
-        step = StepRecord(
-            run_id=self.run_id, step=job.step, node=job.node, attempt=job.attempt, status="completed",
-            worker_id=worker_id, started_at=started_at, finished_at=now, duration_ms=duration_ms,
-            delta=delta, removed=removed, route=route,
-        )  # fmt: skip
-        out = Instructions(records=[step])
+        self.in_flight.pop(job.branch, None)
+        self.tasks[job.branch].lost_in_a_row = 0
+        self.results[job.branch] = BranchResult(job.node, delta, removed, route)
+        out = Instructions(records=[self._step_record(job, "completed", worker_id, started_at, now, duration_ms,
+                                                      delta=delta, removed=removed, route=route)])  # fmt: skip
         out.records.append(
             self._event(now, RunEvent.NODE_COMPLETED, node=job.node, worker=worker_id,
-                        fields={"step": job.step, "attempt": job.attempt, "duration_ms": round(duration_ms, 3),
+                        fields={**self._where(job), "duration_ms": round(duration_ms, 3),
                                 "updated_keys": sorted(delta), "removed_keys": removed})
         )  # fmt: skip
-        try:
-            following = self.graph.next_node(job.node, route)
-        except RouteError as exc:
-            return self._fail(out, now, node=job.node, error={"type": "RouteError", "message": str(exc)})
-        self.attempt = 1
-        if following == END:
-            self.next_node = None
-            self._move(RunStatus.COMPLETED, now)
-            self.finished_at = now
-            out.records.append(
-                self._event(now, RunEvent.RUN_COMPLETED, node=job.node, fields={"steps": self.step_count})
-            )
-            out.records.append(self.snapshot())
-            out.finished = True
-            return out
-        if self.step_count >= self.max_steps:
-            return self._fail(out, now, node=job.node, error={
-                "type": "StepLimitExceeded",
-                "message": f"the run reached its step limit of {self.max_steps} steps without finishing "
-                           f"(next node {following!r}); set max_steps in the run request to allow more",
-            })  # fmt: skip
-        self.next_node = following
-        self.current_node = following
-        out.records.append(self.snapshot())
-        out.dispatch = self.next_job()
-        return out
-
-    @property
-    def max_steps(self) -> int:
-        return int(self.options.get("max_steps", DEFAULT_MAX_STEPS))
+        return self._after_branch(out, now)
 
     def job_failed(
         self, job: JobSpec, *, worker_id: str, error: dict[str, Any], started_at: str, now: str,
         duration_ms: float, retryable: bool = False,
     ) -> Instructions:  # fmt: skip
         self._require_active("job_failed")
-        self.in_flight = None
-        self.lost_in_a_row = 0
-        step = StepRecord(
-            run_id=self.run_id, step=job.step, node=job.node, attempt=job.attempt, status="failed",
-            worker_id=worker_id, started_at=started_at, finished_at=now, duration_ms=duration_ms, error=error,
-        )  # fmt: skip
-        out = Instructions(records=[step])
+        self.in_flight.pop(job.branch, None)
+        task = self.tasks[job.branch]
+        task.lost_in_a_row = 0
+        out = Instructions(records=[self._step_record(job, "failed", worker_id, started_at, now, duration_ms, error=error)])
         policy = self.graph.nodes[job.node].retry
-        will_retry = retryable and job.attempt < policy.max_attempts
+        will_retry = retryable and job.attempt < policy.max_attempts and not self._failing()
         out.records.append(
             self._event(now, RunEvent.NODE_FAILED, node=job.node, worker=worker_id,
                         level="warning" if will_retry else "error",
-                        fields={"step": job.step, "attempt": job.attempt, "error_type": error.get("type"),
+                        fields={**self._where(job), "error_type": error.get("type"),
                                 "message": error.get("message"), "will_retry": will_retry})
         )  # fmt: skip
         if not will_retry:
-            return self._fail(out, now, node=job.node, error={**error, "attempts": job.attempt})
+            task.error = {**error, "attempts": job.attempt}
+            return self._after_branch(out, now)
         delay = policy.delay(job.attempt, self.rng)
-        self.attempt = job.attempt + 1
+        task.attempt = job.attempt + 1
         out.records.append(
             self._event(now, RunEvent.NODE_RETRYING, node=job.node, level="warning",
-                        fields={"step": job.step, "attempt": self.attempt, "delay_s": round(delay, 3),
+                        fields={**self._where(job), "attempt": task.attempt, "delay_s": round(delay, 3),
                                 "max_attempts": policy.max_attempts})
         )  # fmt: skip
         out.records.append(self.snapshot())
-        out.dispatch = self.next_job()
+        out.dispatch = [self._job(task)]
         out.dispatch_delay = delay
         return out
 
     def job_lost(self, job: JobSpec, *, worker_id: str, reason: str, started_at: str, now: str) -> Instructions:
-        """The worker running ``job`` is gone: record the lost attempt and send the node again."""
+        """The worker running ``job`` is gone: record the lost attempt and send the branch again."""
         self._require_active("job_lost")
-        self.in_flight = None
-        step = StepRecord(
-            run_id=self.run_id, step=job.step, node=job.node, attempt=job.attempt, status="lost",
-            worker_id=worker_id, started_at=started_at, finished_at=now, duration_ms=0.0,
-            error={"type": "WorkerLost", "message": reason},
-        )  # fmt: skip
-        self.attempt = job.attempt + 1
-        self.lost_in_a_row += 1
-        out = Instructions(records=[step])
+        self.in_flight.pop(job.branch, None)
+        task = self.tasks[job.branch]
+        task.attempt = job.attempt + 1
+        task.lost_in_a_row += 1
+        out = Instructions(records=[self._step_record(job, "lost", worker_id, started_at, now, 0.0,
+                                                      error={"type": "WorkerLost", "message": reason})])  # fmt: skip
         out.records.append(
             self._event(now, RunEvent.NODE_LOST, node=job.node, worker=worker_id, level="warning",
-                        fields={"step": job.step, "attempt": job.attempt, "reason": reason})
+                        fields={**self._where(job), "reason": reason})
         )  # fmt: skip
-        if self.lost_in_a_row >= MAX_LOST_IN_A_ROW:
-            return self._fail(out, now, node=job.node, error={
+        if task.lost_in_a_row >= MAX_LOST_IN_A_ROW:
+            task.error = {
                 "type": "WorkerLost", "attempts": job.attempt,
-                "message": f"node {job.node!r} lost its worker {self.lost_in_a_row} times in a row (last: {reason}); "
+                "message": f"node {job.node!r} lost its worker {task.lost_in_a_row} times in a row (last: {reason}); "
                            "a node that crashes or exhausts its process is not run again",
-            })  # fmt: skip
+            }  # fmt: skip
+            return self._after_branch(out, now)
         out.records.append(self.snapshot())
-        out.dispatch = self.next_job()
+        if not self._failing():
+            out.dispatch = [self._job(task)]
+        elif not self.in_flight:
+            return self._after_branch(out, now)
         return out
 
     def cancel(self, now: str, *, reason: str = "cancelled by request") -> Instructions:
-        """End the run now; its job in flight (if any) is to be stopped on its worker."""
+        """End the run now; its jobs in flight (if any) are to be stopped on their workers."""
         self._require_active("cancel")
-        out = Instructions(cancel=self.in_flight)
-        self.in_flight = None
-        self.next_node = None
+        out = Instructions(cancel=list(self.in_flight.values()))
+        self.in_flight = {}
         self._move(RunStatus.CANCELLED, now)
         self.finished_at = now
         out.records.append(self._event(now, RunEvent.RUN_CANCELLED, node=self.current_node, fields={"reason": reason}))
@@ -302,19 +375,132 @@ class Run:
                                  fields={"message": event, **fields})]
         )  # fmt: skip
 
+    # -- the step boundary ---------------------------------------------------------
+
+    def _after_branch(self, out: Instructions, now: str) -> Instructions:
+        """A branch is done (or failed for good): wait for the others, then fail or take the next step."""
+        if self.in_flight:
+            if self._failing():
+                out.records.append(self.snapshot())  # the branch's final error is part of the plan
+            return out
+        failed = next((t for t in self.tasks.values() if t.error is not None), None)
+        if failed is not None:
+            return self._fail(out, now, node=failed.node, branch=failed.branch, error=failed.error)  # type: ignore[arg-type]
+        if self._waiting():
+            return out  # a branch waits for its retry's back-off
+        return self._next_step(out, now)
+
+    def _next_step(self, out: Instructions, now: str) -> Instructions:
+        done = sorted(self.results.items(), key=lambda item: self.tasks[item[0]].order)
+        writes = [Write(branch, r.delta, r.removed) for branch, r in done]
+        try:
+            state = apply_writes(self.state, writes, self.graph.reducers)
+        except WriteConflict as exc:
+            nodes = sorted({self.tasks[b].node for b in exc.branches})
+            return self._fail(out, now, node=nodes[0], branch=exc.branches[0], error={
+                "type": "WriteConflict", "message": str(exc), "key": exc.key, "branches": exc.branches,
+            })  # fmt: skip
+        except ReducerFailed as exc:
+            return self._fail(out, now, node=self.tasks[exc.branch].node, branch=exc.branch,
+                              error={"type": "ReducerFailed", "message": str(exc), "key": exc.key})  # fmt: skip
+        self.state = state  # a new dict: records already handed to the store keep the old one
+        self.step_count = self.step
+        self.results = {}
+        names: list[str] = []
+        sends: list[tuple[str, dict[str, Any]]] = []
+        for branch, result in done:
+            try:
+                following, sent = self.graph.successors(result.node, result.route)
+            except RouteError as exc:
+                return self._fail(out, now, node=result.node, branch=branch,
+                                  error={"type": "RouteError", "message": str(exc)})  # fmt: skip
+            names += following
+            sends += [(s.node, s.payload) for s in sent]
+        names += self._fired_joins([r.node for _, r in done])
+        following_tasks = [Task(name) for name in sorted(set(names) - {END})]
+        per_node: dict[str, int] = {}
+        for node, payload in sends:
+            following_tasks.append(Task(node, index=per_node.get(node, 0), payload=payload))
+            per_node[node] = per_node.get(node, 0) + 1
+
+        self.tasks = {t.branch: t for t in sorted(following_tasks, key=lambda t: t.order)}
+        out.records.append(
+            self._event(now, RunEvent.STEP_COMPLETED, fields={
+                "step": self.step_count, "branches": [b for b, _ in done], "next": list(self.tasks)})
+        )  # fmt: skip
+        if not self.tasks:
+            self._move(RunStatus.COMPLETED, now)
+            self.finished_at = now
+            self.current_node = done[-1][1].node
+            out.records.append(self._event(now, RunEvent.RUN_COMPLETED, node=self.current_node,
+                                           fields={"steps": self.step_count}))  # fmt: skip
+            out.records.append(self.snapshot())
+            out.finished = True
+            return out
+        if self.step_count >= self.max_steps:
+            return self._fail(out, now, node=done[-1][1].node, branch=done[-1][0], error={
+                "type": "StepLimitExceeded",
+                "message": f"the run reached its step limit of {self.max_steps} steps without finishing "
+                           f"(next: {list(self.tasks)}); set max_steps in the run request to allow more",
+            })  # fmt: skip
+        self.current_node = next(iter(self.tasks.values())).node
+        out.records.append(self.snapshot())
+        out.dispatch = [self._job(t) for t in self.tasks.values()]
+        return out
+
+    def _fired_joins(self, finished_nodes: list[str]) -> list[str]:
+        """Record which join sources finished; the targets of the joins that are now complete."""
+        fired = []
+        for join in self.graph.joins:
+            key = _join_key(join.sources, join.target)
+            seen = self.joins_seen.setdefault(key, set())
+            seen.update(n for n in finished_nodes if n in join.sources)
+            if seen == set(join.sources):
+                fired.append(join.target)
+                seen.clear()
+        return fired
+
     # -- internals ---------------------------------------------------------------
 
-    def _fail(self, out: Instructions, now: str, *, node: str, error: dict[str, Any]) -> Instructions:
-        self.error = {"node": node, **error}
-        self.next_node = None
+    def _waiting(self) -> list[Task]:
+        return [t for b, t in self.tasks.items() if b not in self.results and b not in self.in_flight and t.error is None]
+
+    def _failing(self) -> bool:
+        return any(t.error is not None for t in self.tasks.values())
+
+    def _job(self, task: Task) -> JobSpec:
+        return JobSpec(self.run_id, self.graph.name, task.node, self.step, task.attempt, task.branch)
+
+    @staticmethod
+    def _where(job: JobSpec) -> dict[str, Any]:
+        where: dict[str, Any] = {"step": job.step, "attempt": job.attempt}
+        if job.branch != job.node:
+            where["branch"] = job.branch
+        return where
+
+    def _step_record(
+        self, job: JobSpec, status: str, worker_id: str, started_at: str, now: str, duration_ms: float, **rest: Any
+    ) -> StepRecord:
+        return StepRecord(
+            run_id=self.run_id, step=job.step, node=job.node, attempt=job.attempt, status=status,
+            worker_id=worker_id, started_at=started_at, finished_at=now, duration_ms=duration_ms,
+            branch=job.branch, **rest,
+        )  # fmt: skip
+
+    def _fail(self, out: Instructions, now: str, *, node: str, branch: str, error: dict[str, Any]) -> Instructions:
+        self.error = {"node": node, **({"branch": branch} if branch != node else {}), **error}
         self.current_node = node
+        out.cancel = list(self.in_flight.values())
+        self.in_flight = {}
         self._move(RunStatus.FAILED, now)
         self.finished_at = now
         out.records.append(
             self._event(now, RunEvent.RUN_FAILED, node=node, level="error",
-                        fields={"error_type": error.get("type"), "message": error.get("message")})
+                        fields={"error_type": error.get("type"), "message": error.get("message"),
+                                **({"branch": branch} if branch != node else {})})
         )  # fmt: skip
         out.records.append(self.snapshot())
+        out.dispatch = []
         out.finished = True
         return out
 

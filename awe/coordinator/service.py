@@ -119,19 +119,21 @@ class Coordinator:
                 log.warning("run_not_resumed", run_id=record.run_id, graph_id=record.graph_id,
                             reason="its graph version is not loaded")  # fmt: skip
                 continue
+            finished_branches = await self.store.steps(record.run_id, step=record.step_count + 1)
             run = Run(graph=graph, graph_version=record.graph_version, record=record,
-                      last_seq=await self.store.last_seq(record.run_id))  # fmt: skip
+                      last_seq=await self.store.last_seq(record.run_id), finished_branches=finished_branches)  # fmt: skip
             self.runs[run.run_id] = run
-            job = run.next_job()
-            if job is None:
-                continue
-            if run.status is RunStatus.RUNNING:
-                # Its job may still be running on a worker. That worker reconnects, and its next heartbeat
-                # gets a Rejoin (or its own liveness check fires): it says Hello and is given the job back.
-                grace = RECONNECT_MAX_S + self.pool.heartbeat_interval * self.pool.liveness
-                self.dispatcher.hold(job, seconds=grace)  # type: ignore[union-attr]
-            else:
-                self.dispatcher.submit(job)  # type: ignore[union-attr]
+            out = run.resume(utcnow())
+            jobs, out.dispatch = out.dispatch, []
+            self._apply(run, out)
+            for job in jobs:
+                if run.status is RunStatus.RUNNING:
+                    # The job may still be running on a worker. That worker reconnects, its next heartbeat
+                    # gets a Rejoin (or its own liveness check fires), and it says Hello and keeps the job.
+                    grace = RECONNECT_MAX_S + self.pool.heartbeat_interval * self.pool.liveness
+                    self.dispatcher.hold(job, seconds=grace)  # type: ignore[union-attr]
+                else:
+                    self.dispatcher.submit(job)  # type: ignore[union-attr]
 
     # -- the API the HTTP layer uses ----------------------------------------------------
 
@@ -167,7 +169,7 @@ class Coordinator:
             state=initial_state, options={"max_steps": max_steps}, now=utcnow(),
         )  # fmt: skip
         self.runs[run_id] = run
-        out.dispatch = run.next_job()
+        out.dispatch = run.next_jobs()
         committed = asyncio.get_running_loop().create_future()
         self._apply(run, out, then=lambda: committed.done() or committed.set_result(None))
         await committed
@@ -238,19 +240,19 @@ class Coordinator:
         if out.finished:
             self.runs.pop(run.run_id, None)
         events = [r for r in out.records if isinstance(r, EventRecord)]
-        job, delay, cancel = out.dispatch, out.dispatch_delay, out.cancel
+        jobs, delay, cancels = out.dispatch, out.dispatch_delay, out.cancel
         dispatcher = self.dispatcher
         assert dispatcher is not None
 
         def after_commit() -> None:
             self.bus.publish(events)
-            if job is not None:
+            for job in jobs:
                 if delay > 0:
                     asyncio.get_running_loop().call_later(delay, dispatcher.submit, job)
                 else:
                     dispatcher.submit(job)
-            if cancel is not None:
-                dispatcher.cancel(cancel)
+            for job in cancels:
+                dispatcher.cancel(job)
             if then is not None:
                 then()
 
@@ -258,11 +260,11 @@ class Coordinator:
 
     # -- DispatchOwner: called by the dispatcher ----------------------------------------
 
-    def job_state(self, job: JobSpec) -> dict[str, Any] | None:
+    def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool] | None:
         run = self.runs.get(job.run_id)
-        if run is None or run.next_job() != job:
+        if run is None or not run.wants(job):
             return None
-        return run.state
+        return run.job_input(job)
 
     def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None:
         run = self.runs.get(job.run_id)
@@ -271,7 +273,7 @@ class Coordinator:
 
     def job_lost(self, job: JobSpec, worker: WorkerInfo, reason: str, started_at: str) -> None:
         run = self.runs.get(job.run_id)
-        if run is not None and run.in_flight == job:
+        if run is not None and run.in_flight.get(job.branch) == job:
             out = run.job_lost(job, worker_id=worker.worker_id, reason=reason, started_at=started_at, now=utcnow())
             self._apply(run, out)
 
@@ -331,7 +333,7 @@ class Coordinator:
         """The run and assignment a result answers; None (logged) for a result nobody waits for."""
         assignment = self.dispatcher.finish(worker, job_id)  # type: ignore[union-attr]
         run = self.runs.get(run_id)
-        if assignment is None or run is None or run.in_flight != assignment.job:
+        if assignment is None or run is None or run.in_flight.get(assignment.job.branch) != assignment.job:
             log.warning("stale_result_ignored", run_id=run_id, job_id=job_id, worker=worker.worker_id)
             return None
         return run, assignment

@@ -8,12 +8,13 @@ coordinator and the workers share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from awe.graph.compiled import END, CompiledGraph, ConditionalEdge, NodeSpec
+from awe.graph.compiled import END, CompiledGraph, ConditionalEdge, Join, NodeSpec
 from awe.graph.errors import GraphError
 from awe.graph.policy import RetryPolicy
+from awe.graph.reducers import Reducer, ReducerFn
 
 __all__ = ["Graph", "END"]
 
@@ -21,12 +22,23 @@ __all__ = ["Graph", "END"]
 class Graph:
     """A named graph of nodes joined by edges and conditional edges."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, reducers: Mapping[str, str | ReducerFn] | None = None) -> None:
+        """``reducers`` maps a state key to how parallel updates of it combine: ``"append"``,
+        ``"add"``, ``"merge"`` or a function ``(current, update) -> new``."""
         if not isinstance(name, str) or not name.strip():
             raise GraphError("a graph needs a non-empty name")
         self.name = name
+        self._reducers: dict[str, Reducer] = {}
+        for key, spec in (reducers or {}).items():
+            if not isinstance(key, str) or not key:
+                raise GraphError(f"graph {name!r}: a reducer is declared for {key!r}, which is not a state key")
+            try:
+                self._reducers[key] = Reducer.of(spec)
+            except ValueError as exc:
+                raise GraphError(f"graph {name!r}: state key {key!r}: {exc}") from None
         self._nodes: dict[str, NodeSpec] = {}
         self._edges: list[tuple[str, str]] = []
+        self._joins: list[Join] = []
         self._conditional: list[ConditionalEdge] = []
         self._entry: str | None = None
 
@@ -48,9 +60,24 @@ class Graph:
         self._nodes[name] = NodeSpec.from_function(self.name, name, fn, retry=retry, timeout=timeout)
         return self
 
-    def add_edge(self, source: str, target: str) -> Graph:
-        """After ``source`` finishes, run ``target`` (or finish, if it is ``END``)."""
-        self._edges.append((source, target))
+    def add_edge(self, source: str | Sequence[str], target: str) -> Graph:
+        """After ``source`` finishes, run ``target`` (or end this branch, if it is ``END``).
+
+        Several edges out of one node run their targets in parallel, in the same superstep. A list
+        of sources is a join: ``add_edge(["a", "b"], "c")`` runs ``c`` once both have finished.
+        """
+        if isinstance(source, str):
+            self._edges.append((source, target))
+            return self
+        sources = list(source)
+        if not sources or not all(isinstance(s, str) for s in sources):
+            raise GraphError(f"graph {self.name!r}: a join needs a list of node names, got {source!r}")
+        if len(set(sources)) != len(sources):
+            raise GraphError(f"graph {self.name!r}: the join {sources} -> {target!r} names a node twice")
+        if len(sources) == 1:
+            self._edges.append((sources[0], target))
+        else:
+            self._joins.append(Join(tuple(sorted(sources)), target))
         return self
 
     def add_conditional_edge(
@@ -88,4 +115,6 @@ class Graph:
             edges=list(self._edges),
             conditional=list(self._conditional),
             entry=self._entry,
+            joins=list(self._joins),
+            reducers=dict(self._reducers),
         )

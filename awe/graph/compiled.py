@@ -17,6 +17,7 @@ from typing import Any
 
 from awe.graph.errors import GraphError
 from awe.graph.policy import NO_RETRY, RetryPolicy
+from awe.graph.reducers import Reducer
 
 END = "__end__"
 """The pseudo-node that finishes a run."""
@@ -78,6 +79,30 @@ class ConditionalEdge:
     branches: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class Send:
+    """A router's order to run ``node`` once more in the next superstep, on ``payload`` instead of the state.
+
+    A router that returns a list of ``Send`` maps a node over a list known only at run time; each
+    item is its own job, and the node's returned updates are folded into the state by the keys'
+    reducers.
+    """
+
+    node: str
+    payload: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"send": self.node, "payload": self.payload}
+
+
+@dataclass(frozen=True)
+class Join:
+    """``target`` runs once every one of ``sources`` has finished (since it last ran)."""
+
+    sources: tuple[str, ...]
+    target: str
+
+
 class NodeTimeout(TimeoutError):
     """An attempt ran past its node's ``timeout``; retried like any other error the policy accepts."""
 
@@ -91,10 +116,13 @@ class CompiledGraph:
     name: str
     entry: str
     nodes: Mapping[str, NodeSpec]
-    edges: Mapping[str, str]
-    """Unconditional successor of each node that has one."""
+    edges: Mapping[str, tuple[str, ...]]
+    """Unconditional successors of each node that has any; several mean parallel branches."""
     routers: Mapping[str, ConditionalEdge]
     """Conditional edge of each node that has one."""
+    joins: tuple[Join, ...] = ()
+    reducers: Mapping[str, Reducer] = field(default_factory=dict)
+    """How updates to each state key combine; keys not here take their one writer's value."""
     fingerprint: str = field(default="")
 
     @classmethod
@@ -106,6 +134,8 @@ class CompiledGraph:
         edges: list[tuple[str, str]],
         conditional: list[ConditionalEdge],
         entry: str | None,
+        joins: list[Join] | None = None,
+        reducers: dict[str, Reducer] | None = None,
     ) -> CompiledGraph:
         known = set(nodes)
         if not nodes:
@@ -115,30 +145,42 @@ class CompiledGraph:
         if entry not in known:
             raise GraphError(f"graph {name!r}: entry point {entry!r} is not a node")
 
-        successors: dict[str, str] = {}
+        successors: dict[str, list[str]] = {}
         for source, target in edges:
             _check_source(name, source, known)
             _check_target(name, f"edge {source!r} -> {target!r}", target, known)
-            if source in successors:
-                raise GraphError(
-                    f"graph {name!r}: node {source!r} has two outgoing edges "
-                    f"({successors[source]!r} and {target!r}); parallel branches are not supported yet"
-                )
-            successors[source] = target
+            if target in successors.get(source, []):
+                raise GraphError(f"graph {name!r}: the edge {source!r} -> {target!r} is added twice")
+            successors.setdefault(source, []).append(target)
 
         routers: dict[str, ConditionalEdge] = {}
         for cond in conditional:
             _check_source(name, cond.source, known)
             for key, target in cond.branches.items():
                 _check_target(name, f"branch {key!r} of {cond.source!r}", target, known)
-            if cond.source in routers or cond.source in successors:
+            if cond.source in routers:
                 raise GraphError(
-                    f"graph {name!r}: node {cond.source!r} has more than one outgoing edge; "
-                    "give it either one edge or one conditional edge"
+                    f"graph {name!r}: node {cond.source!r} has two conditional edges; "
+                    "give it one router that returns every branch to take"
                 )
             routers[cond.source] = cond
 
-        graph = cls(name=name, entry=entry, nodes=dict(nodes), edges=successors, routers=routers)
+        seen_joins: set[tuple[tuple[str, ...], str]] = set()
+        for join in joins or []:
+            for source in join.sources:
+                if source == END or source not in known:
+                    raise GraphError(f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} "
+                                     f"starts at {source!r}, which is not a node")  # fmt: skip
+            if join.target == END or join.target not in known:
+                raise GraphError(f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} must lead to a node")
+            if (join.sources, join.target) in seen_joins:
+                raise GraphError(f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} is added twice")
+            seen_joins.add((join.sources, join.target))
+
+        graph = cls(
+            name=name, entry=entry, nodes=dict(nodes), edges={k: tuple(v) for k, v in successors.items()},
+            routers=routers, joins=tuple(joins or ()), reducers=dict(reducers or {}),
+        )  # fmt: skip
         graph._check_reachability()
         object.__setattr__(graph, "fingerprint", graph._compute_fingerprint())
         return graph
@@ -146,27 +188,48 @@ class CompiledGraph:
     # -- topology -----------------------------------------------------------
 
     def targets(self, node: str) -> list[str]:
-        """Every node (or END) that may follow ``node``."""
-        if node in self.edges:
-            return [self.edges[node]]
+        """Every node (or END) that may follow ``node``: its edges, its router's branches, its joins."""
+        found = list(self.edges.get(node, ()))
         if node in self.routers:
-            return list(dict.fromkeys(self.routers[node].branches.values()))
-        return []
+            found += self.routers[node].branches.values()
+        found += [j.target for j in self.joins if node in j.sources]
+        return list(dict.fromkeys(found))
 
-    def next_node(self, node: str, route: Any) -> str:
-        """The node that follows ``node``, given the key its router returned (if any)."""
-        if node in self.edges:
-            return self.edges[node]
+    def successors(self, node: str, route: Any) -> tuple[list[str], list[Send]]:
+        """What ``node``'s edges and its router's answer start next: node names (END included) and Sends.
+
+        ``route`` is the router's answer as the worker sent it: None, one branch key, or a list of
+        branch keys and ``{"send": node, "payload": {...}}`` items. Joins are not included: whether a
+        join fires depends on the other branches, which is the run's business.
+        """
+        names = list(self.edges.get(node, ()))
+        sends: list[Send] = []
         cond = self.routers.get(node)
-        if cond is None:  # pragma: no cover - compile() guarantees every node has a way out
-            return END
-        key = str(route) if isinstance(route, (str, int, bool)) else route
-        if not isinstance(key, str) or key not in cond.branches:
-            raise RouteError(
-                f"the router of node {node!r} returned {route!r}; "
-                f"expected one of {sorted(cond.branches)}"
-            )
-        return cond.branches[key]
+        if cond is None:
+            return names, sends
+        answers = route if isinstance(route, list) else [route]
+        if not answers:
+            raise RouteError(f"the router of node {node!r} returned no branch; expected one of {sorted(cond.branches)}")
+        for answer in answers:
+            if isinstance(answer, dict) and set(answer) == {"send", "payload"}:
+                target, payload = answer["send"], answer["payload"]
+                if not isinstance(payload, dict):
+                    raise RouteError(f"the router of node {node!r} sent a {type(payload).__name__} to {target!r}; "
+                                     "a Send's payload is a dict")  # fmt: skip
+                if target not in cond.branches.values() or target == END:
+                    raise RouteError(
+                        f"the router of node {node!r} sent to {target!r}; a Send must name a node among its "
+                        f"branches {sorted(t for t in cond.branches.values() if t != END)}"
+                    )
+                sends.append(Send(target, payload))
+                continue
+            key = str(answer) if isinstance(answer, (str, int, bool)) else answer
+            if not isinstance(key, str) or key not in cond.branches:
+                raise RouteError(
+                    f"the router of node {node!r} returned {answer!r}; expected one of {sorted(cond.branches)}"
+                )
+            names.append(cond.branches[key])
+        return list(dict.fromkeys(names)), sends
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description of the topology (for the API and the store)."""
@@ -178,7 +241,9 @@ class CompiledGraph:
                  "retry": n.retry.describe(), "timeout": n.timeout}  # fmt: skip
                 for n in self.nodes.values()
             ],
-            "edges": [{"source": s, "target": t} for s, t in self.edges.items()],
+            "edges": [{"source": s, "target": t} for s, targets in self.edges.items() for t in targets],
+            "joins": [{"sources": list(j.sources), "target": j.target} for j in self.joins],
+            "reducers": {key: r.name for key, r in sorted(self.reducers.items())},
             "conditional_edges": [
                 {
                     "source": c.source,

@@ -10,6 +10,8 @@ from typing import Any
 class Context:
     """Facts about the job a node runs in.
 
+    ``step`` is the superstep: nodes that run in parallel share it.
+
     ``log`` is a structlog logger already bound to the run, node and worker;
     what a node logs through it goes to the worker's log file and to the run's
     event stream (``node_log`` events on ``/ws/logs/{run_id}``).
@@ -22,3 +24,6 @@ class Context:
     attempt: int
     worker_id: str
     log: Any
+    branch: str = ""
+    """Unique within the step: the node's name, or ``node[i]`` for the i-th ``Send`` to it. With
+    ``run_id`` and ``step`` it makes an idempotency key for the node's side effects."""

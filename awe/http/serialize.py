@@ -14,6 +14,7 @@ def run_view(r: RunRecord, *, with_state: bool = True) -> dict[str, Any]:
         "graph_version": r.graph_version,
         "status": r.status,
         "current_node": r.current_node,
+        "pending": [t["branch"] for t in r.plan.get("tasks", [])],
         "step_count": r.step_count,
         "error": r.error,
         "created_at": r.created_at,
@@ -29,6 +30,7 @@ def run_view(r: RunRecord, *, with_state: bool = True) -> dict[str, Any]:
 def step_view(s: StepRecord) -> dict[str, Any]:
     return {
         "step": s.step,
+        "branch": s.branch or s.node,
         "node": s.node,
         "attempt": s.attempt,
         "status": s.status,

@@ -26,28 +26,28 @@ class RunRecord:
     state: dict[str, Any]
     step_count: int
     current_node: str | None
-    next_node: str | None
-    """The node the run will execute next (None once it has finished)."""
+    plan: dict[str, Any]
+    """The current step's branches still to finish (``tasks``: branch, node, attempt, a Send's
+    payload, a final error) and each join's finished sources (``joins``); see ``run_machine``."""
     error: dict[str, Any] | None
     options: dict[str, Any]
     created_at: str
     updated_at: str
     started_at: str | None = None
     finished_at: str | None = None
-    next_attempt: int = 1
-    """The attempt number ``next_node`` will run as (above 1 after a failure or a lost worker)."""
 
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One attempt at one node of one run."""
+    """One attempt at one branch of one step of a run."""
 
     run_id: str
     step: int
+    """The superstep: branches that ran in parallel share it."""
     node: str
     attempt: int
     status: str
-    """``completed`` or ``failed``."""
+    """``completed``, ``failed`` or ``lost``."""
     worker_id: str | None
     started_at: str
     finished_at: str
@@ -56,6 +56,8 @@ class StepRecord:
     removed: list[str] = field(default_factory=list)
     route: Any = None
     error: dict[str, Any] | None = None
+    branch: str = ""
+    """Unique within the step: the node's name, or ``node[i]`` for its i-th Send (empty means ``node``)."""
 
 
 @dataclass(frozen=True)

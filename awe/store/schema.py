@@ -5,7 +5,7 @@ statements that bring a database from each version to the next, so an older
 file is upgraded in place when the coordinator opens it.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 CREATE_GRAPHS = """
 CREATE TABLE IF NOT EXISTS graphs (
@@ -41,7 +41,7 @@ CREATE_RUNS_INDEXES = (
     "CREATE INDEX IF NOT EXISTS runs_by_graph ON runs (graph_id, created_at)",
 )
 
-CREATE_STEPS = """
+CREATE_STEPS_V0 = """
 CREATE TABLE IF NOT EXISTS steps (
     run_id       TEXT NOT NULL,
     step         INTEGER NOT NULL,
@@ -72,9 +72,46 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID"""
 
+CREATE_STEPS_V3 = """
+CREATE TABLE steps_v3 (
+    run_id       TEXT NOT NULL,
+    step         INTEGER NOT NULL,
+    branch       TEXT NOT NULL,
+    node         TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    worker_id    TEXT,
+    delta        TEXT NOT NULL,
+    removed      TEXT NOT NULL,
+    route        TEXT,
+    error        TEXT,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT NOT NULL,
+    duration_ms  REAL NOT NULL,
+    PRIMARY KEY (run_id, step, branch, attempt)
+) WITHOUT ROWID"""
+
+# Version 3: parallel branches. A step (superstep) may run several branches, so a step record is
+# keyed by its branch, and a run persists its plan (the current superstep's branches with their
+# attempt numbers, and how far each join has got) instead of one next node.
+TO_PARALLEL_BRANCHES = (
+    CREATE_STEPS_V3,
+    "INSERT INTO steps_v3 SELECT run_id, step, node, node, attempt, status, worker_id, delta, removed, route,"
+    " error, started_at, finished_at, duration_ms FROM steps",
+    "DROP TABLE steps",
+    "ALTER TABLE steps_v3 RENAME TO steps",
+    "ALTER TABLE runs ADD COLUMN plan TEXT NOT NULL DEFAULT '{\"tasks\": [], \"joins\": {}}'",
+    "UPDATE runs SET plan = json_object('tasks', json_array(json_object("
+    "'branch', next_node, 'node', next_node, 'attempt', next_attempt)), 'joins', json_object())"
+    " WHERE next_node IS NOT NULL",
+    "ALTER TABLE runs DROP COLUMN next_node",
+    "ALTER TABLE runs DROP COLUMN next_attempt",
+)
+
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    0: (CREATE_GRAPHS, CREATE_RUNS, *CREATE_RUNS_INDEXES, CREATE_STEPS, CREATE_EVENTS),
+    0: (CREATE_GRAPHS, CREATE_RUNS, *CREATE_RUNS_INDEXES, CREATE_STEPS_V0, CREATE_EVENTS),
     1: ("ALTER TABLE runs ADD COLUMN next_attempt INTEGER NOT NULL DEFAULT 1",),
+    2: TO_PARALLEL_BRANCHES,
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 
@@ -89,18 +126,17 @@ PRAGMAS = (
 
 UPSERT_RUN = """
 INSERT INTO runs (run_id, graph_id, graph_version, status, state, step_count, current_node,
-                  next_node, error, options, created_at, updated_at, started_at, finished_at, next_attempt)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  plan, error, options, created_at, updated_at, started_at, finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id) DO UPDATE SET
     status = excluded.status, state = excluded.state, step_count = excluded.step_count,
-    current_node = excluded.current_node, next_node = excluded.next_node, error = excluded.error,
-    updated_at = excluded.updated_at, started_at = excluded.started_at,
-    finished_at = excluded.finished_at, next_attempt = excluded.next_attempt"""
+    current_node = excluded.current_node, plan = excluded.plan, error = excluded.error,
+    updated_at = excluded.updated_at, started_at = excluded.started_at, finished_at = excluded.finished_at"""
 
 INSERT_STEP = """
-INSERT OR IGNORE INTO steps (run_id, step, node, attempt, status, worker_id, delta, removed, route,
+INSERT OR IGNORE INTO steps (run_id, step, branch, node, attempt, status, worker_id, delta, removed, route,
                              error, started_at, finished_at, duration_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 INSERT_EVENT = """
 INSERT OR IGNORE INTO events (run_id, seq, time, event, level, node, worker, fields)

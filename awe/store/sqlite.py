@@ -229,14 +229,17 @@ class Store:
         )
         return [_run_from_row(r) for r in rows]
 
-    async def steps(self, run_id: str) -> list[StepRecord]:
+    async def steps(self, run_id: str, *, step: int | None = None) -> list[StepRecord]:
+        """A run's step records (or one step's), by step, then branch (``work[2]`` before ``work[10]``), then attempt."""
         rows = await self._fetchall(
             "SELECT run_id, step, node, attempt, status, worker_id, started_at, finished_at, duration_ms,"
-            " delta, removed, route, error FROM steps WHERE run_id = ? ORDER BY step, attempt",
-            (run_id,),
+            " delta, removed, route, error, branch FROM steps WHERE run_id = ? AND (? IS NULL OR step = ?)"
+            " ORDER BY step, node, length(branch), branch, attempt",
+            (run_id, step, step),
         )
         return [
-            StepRecord(*r[:9], delta=_loads(r[9]), removed=_loads(r[10]), route=_loads(r[11]), error=_loads(r[12]))
+            StepRecord(*r[:9], delta=_loads(r[9]), removed=_loads(r[10]), route=_loads(r[11]), error=_loads(r[12]),
+                       branch=r[13])  # fmt: skip
             for r in rows
         ]
 
@@ -254,33 +257,33 @@ class Store:
 
 
 _RUN_COLUMNS = (
-    "run_id, graph_id, graph_version, status, state, step_count, current_node, next_node, error,"
-    " options, created_at, updated_at, started_at, finished_at, next_attempt"
+    "run_id, graph_id, graph_version, status, state, step_count, current_node, plan, error,"
+    " options, created_at, updated_at, started_at, finished_at"
 )
 
 
 def _run_row(r: RunRecord) -> tuple[Any, ...]:
     return (
         r.run_id, r.graph_id, r.graph_version, r.status, _dumps(r.state), r.step_count, r.current_node,
-        r.next_node, None if r.error is None else _dumps(r.error), _dumps(r.options), r.created_at,
-        r.updated_at, r.started_at, r.finished_at, r.next_attempt,
+        _dumps(r.plan), None if r.error is None else _dumps(r.error), _dumps(r.options), r.created_at,
+        r.updated_at, r.started_at, r.finished_at,
     )  # fmt: skip
 
 
 def _run_from_row(row: Any) -> RunRecord:
-    (run_id, graph_id, version, status, state, step_count, current, nxt, error, options,
-     created, updated, started, finished, next_attempt) = row  # fmt: skip
+    (run_id, graph_id, version, status, state, step_count, current, plan, error, options,
+     created, updated, started, finished) = row  # fmt: skip
     return RunRecord(
         run_id=run_id, graph_id=graph_id, graph_version=version, status=status, state=_loads(state),
-        step_count=step_count, current_node=current, next_node=nxt, error=_loads(error),
+        step_count=step_count, current_node=current, plan=_loads(plan), error=_loads(error),
         options=_loads(options), created_at=created, updated_at=updated, started_at=started,
-        finished_at=finished, next_attempt=next_attempt,
+        finished_at=finished,
     )  # fmt: skip
 
 
 def _step_row(s: StepRecord) -> tuple[Any, ...]:
     return (
-        s.run_id, s.step, s.node, s.attempt, s.status, s.worker_id, _dumps(s.delta), _dumps(s.removed),
+        s.run_id, s.step, s.branch or s.node, s.node, s.attempt, s.status, s.worker_id, _dumps(s.delta), _dumps(s.removed),
         _dumps(s.route), None if s.error is None else _dumps(s.error), s.started_at, s.finished_at,
         s.duration_ms,
     )  # fmt: skip

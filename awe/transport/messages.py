@@ -131,7 +131,7 @@ class Welcome(Message):
 
 @dataclass
 class Job(Message):
-    """Run one node of one run on the given state."""
+    """Run one branch of one step of a run: a node on the given state."""
 
     kind: ClassVar[str] = "job"
     job_id: str
@@ -141,6 +141,10 @@ class Job(Message):
     step: int
     attempt: int
     state: dict[str, Any]
+    branch: str = ""
+    """Unique within the step: the node's name, or ``node[i]`` for its i-th Send."""
+    from_send: bool = False
+    """``state`` is a Send's payload, not the run's state: only the node's returned dict updates the run."""
 
 
 @dataclass

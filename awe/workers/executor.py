@@ -24,7 +24,7 @@ from typing import Any
 
 import msgpack
 
-from awe.graph import CompiledGraph, Context, NodeTimeout
+from awe.graph import CompiledGraph, Context, NodeTimeout, Send, Write, apply_writes
 from awe.transport.messages import Job, JobDone, JobFailed
 
 
@@ -180,7 +180,7 @@ def _run_sync(
     returned = fn(*_args(takes_context, job.state, ctx))
     if inspect.isawaitable(returned):
         raise NodeOutputError(f"node {job.node!r} returned an awaitable from a sync function; make it `async def`")
-    delta, removed = state_delta(before, job.state, returned, job.node)
+    delta, removed = _updates(graph, job, before, returned)
     return delta, removed, _route(graph, job.node, before, delta, removed)
 
 
@@ -189,11 +189,31 @@ async def _run_async(
 ) -> tuple[dict[str, Any], list[str], Any]:
     before = _copy(job.state)
     returned = await fn(*_args(takes_context, job.state, ctx))
-    delta, removed = state_delta(before, job.state, returned, job.node)
+    delta, removed = _updates(graph, job, before, returned)
     route = _route(graph, job.node, before, delta, removed)
     if inspect.isawaitable(route):
         route = _plain_route(job.node, await route)
     return delta, removed, route
+
+
+def _updates(graph: CompiledGraph, job: Job, before: dict[str, Any], returned: Any) -> tuple[dict[str, Any], list[str]]:
+    """The node's updates to the run's state.
+
+    On a Send's payload only the returned dict counts: the payload is the node's input, not the
+    run's state. A key with a reducer takes its update from the returned dict too, because an
+    in-place change cannot say whether it is the whole new value or the part to add.
+    """
+    if job.from_send:
+        delta, _ = state_delta({}, {}, returned, job.node)
+        return delta, []
+    delta, removed = state_delta(before, job.state, returned, job.node)
+    for key in delta.keys() & graph.reducers.keys():
+        if not (isinstance(returned, dict) and key in returned):
+            raise NodeOutputError(
+                f"node {job.node!r} changed the state key {key!r} in place, but that key has a reducer "
+                f"({graph.reducers[key].name}); return its update instead, e.g. {{{key!r}: [new_item]}}"
+            )
+    return delta, removed
 
 
 def _route(graph: CompiledGraph, node: str, before: dict[str, Any], delta: dict[str, Any], removed: list[str]) -> Any:
@@ -201,20 +221,31 @@ def _route(graph: CompiledGraph, node: str, before: dict[str, Any], delta: dict[
     cond = graph.routers.get(node)
     if cond is None:
         return None
-    route = cond.router(_merged(before, delta, removed))
+    route = cond.router(apply_writes(before, [Write(node, delta, removed)], graph.reducers))
     return route if inspect.isawaitable(route) else _plain_route(node, route)
 
 
-def _merged(before: dict[str, Any], delta: dict[str, Any], removed: list[str]) -> dict[str, Any]:
-    """The state the coordinator will hold after applying this node's delta."""
-    state = {k: v for k, v in before.items() if k not in removed}
-    state.update(delta)
-    return state
-
-
 def _plain_route(node: str, route: Any) -> Any:
-    if route is None or isinstance(route, (str, int, bool)):
-        return route
-    if hasattr(route, "value") and isinstance(route.value, (str, int)):  # an Enum member
-        return route.value
-    raise NodeOutputError(f"the router of node {node!r} returned a {type(route).__name__}; return a branch key")
+    """The router's answer as it goes over the wire: a branch key, or a list of keys and Sends."""
+    if isinstance(route, (list, tuple)):
+        items = [_plain_route_item(node, item) for item in route]
+        for i, item in enumerate(x for x in items if isinstance(x, dict)):
+            check_json(item["payload"], f"the router of {node!r}, Send {i} to {item['send']!r}: payload")
+        return items
+    if isinstance(route, Send):
+        return _plain_route(node, [route])
+    return _plain_route_item(node, route)
+
+
+def _plain_route_item(node: str, item: Any) -> Any:
+    if isinstance(item, Send):
+        if not isinstance(item.payload, dict):
+            raise NodeOutputError(f"the router of node {node!r} sent a {type(item.payload).__name__}; a Send's payload is a dict")
+        return item.to_wire()
+    if item is None or isinstance(item, (str, int, bool)):
+        return item
+    if hasattr(item, "value") and isinstance(item.value, (str, int)):  # an Enum member
+        return item.value
+    raise NodeOutputError(
+        f"the router of node {node!r} returned a {type(item).__name__}; return a branch key, a list of them, or Sends"
+    )

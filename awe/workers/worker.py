@@ -186,7 +186,7 @@ class Worker:
             else:
                 ctx = Context(
                     run_id=job.run_id, graph_id=job.graph_id, node=job.node, step=job.step,
-                    attempt=job.attempt, worker_id=self.worker_id,
+                    attempt=job.attempt, worker_id=self.worker_id, branch=job.branch or job.node,
                     log=NodeLogger(bound, lambda level, event, fields: self._forward_log(job, level, event, fields)),
                 )  # fmt: skip
                 bound.debug("job_started")

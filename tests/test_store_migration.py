@@ -1,0 +1,63 @@
+"""A database written by an older awe is upgraded in place, and its unfinished runs resume where they were."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from awe.coordinator.run_machine import JobSpec, Run
+from awe.graph import END, Graph
+from awe.store import Store
+from awe.store import schema
+
+
+def _version_2_database(path: Path) -> None:
+    """The schema as awe wrote it before parallel branches, with a run waiting for its 2nd attempt at 'b'."""
+    conn = sqlite3.connect(path)
+    for version in (0, 1):
+        for statement in schema.MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=2")
+    conn.execute(
+        "INSERT INTO runs (run_id, graph_id, graph_version, status, state, step_count, current_node, next_node,"
+        " error, options, created_at, updated_at, started_at, finished_at, next_attempt)"
+        " VALUES ('old-run', 'two', 1, 'running', '{\"x\": 1}', 1, 'b', 'b', NULL, '{}', 't0', 't1', 't0', NULL, 2)"
+    )
+    conn.execute(
+        "INSERT INTO runs (run_id, graph_id, graph_version, status, state, step_count, current_node, next_node,"
+        " error, options, created_at, updated_at, started_at, finished_at, next_attempt)"
+        " VALUES ('done-run', 'two', 1, 'completed', '{}', 2, 'b', NULL, NULL, '{}', 't0', 't1', 't0', 't1', 1)"
+    )
+    conn.execute(
+        "INSERT INTO steps (run_id, step, node, attempt, status, worker_id, delta, removed, route, error,"
+        " started_at, finished_at, duration_ms) VALUES ('old-run', 1, 'a', 1, 'completed', 'w1', '{\"x\": 1}',"
+        " '[]', 'null', NULL, 't0', 't0', 1.0)"
+    )
+    conn.commit()
+    conn.close()
+
+
+async def test_a_version_2_database_is_upgraded_and_its_running_run_resumes_at_the_right_attempt(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _version_2_database(path)
+    store = Store(str(path))
+    await store.open()
+    try:
+        record = await store.get_run("old-run")
+        assert record is not None
+        assert record.plan == {"tasks": [{"branch": "b", "node": "b", "attempt": 2}], "joins": {}}
+        finished = await store.get_run("done-run")
+        assert finished is not None and finished.plan == {"tasks": [], "joins": {}}
+        (step,) = await store.steps("old-run")
+        assert (step.step, step.branch, step.node, step.attempt, step.delta) == (1, "a", "a", 1, {"x": 1})
+
+        graph = Graph("two").add_node("a", lambda s: None).add_node("b", lambda s: None)
+        graph = graph.add_edge("a", "b").add_edge("b", END).set_entry_point("a").compile()
+        run = Run(graph=graph, graph_version=1, record=record)
+        assert run.next_jobs() == [JobSpec("old-run", "two", "b", 2, 2)]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        assert "plan" in columns and "next_node" not in columns and "next_attempt" not in columns
