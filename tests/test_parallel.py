@@ -166,3 +166,16 @@ async def test_the_graph_description_shows_joins_and_reducers(engine: Engine) ->
     assert {e["target"] for e in graph["edges"] if e["source"] == "start"} == {"cpu_a", "cpu_b", "cpu_c", "cpu_d"}
     status, reduce_graph = await engine.request("GET", "/graphs/fan_reduce")
     assert reduce_graph["reducers"]["finished"] == "sample_graphs.keep_order"
+
+
+async def test_the_event_stream_shows_each_step_and_its_branches(engine: Engine) -> None:
+    final = await engine.wait_finished(await engine.start_run("fan_reduce", {"delays": {"left": 0, "middle": 0, "right": 0}}))
+    events = await engine.ws_events(final["run_id"])
+    steps = [e["fields"] for e in events if e["event"] == "step_completed"]
+    assert steps == [
+        {"step": 1, "branches": ["start"], "next": ["left", "middle", "right"]},
+        {"step": 2, "branches": ["left", "middle", "right"], "next": []},
+    ]
+    started = [(e["node"], e["fields"]["step"]) for e in events if e["event"] == "node_started"]
+    assert sorted(started) == [("left", 2), ("middle", 2), ("right", 2), ("start", 1)]
+    assert events[-1]["event"] == "run_completed"
