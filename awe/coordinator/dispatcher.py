@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from awe.coordinator.run_machine import JobSpec
+from awe.coordinator.plan import JobSpec
 from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
 from awe.store import utcnow
 from awe.transport import PeerGone, RouterEndpoint

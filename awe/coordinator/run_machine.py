@@ -21,11 +21,11 @@ step therefore re-runs only the branches whose results were not yet saved.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from awe.coordinator.events import RunEvent
+from awe.coordinator.plan import BranchResult, Instructions, JobSpec, Task, join_key
 from awe.graph import END, CompiledGraph, RouteError, Write, WriteConflict, apply_writes
 from awe.graph.reducers import ReducerFailed
 from awe.store import EventRecord, RunRecord, StepRecord
@@ -63,87 +63,10 @@ class IllegalTransition(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """One attempt at one branch of one step of a run."""
-
-    run_id: str
-    graph_id: str
-    node: str
-    step: int
-    attempt: int
-    branch: str = ""
-    """Unique within the step; defaults to the node's name (a Send's branch is ``node[i]``)."""
-
-    def __post_init__(self) -> None:
-        if not self.branch:
-            object.__setattr__(self, "branch", self.node)
-
-    @property
-    def job_id(self) -> str:
-        return f"{self.run_id}:{self.step}:{self.branch}:{self.attempt}"
-
-
-@dataclass
-class Task:
-    """One branch of the current step, as persisted in the run's plan."""
-
-    node: str
-    index: int | None = None
-    """The position of this Send among the step's Sends to ``node``; None for a node run on the state."""
-    payload: dict[str, Any] | None = None
-    attempt: int = 1
-    error: dict[str, Any] | None = None
-    """Set when the branch has failed for good; the run fails once its other branches are done."""
-    lost_in_a_row: int = 0
-
-    @property
-    def branch(self) -> str:
-        return self.node if self.index is None else f"{self.node}[{self.index}]"
-
-    @property
-    def order(self) -> tuple[str, int]:
-        """Branches apply their updates in this order: by node name, then by Send index."""
-        return (self.node, -1 if self.index is None else self.index)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"branch": self.branch, "node": self.node, "attempt": self.attempt}
-        if self.index is not None:
-            out["index"] = self.index
-            out["payload"] = self.payload
-        if self.error is not None:
-            out["error"] = self.error
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Task:
-        return cls(node=data["node"], index=data.get("index"), payload=data.get("payload"),
-                   attempt=data.get("attempt", 1), error=data.get("error"))  # fmt: skip
-
-
-@dataclass(frozen=True)
-class BranchResult:
-    node: str
-    delta: dict[str, Any]
-    removed: list[str]
-    route: Any
-
-
-@dataclass
-class Instructions:
-    """What the coordinator must do after a fact: persist, then (once durable) dispatch."""
-
-    records: list[Any] = field(default_factory=list)
-    dispatch: list[JobSpec] = field(default_factory=list)
-    dispatch_delay: float = 0.0
-    """Seconds to wait (after the commit) before dispatching: a retry's back-off."""
-    cancel: list[JobSpec] = field(default_factory=list)
-    """Jobs in flight that their workers should stop."""
-    finished: bool = False
-
-
-def _join_key(sources: tuple[str, ...], target: str) -> str:
-    return f"{'+'.join(sources)}->{target}"
+__all__ = [
+    "DEFAULT_MAX_STEPS", "FINISHED", "MAX_LOST_IN_A_ROW", "TRANSITIONS", "IllegalTransition", "Instructions",
+    "JobSpec", "Run", "RunStatus",
+]  # fmt: skip
 
 
 class Run:
@@ -452,7 +375,7 @@ class Run:
         """Record which join sources finished; the targets of the joins that are now complete."""
         fired = []
         for join in self.graph.joins:
-            key = _join_key(join.sources, join.target)
+            key = join_key(join.sources, join.target)
             seen = self.joins_seen.setdefault(key, set())
             seen.update(n for n in finished_nodes if n in join.sources)
             if seen == set(join.sources):

@@ -20,8 +20,8 @@ import structlog
 from awe.coordinator.dispatcher import Dispatcher
 from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
 from awe.coordinator.events import EventBus, Subscription
-from awe.coordinator.run_machine import Instructions, JobSpec, Run, RunStatus
-from awe.coordinator.run_machine import DEFAULT_MAX_STEPS
+from awe.coordinator.plan import Instructions, JobSpec
+from awe.coordinator.run_machine import DEFAULT_MAX_STEPS, Run, RunStatus
 from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
 from awe.graph import CompiledGraph
 from awe.store import EventRecord, RunRecord, StepRecord, Store, utcnow

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from awe.coordinator.run_machine import JobSpec
+from awe.coordinator.plan import JobSpec
 from awe.store import utcnow
 
 
