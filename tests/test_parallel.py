@@ -28,7 +28,7 @@ async def _calibrated_iterations(engine: Engine, target_s: float = 0.2) -> int:
 async def test_four_cpu_branches_on_two_workers_beat_the_same_work_in_a_row(engine: Engine) -> None:
     iterations = await _calibrated_iterations(engine)
     parallel, serial = [], []
-    for _ in range(2):  # alternate, and keep each kind's best: the machine is shared and noisy
+    for _ in range(3):  # alternate, and keep each kind's best: the machine is shared and noisy
         fan = await engine.wait_finished(await engine.start_run("fan_cpu", {"iterations": iterations}))
         chain = await engine.wait_finished(await engine.start_run("chain_cpu", {"iterations": iterations}))
         assert fan["status"] == chain["status"] == "completed"
