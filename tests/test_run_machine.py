@@ -644,3 +644,32 @@ def test_sends_become_indexed_branches_on_their_payloads():
     for j in reversed(jobs):  # finishing in reverse
         out = done(run, j, delta={"out": [j.branch]}, now=T4)
     assert out.finished and run.state["out"] == ["work[0]", "work[1]", "work[2]"]
+
+
+def test_lost_attempts_do_not_spend_the_retry_budget():
+    run, _ = new_run(retry_graph(RetryPolicy(max_attempts=2, backoff=0, jitter=False)))
+    job = only(run.next_jobs())
+    run.job_sent(job, "w1", T1)
+    (job,) = run.job_lost(job, worker_id="w1", reason="gone", started_at=T1, now=T2).dispatch
+    error = {"type": "ConnectionError", "message": "down"}
+    run.job_sent(job, "w2", T3)
+    (job,) = run.job_failed(job, worker_id="w2", error=error, started_at=T3, now=T4, duration_ms=1, retryable=True).dispatch
+    assert job.attempt == 3  # attempt 1 lost, attempt 2 failed: one failure of two allowed
+    run.job_sent(job, "w2", T5)
+    out = run.job_failed(job, worker_id="w2", error=error, started_at=T5, now=T6, duration_ms=1, retryable=True)
+    assert out.finished and run.error["attempts"] == 3
+
+
+def test_the_count_of_lost_workers_survives_a_restart():
+    run, _ = new_run()
+    job = only(run.next_jobs())
+    for _ in range(MAX_LOST_IN_A_ROW - 1):
+        run.job_sent(job, "w1", T1)
+        out = run.job_lost(job, worker_id="w1", reason="gone", started_at=T1, now=T2)
+        (job,) = out.dispatch
+    assert snapshots(out)[-1].plan["tasks"][0]["lost_in_a_row"] == MAX_LOST_IN_A_ROW - 1
+    restored = Run(graph=linear_graph(), graph_version=3, record=snapshots(out)[-1])
+    (job,) = restored.resume(T3).dispatch
+    restored.job_sent(job, "w9", T3)
+    last = restored.job_lost(job, worker_id="w9", reason="gone", started_at=T3, now=T4)
+    assert last.finished and restored.error["type"] == "WorkerLost"

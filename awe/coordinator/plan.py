@@ -41,9 +41,13 @@ class Task:
     """The position of this Send among the step's Sends to ``node``; None for a node run on the state."""
     payload: dict[str, Any] | None = None
     attempt: int = 1
+    """The number of the next (or current) attempt: failed and lost attempts both count."""
+    failures: int = 0
+    """Attempts in which the node failed (raised, timed out); its retry policy bounds these."""
+    lost_in_a_row: int = 0
+    """Attempts in a row whose worker vanished; ``MAX_LOST_IN_A_ROW`` bounds these."""
     error: dict[str, Any] | None = None
     """Set when the branch has failed for good; the run fails once its other branches are done."""
-    lost_in_a_row: int = 0
 
     @property
     def branch(self) -> str:
@@ -59,14 +63,20 @@ class Task:
         if self.index is not None:
             out["index"] = self.index
             out["payload"] = self.payload
+        if self.failures:
+            out["failures"] = self.failures
+        if self.lost_in_a_row:
+            out["lost_in_a_row"] = self.lost_in_a_row
         if self.error is not None:
             out["error"] = self.error
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Task:
-        return cls(node=data["node"], index=data.get("index"), payload=data.get("payload"),
-                   attempt=data.get("attempt", 1), error=data.get("error"))  # fmt: skip
+        return cls(
+            node=data["node"], index=data.get("index"), payload=data.get("payload"), attempt=data.get("attempt", 1),
+            failures=data.get("failures", 0), lost_in_a_row=data.get("lost_in_a_row", 0), error=data.get("error"),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -229,9 +229,11 @@ class Run:
         self.in_flight.pop(job.branch, None)
         task = self.tasks[job.branch]
         task.lost_in_a_row = 0
+        task.failures += 1
         out = Instructions(records=[self._step_record(job, "failed", worker_id, started_at, now, duration_ms, error=error)])
         policy = self.graph.nodes[job.node].retry
-        will_retry = retryable and job.attempt < policy.max_attempts and not self._failing()
+        # Lost attempts do not spend the policy's budget: the node did not fail, its worker did.
+        will_retry = retryable and task.failures < policy.max_attempts and not self._failing()
         out.records.append(
             self._event(now, RunEvent.NODE_FAILED, node=job.node, worker=worker_id,
                         level="warning" if will_retry else "error",
