@@ -183,7 +183,9 @@ class Run:
         failed = next((t for t in self.tasks.values() if t.error is not None), None)
         if failed is not None:
             return self._fail(Instructions(), now, node=failed.node, branch=failed.branch, error=failed.error)
-        if not self._waiting() and not self.in_flight:  # every branch is in: a crash between steps
+        if not self._waiting() and not self.in_flight:
+            # Every branch is in. A step's last result and the next step commit together, so this
+            # takes a store written otherwise; a plan with nothing left to wait for must still advance.
             return self._next_step(Instructions(), now)
         return Instructions(dispatch=self.next_jobs())
 
