@@ -42,10 +42,18 @@ async def test_a_hung_sync_node_holds_its_slots_while_other_runs_finish(bare_eng
     # Both abandoned threads still run: two of the three slots are stuck, and the coordinator knows it.
     (worker,) = await engine.workers_info()
     assert worker["stuck_slots"] == 2
-    quick = [await engine.start_run("counter_loop", {"count": 0, "target": 3}) for _ in range(10)]
-    for run_id in quick:
-        done = await engine.wait_finished(run_id)
-        assert done["status"] == "completed" and done["state"]["count"] == 3
+    others = [await engine.start_run("slow_pair", {"delay": 0.2}) for _ in range(4)]
+    most_in_flight = 0
+
+    async def others_finished() -> bool:
+        nonlocal most_in_flight
+        (info,) = await engine.workers_info()
+        most_in_flight = max(most_in_flight, info["in_flight"])
+        states = [(await engine.state(run_id))["status"] for run_id in others]
+        return states == ["completed"] * len(others)
+
+    await engine.wait_until(others_finished, what="the other runs to finish")
+    assert most_in_flight == 1  # only the one free slot gets jobs, never the stuck ones
     assert engine.workers[0].alive()
 
     release.touch()  # the stuck threads return, and their slots come back
