@@ -15,22 +15,11 @@ import argparse
 import asyncio
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
-import aiohttp
-
-from harness import free_port, wait_healthy  # this script's folder is on sys.path
-
-HERE = Path(__file__).parent
-
-
-def ts(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+from harness import LocalEngine, timestamp as ts  # this script's folder is on sys.path
 
 
 async def main() -> None:
@@ -41,43 +30,18 @@ async def main() -> None:
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="awe-bench-"))
-    db = folder / "bench.db"
-    http_port, zmq_port = free_port(), free_port()
-    url, bind = f"http://127.0.0.1:{http_port}", f"tcp://127.0.0.1:{zmq_port}"
-    common = ["--graphs", "bench_graphs", "--log-dir", str(folder / "logs")]
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "awe", "coordinator", "--port", str(http_port), "--bind", bind,
-                          "--db", str(db), *common], cwd=HERE, stdout=subprocess.DEVNULL, start_new_session=True)
-    ]  # fmt: skip
-    procs += [
-        subprocess.Popen([sys.executable, "-m", "awe", "worker", "--connect", bind, "--capacity", str(args.capacity),
-                          *common], cwd=HERE, stdout=subprocess.DEVNULL, start_new_session=True)
-        for _ in range(args.workers)
-    ]  # fmt: skip
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
-            await wait_healthy(session, url, args.workers)
-            state = {"counter": 0, "visited": [], "text": "x" * 1024}
-
-            async def submit() -> str:
-                async with session.post(f"{url}/graph/run", json={"graph_id": "chain10", "initial_state": state}) as r:
-                    assert r.status == 202, await r.text()
-                    return str((await r.json())["run_id"])
-
-            started = time.perf_counter()
-            run_ids = await asyncio.gather(*(submit() for _ in range(args.runs)))
-            submitted = time.perf_counter()
-            while True:
-                async with session.get(f"{url}/healthz") as r:
-                    if (await r.json())["active_runs"] == 0:
-                        break
-                await asyncio.sleep(0.05)
-            wall = time.perf_counter() - started
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+    async with LocalEngine(folder, workers=args.workers, capacity=args.capacity) as engine:
+        state = {"counter": 0, "visited": [], "text": "x" * 1024}
+        started = time.perf_counter()
+        run_ids = await asyncio.gather(*(engine.start_run("chain10", state) for _ in range(args.runs)))
+        submitted = time.perf_counter()
+        while True:
+            async with engine.session.get(f"{engine.url}/healthz") as r:  # type: ignore[union-attr]
+                if (await r.json())["active_runs"] == 0:
+                    break
+            await asyncio.sleep(0.05)
+        wall = time.perf_counter() - started
+    db = engine.db
 
     con = sqlite3.connect(db)
     rows = con.execute(

@@ -22,11 +22,10 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 from bench_graphs import FAN_BRANCHES, burn  # this script's folder is on sys.path
-from harness import LocalEngine
+from harness import LocalEngine, timestamp
 
 
 def calibrate(target_ms: float) -> int:
@@ -43,10 +42,7 @@ def _timed(iterations: int) -> float:
 
 
 def _seconds(run: dict) -> float:
-    def ts(text: str) -> float:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
-
-    return ts(run["finished_at"]) - ts(run["created_at"])
+    return timestamp(run["finished_at"]) - timestamp(run["created_at"])
 
 
 def baseline(pool: multiprocessing.pool.Pool, iterations: int) -> float:

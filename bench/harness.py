@@ -7,12 +7,18 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 HERE = Path(__file__).parent
+
+
+def timestamp(text: str) -> float:
+    """Seconds since the epoch of one of awe's ISO-8601 UTC timestamps."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
 def free_port() -> int:

@@ -527,6 +527,14 @@ def through_first_step(run: Run) -> list[JobSpec]:
     return done(run, job).dispatch
 
 
+def branches_out(run: Run) -> list[JobSpec]:
+    """Through the first step, with the fan-out's jobs sent to a worker."""
+    jobs = through_first_step(run)
+    for job in jobs:
+        run.job_sent(job, "w1", T3)
+    return jobs
+
+
 def test_a_fan_out_dispatches_every_branch_of_the_step_at_once():
     run, _ = new_run(fan_graph())
     jobs = through_first_step(run)
@@ -553,9 +561,7 @@ def test_a_join_waits_for_sources_that_finish_in_different_steps():
     g = Graph("uneven").add_node("a", node).add_node("b", node).add_node("b2", node).add_node("c", node).add_node("d", node)
     g.add_edge("a", "b").add_edge("a", "c").add_edge("b", "b2").add_edge(["b2", "c"], "d").add_edge("d", END)
     run, _ = new_run(g.set_entry_point("a").compile())
-    b, c = through_first_step(run)
-    for job in (b, c):
-        run.job_sent(job, "w1", T3)
+    b, c = branches_out(run)
     done(run, b, now=T4)
     out = done(run, c, now=T4)
     assert out.dispatch == [JobSpec("run-1", "uneven", "b2", 3, 1)]  # c is a source of the join, d waits
@@ -568,9 +574,7 @@ def test_a_join_waits_for_sources_that_finish_in_different_steps():
 
 def test_a_write_conflict_fails_the_run_naming_the_key_and_branches():
     run, _ = new_run(fan_graph())
-    b, c = through_first_step(run)
-    for job in (b, c):
-        run.job_sent(job, "w1", T3)
+    b, c = branches_out(run)
     done(run, b, delta={"k": 1}, now=T4)
     out = done(run, c, delta={"k": 2}, now=T4)
     assert out.finished and run.status is RunStatus.FAILED
@@ -580,9 +584,7 @@ def test_a_write_conflict_fails_the_run_naming_the_key_and_branches():
 
 def test_a_branch_failing_for_good_waits_for_its_siblings_then_fails_the_run():
     run, _ = new_run(fan_graph())
-    b, c = through_first_step(run)
-    for job in (b, c):
-        run.job_sent(job, "w1", T3)
+    b, c = branches_out(run)
     failed = run.job_failed(b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1)
     assert not failed.finished and failed.cancel == [] and run.status is RunStatus.RUNNING
     assert snapshots(failed)[-1].plan["tasks"][0]["error"]["message"] == "boom"  # durable while c runs
@@ -594,9 +596,7 @@ def test_a_branch_failing_for_good_waits_for_its_siblings_then_fails_the_run():
 
 def test_a_lost_branch_is_sent_again_alone():
     run, _ = new_run(fan_graph())
-    b, c = through_first_step(run)
-    for job in (b, c):
-        run.job_sent(job, "w1", T3)
+    b, c = branches_out(run)
     done(run, b, now=T4)
     out = run.job_lost(c, worker_id="w1", reason="gone", started_at=T3, now=T5)
     assert out.dispatch == [JobSpec("run-1", "fan", "c", 2, 2)]
@@ -604,9 +604,7 @@ def test_a_lost_branch_is_sent_again_alone():
 
 def test_a_resumed_run_sends_only_the_branches_without_a_result():
     run, _ = new_run(fan_graph({"log": "append"}))
-    b, c = through_first_step(run)
-    for job in (b, c):
-        run.job_sent(job, "w1", T3)
+    b, c = branches_out(run)
     record = run.snapshot()
     finished_b = steps(done(run, b, delta={"log": ["b"]}, now=T4))[0]
     restored = Run(graph=fan_graph({"log": "append"}), graph_version=3, record=record, finished_branches=[finished_b])
@@ -619,9 +617,7 @@ def test_a_resumed_run_sends_only_the_branches_without_a_result():
 
 def test_a_resumed_run_whose_branch_had_failed_for_good_fails():
     run, _ = new_run(fan_graph())
-    b, c = through_first_step(run)
-    for job in (b, c):
-        run.job_sent(job, "w1", T3)
+    b, c = branches_out(run)
     out = run.job_failed(b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1)
     restored = Run(graph=fan_graph(), graph_version=3, record=snapshots(out)[-1])
     resumed = restored.resume(T5)

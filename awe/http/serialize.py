@@ -30,7 +30,7 @@ def run_view(r: RunRecord, *, with_state: bool = True) -> dict[str, Any]:
 def step_view(s: StepRecord) -> dict[str, Any]:
     return {
         "step": s.step,
-        "branch": s.branch or s.node,
+        "branch": s.branch,
         "node": s.node,
         "attempt": s.attempt,
         "status": s.status,

@@ -57,7 +57,11 @@ class StepRecord:
     route: Any = None
     error: dict[str, Any] | None = None
     branch: str = ""
-    """Unique within the step: the node's name, or ``node[i]`` for its i-th Send (empty means ``node``)."""
+    """Unique within the step: the node's name (the default), or ``node[i]`` for its i-th Send."""
+
+    def __post_init__(self) -> None:
+        if not self.branch:
+            object.__setattr__(self, "branch", self.node)
 
 
 @dataclass(frozen=True)

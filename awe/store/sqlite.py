@@ -283,7 +283,7 @@ def _run_from_row(row: Any) -> RunRecord:
 
 def _step_row(s: StepRecord) -> tuple[Any, ...]:
     return (
-        s.run_id, s.step, s.branch or s.node, s.node, s.attempt, s.status, s.worker_id, _dumps(s.delta), _dumps(s.removed),
+        s.run_id, s.step, s.branch, s.node, s.attempt, s.status, s.worker_id, _dumps(s.delta), _dumps(s.removed),
         _dumps(s.route), None if s.error is None else _dumps(s.error), s.started_at, s.finished_at,
         s.duration_ms,
     )  # fmt: skip
