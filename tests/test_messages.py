@@ -27,7 +27,7 @@ from awe.transport.messages import (
 )
 
 SAMPLES: list[Message] = [
-    Hello(worker_id="w-1", pid=4242, host="box", capacity=4, graphs={"g": "abcd1234abcd1234"}, running=["j1", "j2"], stuck=1),
+    Hello(worker_id="w-1", pid=4242, host="box", capacity=4, graphs={"g": "abcd1234abcd1234"}, running=["j1", "j2"], stuck=1, jobs_received=3),
     Heartbeat(sender="w-1", running=3, stuck=1),
     JobDone(
         job_id="r:1:a:1", run_id="r", delta={"x": 1, "nested": {"l": [1, 2.5, None, "s", True]}},

@@ -75,11 +75,13 @@ async def test_a_job_out_when_the_coordinator_died_is_adopted_not_run_again(
     engine = bare_engine
     await engine.start(workers=2)
     witness = tmp_path / "executions"
-    seconds = 0.3 if finishes == "while the coordinator is down" else 3.0
+    # Long enough that the kill lands while the node still runs, even on a busy machine.
+    seconds = 1.5 if finishes == "while the coordinator is down" else 3.0
     run_id = await engine.start_run("witnessed", {"witness_file": str(witness), "seconds": seconds})
     await engine.wait_until(lambda: _async(_lines(witness, "start")), what="the slow node to start")
     assert engine.coordinator is not None
     await engine.stop_process(engine.coordinator, signal.SIGKILL)
+    assert not _lines(witness, "end"), "the node finished before the coordinator died; the test needs it later"
     if finishes == "while the coordinator is down":
         await engine.wait_until(lambda: _async(_lines(witness, "end")), what="the node to finish")
     await engine.start_coordinator()

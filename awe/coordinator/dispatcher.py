@@ -138,7 +138,7 @@ class Dispatcher:
             step=job.step, attempt=job.attempt, state=state, branch=job.branch, from_send=from_send,
         )  # fmt: skip
         started_at = utcnow()
-        worker.running[job.job_id] = Assignment(job, started_at)
+        worker.running[job.job_id] = Assignment(job, started_at, seq=worker.jobs_sent + 1)
         try:
             await self.endpoint.send(worker.identity, message)
         except PeerGone:
@@ -147,6 +147,7 @@ class Dispatcher:
             self.queue.appendleft(job)
             self.drop_worker(worker, reason="unreachable")
             return
+        worker.jobs_sent += 1
         self.owner.job_sent(job, worker)
 
     def cancel(self, job: JobSpec) -> None:
@@ -165,14 +166,20 @@ class Dispatcher:
         worker = WorkerInfo(
             worker_id=msg.worker_id, identity=identity, pid=msg.pid, host=msg.host,
             capacity=max(1, msg.capacity), graphs=dict(msg.graphs), stuck=max(0, msg.stuck),
+            jobs_sent=max(0, msg.jobs_received),
         )  # fmt: skip
         previous = self.pool.add(worker)
         still_running = set(msg.running) | set(finished)
         if previous is not None:
-            # Same identity again: a restarted worker, or one that lost us for a while. Jobs it still
-            # runs it reports in ``running``; everything else we had given it is gone.
+            # Same identity again: a restarted worker, or one that lost us for a while (and it may say
+            # Hello several times, once per Rejoin). Jobs it still runs it reports in ``running``; a
+            # job sent after it counted ``jobs_received`` is still on its way to the same process;
+            # everything else we had given it is gone.
+            same_process = previous.pid == msg.pid
+            if same_process:
+                worker.jobs_sent = previous.jobs_sent
             for job_id, assignment in previous.running.items():
-                if job_id in still_running:
+                if job_id in still_running or (same_process and assignment.seq > msg.jobs_received):
                     worker.running[job_id] = assignment
                 else:
                     self.owner.job_lost(assignment.job, previous, "worker restarted", assignment.started_at)

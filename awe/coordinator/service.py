@@ -126,14 +126,12 @@ class Coordinator:
             out = run.resume(utcnow())
             jobs, out.dispatch = out.dispatch, []
             self._apply(run, out)
+            # A job may still be running on a worker, even for a run still recorded as queued (a job is
+            # sent before its send is durable). That worker reconnects, its next heartbeat gets a Rejoin
+            # (or its own liveness check fires), and it says Hello and keeps the job.
+            grace = RECONNECT_MAX_S + self.pool.heartbeat_interval * self.pool.liveness
             for job in jobs:
-                if run.status is RunStatus.RUNNING:
-                    # The job may still be running on a worker. That worker reconnects, its next heartbeat
-                    # gets a Rejoin (or its own liveness check fires), and it says Hello and keeps the job.
-                    grace = RECONNECT_MAX_S + self.pool.heartbeat_interval * self.pool.liveness
-                    self.dispatcher.hold(job, seconds=grace)  # type: ignore[union-attr]
-                else:
-                    self.dispatcher.submit(job)  # type: ignore[union-attr]
+                self.dispatcher.hold(job, seconds=grace)  # type: ignore[union-attr]
 
     # -- the API the HTTP layer uses ----------------------------------------------------
 

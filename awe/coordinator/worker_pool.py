@@ -20,6 +20,8 @@ from awe.store import utcnow
 class Assignment:
     job: JobSpec
     started_at: str
+    seq: int = 0
+    """This job's number among the jobs sent to the worker process (0: the worker reported it)."""
 
 
 @dataclass
@@ -37,6 +39,8 @@ class WorkerInfo:
     stuck: int = 0
     """Slots the worker reports as held by node threads that outlived their timeout."""
     jobs_done: int = 0
+    jobs_sent: int = 0
+    """Jobs sent to this worker process, counted from the worker's own count when it joined."""
 
     @property
     def free_slots(self) -> int:

@@ -55,6 +55,9 @@ class Hello(Message):
     """Job ids the worker is still running (non-empty after a reconnect)."""
     stuck: int = 0
     """Slots held by node threads that outlived their timeout or cancel (see ``Heartbeat.stuck``)."""
+    jobs_received: int = 0
+    """``Job`` messages this process had received when it said this: a job the coordinator sent
+    after that number is on its way, not lost, even though ``running`` cannot name it."""
 
 
 @dataclass

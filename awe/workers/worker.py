@@ -67,6 +67,7 @@ class Worker:
         self.abandoned: set[Future[Any]] = set()
         """Node threads still running after their attempt was given up: each holds a slot."""
         self.exit_code = 0
+        self.jobs_received = 0
         self.endpoint: DealerEndpoint | None = None
         self._stopping = asyncio.Event()
         self._last_heard = time.monotonic()
@@ -137,7 +138,7 @@ class Worker:
             Hello(
                 worker_id=self.worker_id, pid=os.getpid(), host=socket.gethostname(), capacity=self.capacity,
                 graphs={name: g.fingerprint for name, g in self.graphs.items()}, running=list(self.running),
-                stuck=len(self.abandoned),
+                stuck=len(self.abandoned), jobs_received=self.jobs_received,
             )
         )  # fmt: skip
 
@@ -151,6 +152,7 @@ class Worker:
             message = await self.endpoint.recv()  # type: ignore[union-attr]
             self._last_heard = time.monotonic()
             if isinstance(message, Job):
+                self.jobs_received += 1
                 self._start_job(message)
             elif isinstance(message, CancelJob):
                 task = self.running.get(message.job_id)
