@@ -45,35 +45,69 @@ def _port(text: str) -> int:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-dir", default=_env("LOG_DIR", "logs"), help="folder for the JSON log files [AWE_LOG_DIR] (default: logs)")
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"], help="[AWE_LOG_LEVEL] (default: info)")
+    p.add_argument(
+        "--log-dir", default=_env("LOG_DIR", "logs"), help="folder for the JSON log files [AWE_LOG_DIR] (default: logs)"
+    )
+    p.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="[AWE_LOG_LEVEL] (default: info)",
+    )
     env_graphs = [m for m in _env("GRAPHS", "").split(",") if m.strip()]
-    p.add_argument("--graphs", action="append", default=None, metavar="MODULE",
-                   help="a module whose Graph objects to serve; repeatable [AWE_GRAPHS, comma-separated]")  # fmt: skip
+    p.add_argument(
+        "--graphs",
+        action="append",
+        default=None,
+        metavar="MODULE",
+        help="a module whose Graph objects to serve; repeatable [AWE_GRAPHS, comma-separated]",
+    )
     p.set_defaults(env_graphs=env_graphs)
-    p.add_argument("--heartbeat-interval", type=float, default=_env("HEARTBEAT_INTERVAL", 1.0, float),
-                   help="seconds between heartbeats [AWE_HEARTBEAT_INTERVAL] (default: 1.0)")  # fmt: skip
-    p.add_argument("--drain-timeout", type=float, default=_env("DRAIN_TIMEOUT", 10.0, float),
-                   help="on SIGTERM, seconds to wait for the jobs in flight [AWE_DRAIN_TIMEOUT] (default: 10)")  # fmt: skip
+    p.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=_env("HEARTBEAT_INTERVAL", 1.0, float),
+        help="seconds between heartbeats [AWE_HEARTBEAT_INTERVAL] (default: 1.0)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=_env("DRAIN_TIMEOUT", 10.0, float),
+        help="on SIGTERM, seconds to wait for the jobs in flight [AWE_DRAIN_TIMEOUT] (default: 10)",
+    )
 
 
 def _add_coordinator_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="HTTP host [AWE_HOST] (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=_env("PORT", 8000, int), help="HTTP port [AWE_PORT] (default: 8000)")
-    p.add_argument("--bind", default=_env("BIND", "tcp://127.0.0.1:5555"),
-                   help="ZeroMQ address workers connect to [AWE_BIND] (default: tcp://127.0.0.1:5555)")  # fmt: skip
+    p.add_argument(
+        "--bind",
+        default=_env("BIND", "tcp://127.0.0.1:5555"),
+        help="ZeroMQ address workers connect to [AWE_BIND] (default: tcp://127.0.0.1:5555)",
+    )
     p.add_argument("--db", default=_env("DB", "awe.db"), help="SQLite file [AWE_DB] (default: ./awe.db)")
-    p.add_argument("--heartbeat-liveness", type=_positive_int, default=_env("HEARTBEAT_LIVENESS", 3, int),
-                   help="missed heartbeats before a worker is declared lost [AWE_HEARTBEAT_LIVENESS] (default: 3)")  # fmt: skip
+    p.add_argument(
+        "--heartbeat-liveness",
+        type=_positive_int,
+        default=_env("HEARTBEAT_LIVENESS", 3, int),
+        help="missed heartbeats before a worker is declared lost [AWE_HEARTBEAT_LIVENESS] (default: 3)",
+    )
 
 
 def _add_worker_options(p: argparse.ArgumentParser, *, with_connect: bool) -> None:
     if with_connect:
-        p.add_argument("--connect", default=_env("CONNECT", "tcp://127.0.0.1:5555"),
-                       help="the coordinator's ZeroMQ address [AWE_CONNECT] (default: tcp://127.0.0.1:5555)")  # fmt: skip
+        p.add_argument(
+            "--connect",
+            default=_env("CONNECT", "tcp://127.0.0.1:5555"),
+            help="the coordinator's ZeroMQ address [AWE_CONNECT] (default: tcp://127.0.0.1:5555)",
+        )
         p.add_argument("--worker-id", default=_env("WORKER_ID", None), help="[AWE_WORKER_ID] (default: <host>-<pid>)")
-    p.add_argument("--capacity", type=_positive_int, default=_env("CAPACITY", 4, int),
-                   help="jobs a worker runs at once [AWE_CAPACITY] (default: 4)")  # fmt: skip
+    p.add_argument(
+        "--capacity",
+        type=_positive_int,
+        default=_env("CAPACITY", 4, int),
+        help="jobs a worker runs at once [AWE_CAPACITY] (default: 4)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(up)
     _add_coordinator_options(up)
     _add_worker_options(up, with_connect=False)
-    up.add_argument("--workers", type=_positive_int, default=_env("WORKERS", 2, int),
-                    help="worker processes to run [AWE_WORKERS] (default: 2)")  # fmt: skip
+    up.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=_env("WORKERS", 2, int),
+        help="worker processes to run [AWE_WORKERS] (default: 2)",
+    )
 
     coordinator = commands.add_parser("coordinator", help="start the coordinator and its HTTP API")
     _add_common(coordinator)

@@ -52,9 +52,15 @@ def _connect_address(bind: str) -> str:
 
 def _common_flags(args: argparse.Namespace) -> list[str]:
     flags = [
-        "--log-dir", args.log_dir, "--log-level", args.log_level, "--heartbeat-interval", str(args.heartbeat_interval),
-        "--drain-timeout", str(args.drain_timeout),
-    ]  # fmt: skip
+        "--log-dir",
+        args.log_dir,
+        "--log-level",
+        args.log_level,
+        "--heartbeat-interval",
+        str(args.heartbeat_interval),
+        "--drain-timeout",
+        str(args.drain_timeout),
+    ]
     for module in args.graphs:
         flags += ["--graphs", module]
     return flags
@@ -64,15 +70,37 @@ def run_up(args: argparse.Namespace) -> int:
     load_graphs_or_exit(args.graphs)  # a broken module fails here, before any process starts
 
     python = [sys.executable, "-m", "awe"]
-    coordinator = Child("coordinator", [
-        *python, "coordinator", *_common_flags(args), "--host", args.host, "--port", str(args.port),
-        "--bind", args.bind, "--db", args.db, "--heartbeat-liveness", str(args.heartbeat_liveness),
-    ])  # fmt: skip
+    coordinator = Child(
+        "coordinator",
+        [
+            *python,
+            "coordinator",
+            *_common_flags(args),
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--bind",
+            args.bind,
+            "--db",
+            args.db,
+            "--heartbeat-liveness",
+            str(args.heartbeat_liveness),
+        ],
+    )
     workers = [
-        Child(f"worker-{i + 1}", [
-            *python, "worker", *_common_flags(args), "--connect", _connect_address(args.bind),
-            "--capacity", str(args.capacity),
-        ])  # fmt: skip
+        Child(
+            f"worker-{i + 1}",
+            [
+                *python,
+                "worker",
+                *_common_flags(args),
+                "--connect",
+                _connect_address(args.bind),
+                "--capacity",
+                str(args.capacity),
+            ],
+        )
         for i in range(args.workers)
     ]
 
@@ -132,7 +160,11 @@ def _supervise(coordinator: Child, workers: list[Child], stop_requested: list[in
                 return code or 1
             child.backoff = min(child.backoff * 2, 30.0) if quick else 1.0
             child.restart_at = now + child.backoff
-            print(f"awe: {child.name} exited with code {code}; restarting in {child.backoff:g}s", file=sys.stderr, flush=True)
+            print(
+                f"awe: {child.name} exited with code {code}; restarting in {child.backoff:g}s",
+                file=sys.stderr,
+                flush=True,
+            )
         time.sleep(0.2)
     return 0
 

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import LocalEngine, timestamp as ts  # this script's folder is on sys.path
+from harness import LocalEngine  # this script's folder is on sys.path
+from harness import timestamp as ts
 
 
 async def main() -> None:

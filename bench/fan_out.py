@@ -78,11 +78,17 @@ async def main() -> None:
     two, two_base = await measure(2, args.runs, iterations)
     one, one_base = await measure(1, args.runs, iterations)
     median = statistics.median
-    print(f"fan8: {FAN_BRANCHES} branches x {args.branch_ms:g} ms CPU ({iterations:,} iterations), then a join; "
-          f"{args.runs} runs each")  # fmt: skip
+    print(
+        f"fan8: {FAN_BRANCHES} branches x {args.branch_ms:g} ms CPU ({iterations:,} iterations), then a join; "
+        f"{args.runs} runs each"
+    )
     for label, durations, base in (("2 workers", two, two_base), ("1 worker ", one, one_base)):
-        print(f"{label}: " + " ".join(f"{d * 1000:.0f}" for d in durations) + f" ms (median {median(durations) * 1000:.0f});"
-              f" plain pool: " + " ".join(f"{b * 1000:.0f}" for b in base) + f" ms (median {median(base) * 1000:.0f})")  # fmt: skip
+        print(
+            f"{label}: "
+            + " ".join(f"{d * 1000:.0f}" for d in durations)
+            + f" ms (median {median(durations) * 1000:.0f});"
+            f" plain pool: " + " ".join(f"{b * 1000:.0f}" for b in base) + f" ms (median {median(base) * 1000:.0f})"
+        )
     print(f"2 workers vs the ideal {ideal * 1000:.0f} ms: {median(two) / ideal:.2f}x")
     print(f"2 workers vs a plain 2-process pool: {median([d / b for d, b in zip(two, two_base)]):.2f}x")
     print(f"1 worker / 2 workers: {median(one) / median(two):.2f}x")

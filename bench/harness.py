@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ HERE = Path(__file__).parent
 
 def timestamp(text: str) -> float:
     """Seconds since the epoch of one of awe's ISO-8601 UTC timestamps."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def free_port() -> int:
@@ -58,11 +58,24 @@ class LocalEngine:
         self.workers, self.capacity = workers, capacity
         common = ["--graphs", graphs, "--log-dir", str(folder / "logs")]
         self._argv = [
-            [sys.executable, "-m", "awe", "coordinator", "--port", str(http_port), "--bind", self.bind,
-             "--db", str(self.db), *common],
-            *[[sys.executable, "-m", "awe", "worker", "--connect", self.bind, "--capacity", str(capacity), *common]
-              for _ in range(workers)],
-        ]  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "awe",
+                "coordinator",
+                "--port",
+                str(http_port),
+                "--bind",
+                self.bind,
+                "--db",
+                str(self.db),
+                *common,
+            ],
+            *[
+                [sys.executable, "-m", "awe", "worker", "--connect", self.bind, "--capacity", str(capacity), *common]
+                for _ in range(workers)
+            ],
+        ]
         self._procs: list[subprocess.Popen[bytes]] = []
         self.session: aiohttp.ClientSession | None = None
 

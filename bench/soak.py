@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 from bench_graphs import SOAK_LENGTH  # this script's folder is on sys.path
 from harness import free_port, wait_healthy
 
@@ -62,10 +61,27 @@ class Tally:
 def start_engine(args: argparse.Namespace, folder: Path, http_port: int, zmq_port: int) -> subprocess.Popen[bytes]:
     """``awe up`` in its own process group, so that the group can be killed as a last resort."""
     argv = [
-        sys.executable, "-m", "awe", "up", "--graphs", "bench_graphs", "--port", str(http_port),
-        "--bind", f"tcp://127.0.0.1:{zmq_port}", "--db", str(folder / "soak.db"), "--log-dir", str(folder / "logs"),
-        "--workers", str(args.workers), "--capacity", str(args.capacity), "--heartbeat-interval", "0.5",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "awe",
+        "up",
+        "--graphs",
+        "bench_graphs",
+        "--port",
+        str(http_port),
+        "--bind",
+        f"tcp://127.0.0.1:{zmq_port}",
+        "--db",
+        str(folder / "soak.db"),
+        "--log-dir",
+        str(folder / "logs"),
+        "--workers",
+        str(args.workers),
+        "--capacity",
+        str(args.capacity),
+        "--heartbeat-interval",
+        "0.5",
+    ]
     with open(folder / "up.out", "wb") as out:
         return subprocess.Popen(argv, cwd=HERE, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -189,11 +205,15 @@ def report(args: argparse.Namespace, tally: Tally, soak_s: float, drain_s: float
     completed, failed = tally.statuses["completed"], tally.statuses["failed"]
     unfinished = sum(tally.statuses[s] for s in ACTIVE)
     elapsed = soak_s + drain_s
-    print(f"soak: {GRAPH_ID} ({SOAK_LENGTH} nodes), {args.in_flight} runs in flight, {args.workers} workers "
-          f"x capacity {args.capacity}, a worker SIGKILLed every {args.kill_every:g}s")  # fmt: skip
+    print(
+        f"soak: {GRAPH_ID} ({SOAK_LENGTH} nodes), {args.in_flight} runs in flight, {args.workers} workers "
+        f"x capacity {args.capacity}, a worker SIGKILLed every {args.kill_every:g}s"
+    )
     print(f"duration: {soak_s:.1f}s submitting + {drain_s:.1f}s draining")
-    print(f"runs: {len(tally.submitted)} submitted, {completed} completed, {failed} failed, "
-          f"{unfinished} unfinished, {tally.wrong} completed but wrong")  # fmt: skip
+    print(
+        f"runs: {len(tally.submitted)} submitted, {completed} completed, {failed} failed, "
+        f"{unfinished} unfinished, {tally.wrong} completed but wrong"
+    )
     print(f"steps: {tally.completed_steps} completed, {tally.lost_steps} lost attempts re-run")
     print(f"workers: {tally.kills} killed, {restarts} restarted by awe up")
     print(f"throughput: {completed / elapsed:.1f} runs/s, {tally.completed_steps / elapsed:.0f} steps/s")

@@ -71,11 +71,23 @@ class Engine:
         stream = open(out, "ab")  # noqa: SIM115 - the child owns it
         graph_flags = [flag for module in self.graphs for flag in ("--graphs", module)]
         popen = subprocess.Popen(
-            [sys.executable, "-m", "awe", *args, *graph_flags, "--log-dir", str(self.log_dir),
-             "--heartbeat-interval", str(self.heartbeat)],
-            cwd=TESTS_DIR, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "awe",
+                *args,
+                *graph_flags,
+                "--log-dir",
+                str(self.log_dir),
+                "--heartbeat-interval",
+                str(self.heartbeat),
+            ],
+            cwd=TESTS_DIR,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        )
         stream.close()
         return Proc(name, popen, out)
 
@@ -150,7 +162,9 @@ class Engine:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and not proc.alive():
-                raise AssertionError(f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}:\n{proc.output()}")
+                raise AssertionError(
+                    f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}:\n{proc.output()}"
+                )
             try:
                 if await predicate():
                     return

@@ -8,7 +8,6 @@ import time
 
 from awe import END, Graph
 
-
 # -- counter_loop: a conditional edge that loops back until a target is reached ----------
 
 
@@ -259,7 +258,9 @@ def keep_order(current, update):
     return [*(current or []), *update]
 
 
-fan_reduce = Graph("fan_reduce", reducers={"log": "append", "total": "add", "by_branch": "merge", "finished": keep_order})
+fan_reduce = Graph(
+    "fan_reduce", reducers={"log": "append", "total": "add", "by_branch": "merge", "finished": keep_order}
+)
 fan_reduce.add_node("start", start)
 for name, weight in (("left", 1), ("middle", 10), ("right", 100)):
     fan_reduce.add_node(name, _reducing_branch(name, weight))

@@ -18,9 +18,21 @@ SEED_BODY = """{
 async def test_seed_curl_flow_completes_and_streams_its_events(engine: Engine) -> None:
     # The seed's command, word for word (only the host and port differ).
     posted = subprocess.run(
-        ["curl", "-s", "-X", "POST", f"{engine.url}/graph/run", "-H", "Content-Type: application/json", "-d", SEED_BODY],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            f"{engine.url}/graph/run",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            SEED_BODY,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     accepted = json.loads(posted.stdout)
     run_id = accepted["run_id"]
     assert accepted["status"] in ("queued", "running")
@@ -35,7 +47,9 @@ async def test_seed_curl_flow_completes_and_streams_its_events(engine: Engine) -
     assert [f["name"] for f in state["functions"]] == ["complex_function"]
     assert 0 <= state["quality_score"] <= 100
     assert state["iteration"] >= 1
-    assert final["step_count"] == 3 * state["iteration"] + (state["iteration"] - 1)  # extract/complexity/issues + refactors
+    assert final["step_count"] == 3 * state["iteration"] + (
+        state["iteration"] - 1
+    )  # extract/complexity/issues + refactors
 
     events = await engine.ws_events(run_id)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
@@ -115,7 +129,10 @@ async def test_listings_show_graphs_runs_and_workers(engine: Engine) -> None:
         {"source": "increment", "router": "enough", "branches": {"again": "increment", "done": "__end__"}}
     ]
     status, one = await engine.request("GET", "/graphs/failing")
-    assert status == 200 and one["edges"] == [{"source": "prepare", "target": "explode"}, {"source": "explode", "target": "__end__"}]
+    assert status == 200 and one["edges"] == [
+        {"source": "prepare", "target": "explode"},
+        {"source": "explode", "target": "__end__"},
+    ]
 
     status, runs = await engine.request("GET", "/runs?status=failed")
     assert status == 200 and [r["run_id"] for r in runs["runs"]] == [failed]

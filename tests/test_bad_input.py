@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-
 from engine import Engine
 
 BAD_RUN_REQUESTS = [

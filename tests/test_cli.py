@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-import json
 from pathlib import Path
 
 import pytest
-
 from engine import TESTS_DIR, free_port
 
 
 def _awe(*args: str, cwd: Path = TESTS_DIR, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "awe", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "awe", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _children_of(pid: int) -> list[int]:
@@ -44,10 +45,27 @@ def _start_awe_up(tmp_path: Path, *flags: str, stdout: int) -> tuple[subprocess.
     """``awe up`` on free ports with its database and logs in ``tmp_path``, in its own session."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "awe", "up", "--port", str(port), "--bind", f"tcp://127.0.0.1:{free_port()}",
-         "--db", str(tmp_path / "up.db"), "--log-dir", str(tmp_path / "logs"), *flags],
-        cwd=TESTS_DIR, stdout=stdout, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "awe",
+            "up",
+            "--port",
+            str(port),
+            "--bind",
+            f"tcp://127.0.0.1:{free_port()}",
+            "--db",
+            str(tmp_path / "up.db"),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            *flags,
+        ],
+        cwd=TESTS_DIR,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -69,9 +87,11 @@ def test_awe_up_serves_runs_and_stops_every_process_on_sigterm(tmp_path: Path) -
         assert len(children) == 4  # a coordinator and three workers
 
         request = urllib.request.Request(
-            f"{url}/graph/run", data=json.dumps({"graph_id": "counter_loop", "initial_state": {"count": 0, "target": 3}}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
-        )  # fmt: skip
+            f"{url}/graph/run",
+            data=json.dumps({"graph_id": "counter_loop", "initial_state": {"count": 0, "target": 3}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=5) as r:
             run_id = json.loads(r.read())["run_id"]
         deadline = time.monotonic() + 20
@@ -128,7 +148,11 @@ def test_awe_up_replaces_a_worker_that_dies(tmp_path: Path) -> None:
 
 def test_a_graph_module_that_fails_to_import_stops_the_start_with_its_traceback(tmp_path: Path) -> None:
     (tmp_path / "broken_graphs.py").write_text("import definitely_not_a_module_xyz\n")
-    for command in (["up", "--db", str(tmp_path / "x.db")], ["coordinator", "--db", str(tmp_path / "x.db")], ["worker"]):
+    for command in (
+        ["up", "--db", str(tmp_path / "x.db")],
+        ["coordinator", "--db", str(tmp_path / "x.db")],
+        ["worker"],
+    ):
         result = _awe(*command, "--graphs", "broken_graphs", "--log-dir", str(tmp_path / "logs"), cwd=tmp_path)
         assert result.returncode == 2, (command, result)
         assert "Traceback" in result.stderr and "definitely_not_a_module_xyz" in result.stderr
@@ -144,7 +168,16 @@ def test_a_graph_that_does_not_compile_is_named(tmp_path: Path) -> None:
         "g.add_edge('a', END)\n"
         "g.set_entry_point('a')\n"
     )
-    result = _awe("coordinator", "--graphs", "bad_topology", "--log-dir", str(tmp_path / "logs"), "--db", str(tmp_path / "x.db"), cwd=tmp_path)
+    result = _awe(
+        "coordinator",
+        "--graphs",
+        "bad_topology",
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--db",
+        str(tmp_path / "x.db"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "node 'b' cannot be reached" in result.stderr
 
@@ -166,9 +199,13 @@ def test_bad_options_exit_non_zero_with_a_message(args: list[str], words: str) -
 
 def test_bad_environment_variable_is_reported(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "awe", "up"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+        [sys.executable, "-m", "awe", "up"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={**os.environ, "AWE_PORT": "eighty"},
-    )  # fmt: skip
+    )
     assert result.returncode != 0
     assert "AWE_PORT='eighty' is not a valid int" in result.stderr
 
@@ -180,7 +217,17 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = _awe("coordinator", "--port", str(port), "--bind", f"tcp://127.0.0.1:{free_port()}",
-                      "--db", str(tmp_path / "x.db"), "--log-dir", str(tmp_path / "logs"), cwd=tmp_path)  # fmt: skip
+        result = _awe(
+            "coordinator",
+            "--port",
+            str(port),
+            "--bind",
+            f"tcp://127.0.0.1:{free_port()}",
+            "--db",
+            str(tmp_path / "x.db"),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            cwd=tmp_path,
+        )
     assert result.returncode == 1
     assert "cannot start the coordinator" in result.stderr

@@ -26,7 +26,7 @@ from awe.graphs.code_review import (
 SEED = "def complex_function(): ... "
 
 SLOPPY = textwrap.dedent(
-    '''
+    """
     def collect(item, bucket=[]):
         bucket.append(item)
         return bucket
@@ -40,7 +40,7 @@ SLOPPY = textwrap.dedent(
         options["value"] = value
         seen.add(path)
         return options, seen
-    '''
+    """
 )
 
 

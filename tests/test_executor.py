@@ -151,13 +151,30 @@ def single(fn, name: str = "n", router=None, branches=None, reducers=None) -> Co
 
 
 def make_job(state: dict, node: str = "n", attempt: int = 1, *, branch: str = "", from_send: bool = False) -> Job:
-    return Job(job_id=f"run-7:3:{branch or node}:{attempt}", run_id="run-7", graph_id="g", node=node, step=3,
-               attempt=attempt, state=state, branch=branch, from_send=from_send)  # fmt: skip
+    return Job(
+        job_id=f"run-7:3:{branch or node}:{attempt}",
+        run_id="run-7",
+        graph_id="g",
+        node=node,
+        step=3,
+        attempt=attempt,
+        state=state,
+        branch=branch,
+        from_send=from_send,
+    )
 
 
 def make_ctx(node: str = "n", attempt: int = 1, log=None, branch: str = "") -> Context:
-    return Context(run_id="run-7", graph_id="g", node=node, step=3, attempt=attempt, worker_id="w-9",
-                   log=log or RecordingLog(), branch=branch)  # fmt: skip
+    return Context(
+        run_id="run-7",
+        graph_id="g",
+        node=node,
+        step=3,
+        attempt=attempt,
+        worker_id="w-9",
+        log=log or RecordingLog(),
+        branch=branch,
+    )
 
 
 async def run(graph, state, threads, *, node="n", attempt=1, ctx=None):
@@ -220,13 +237,15 @@ async def test_node_taking_ctx_sees_the_job(threads, is_async):
         return {"ok": True}
 
     if is_async:
+
         async def node(state, ctx):
             return body(state, ctx)
     else:
         node = body
 
-    result = await run(single(node, name="ctx_node"), {}, threads, node="ctx_node", attempt=2,
-                       ctx=make_ctx("ctx_node", 2, log))  # fmt: skip
+    result = await run(
+        single(node, name="ctx_node"), {}, threads, node="ctx_node", attempt=2, ctx=make_ctx("ctx_node", 2, log)
+    )
     assert isinstance(result, JobDone), getattr(result, "error", None)
     assert seen == {"run_id": "run-7", "node": "ctx_node", "attempt": 2, "step": 3, "worker": "w-9"}
     assert log.lines == [("info", "hello", {"n": 1})]
@@ -353,7 +372,9 @@ async def test_router_enum_answer_is_sent_as_its_value(threads):
 
 
 @pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
-@pytest.mark.parametrize("answer", [{"k": "done"}, 1.5, object(), ["done", 1.5]], ids=["dict", "float", "object", "list-with-a-float"])
+@pytest.mark.parametrize(
+    "answer", [{"k": "done"}, 1.5, object(), ["done", 1.5]], ids=["dict", "float", "object", "list-with-a-float"]
+)
 async def test_router_returning_an_unsupported_object_fails_the_job(threads, router_async, answer):
     def decide(state):
         return answer
@@ -445,9 +466,13 @@ async def test_an_in_place_change_of_a_reducer_key_fails_the_job(threads, is_asy
     async def async_body(state):
         return body(state)
 
-    graph = Graph("g", reducers={"items": "append"}).add_node(
-        "n", async_body if is_async else body, retry=RetryPolicy(max_attempts=3)
-    ).add_edge("n", END).set_entry_point("n").compile()  # fmt: skip
+    graph = (
+        Graph("g", reducers={"items": "append"})
+        .add_node("n", async_body if is_async else body, retry=RetryPolicy(max_attempts=3))
+        .add_edge("n", END)
+        .set_entry_point("n")
+        .compile()
+    )
     result = await run(graph, {"items": [1]}, threads)
     assert isinstance(result, JobFailed)
     assert result.error["type"] == "NodeOutputError"
@@ -508,8 +533,11 @@ async def test_the_router_sees_the_state_after_the_reducers(threads, node_async,
     async def async_decide(state):
         return decide(state)
 
-    graph = single(async_body if node_async else body, router=async_decide if router_async else decide,
-                   reducers={"items": "append", "total": "add"})  # fmt: skip
+    graph = single(
+        async_body if node_async else body,
+        router=async_decide if router_async else decide,
+        reducers={"items": "append", "total": "add"},
+    )
     result = await run(graph, {"items": [1], "total": 1, "plain": "old"}, threads)
     assert isinstance(result, JobDone), getattr(result, "error", None)
     assert seen["state"] == {"items": [1, 2], "total": 6, "plain": "new"}
@@ -532,7 +560,10 @@ async def test_a_reducer_that_fails_on_the_routers_view_fails_the_job(threads):
         (["done", "again"], ["done", "again"]),
         (("again", Route.DONE), ["again", "done"]),
         (Send("n", {"item": 1}), [{"send": "n", "payload": {"item": 1}}]),
-        ([Send("n", {"i": 0}), Send("n", {"i": 1})], [{"send": "n", "payload": {"i": 0}}, {"send": "n", "payload": {"i": 1}}]),
+        (
+            [Send("n", {"i": 0}), Send("n", {"i": 1})],
+            [{"send": "n", "payload": {"i": 0}}, {"send": "n", "payload": {"i": 1}}],
+        ),
         (["done", Send("n", {"i": [1, {"k": None}]})], ["done", {"send": "n", "payload": {"i": [1, {"k": None}]}}]),
         ([], []),
     ],

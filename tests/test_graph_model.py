@@ -525,7 +525,9 @@ def test_a_join_needs_a_list_of_node_names(source):
 def test_a_join_from_an_unknown_node_is_rejected():
     g = diamond()
     g.add_edge(["b", "ghost"], "d")
-    with pytest.raises(GraphError, match=r"'g': the join \['b', 'ghost'\] -> 'd' starts at 'ghost', which is not a node"):
+    with pytest.raises(
+        GraphError, match=r"'g': the join \['b', 'ghost'\] -> 'd' starts at 'ghost', which is not a node"
+    ):
         g.compile()
 
 
@@ -626,7 +628,14 @@ def test_describe_lists_the_topology():
     d = loop_graph().compile().describe()
     assert d["graph_id"] == "loop"
     assert d["entry_point"] == "a"
-    no_retry = {"max_attempts": 1, "backoff": 0.5, "factor": 2.0, "max_backoff": 30.0, "jitter": True, "retry_on": ["Exception"]}
+    no_retry = {
+        "max_attempts": 1,
+        "backoff": 0.5,
+        "factor": 2.0,
+        "max_backoff": 30.0,
+        "jitter": True,
+        "retry_on": ["Exception"],
+    }
     assert d["nodes"] == [
         {"name": "a", "async": False, "takes_context": False, "retry": no_retry, "timeout": None},
         {"name": "b", "async": False, "takes_context": False, "retry": no_retry, "timeout": None},
@@ -634,9 +643,7 @@ def test_describe_lists_the_topology():
     assert d["edges"] == [{"source": "a", "target": "b"}]
     assert d["joins"] == []
     assert d["reducers"] == {}
-    assert d["conditional_edges"] == [
-        {"source": "b", "router": "router", "branches": {"again": "a", "done": END}}
-    ]
+    assert d["conditional_edges"] == [{"source": "b", "router": "router", "branches": {"again": "a", "done": END}}]
     assert d["fingerprint"] == loop_graph().compile().fingerprint
 
 
@@ -806,7 +813,9 @@ def test_a_node_timeout_must_be_a_positive_number_of_seconds(timeout):
 
 def test_a_node_timeout_is_part_of_the_description_and_the_fingerprint():
     def build(timeout):
-        return Graph("g").add_node("a", lambda s: None, timeout=timeout).add_edge("a", END).set_entry_point("a").compile()
+        return (
+            Graph("g").add_node("a", lambda s: None, timeout=timeout).add_edge("a", END).set_entry_point("a").compile()
+        )
 
     assert build(2).describe()["nodes"][0]["timeout"] == 2.0
     assert build(2).fingerprint != build(3).fingerprint

@@ -11,13 +11,13 @@ import pytest
 from awe.transport.messages import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
+    CancelJob,
     Goodbye,
     Heartbeat,
     Hello,
     Job,
     JobDone,
     JobFailed,
-    CancelJob,
     Message,
     NodeLog,
     ProtocolError,
@@ -27,16 +27,32 @@ from awe.transport.messages import (
 )
 
 SAMPLES: list[Message] = [
-    Hello(worker_id="w-1", pid=4242, host="box", capacity=4, graphs={"g": "abcd1234abcd1234"}, running=["j1", "j2"], stuck=1, jobs_received=3),
+    Hello(
+        worker_id="w-1",
+        pid=4242,
+        host="box",
+        capacity=4,
+        graphs={"g": "abcd1234abcd1234"},
+        running=["j1", "j2"],
+        stuck=1,
+        jobs_received=3,
+    ),
     Heartbeat(sender="w-1", running=3, stuck=1),
     JobDone(
-        job_id="r:1:a:1", run_id="r", delta={"x": 1, "nested": {"l": [1, 2.5, None, "s", True]}},
-        removed=["gone"], route="done", duration_ms=12.5,
-    ),  # fmt: skip
+        job_id="r:1:a:1",
+        run_id="r",
+        delta={"x": 1, "nested": {"l": [1, 2.5, None, "s", True]}},
+        removed=["gone"],
+        route="done",
+        duration_ms=12.5,
+    ),
     JobFailed(
-        job_id="r:1:a:1", run_id="r", error={"type": "ValueError", "message": "bad", "traceback": "Traceback..."},
-        duration_ms=3.0, retryable=True,
-    ),  # fmt: skip
+        job_id="r:1:a:1",
+        run_id="r",
+        error={"type": "ValueError", "message": "bad", "traceback": "Traceback..."},
+        duration_ms=3.0,
+        retryable=True,
+    ),
     NodeLog(job_id="r:1:a:1", run_id="r", node="a", level="info", event="hello", fields={"k": [1, 2]}),
     Goodbye(worker_id="w-1", returned=["j3"]),
     Welcome(coordinator_id="c-1", heartbeat_interval=2.5),
@@ -46,7 +62,9 @@ SAMPLES: list[Message] = [
 ]
 
 
-def frame(kind: str | None = None, *, version: object = PROTOCOL_VERSION, drop_version: bool = False, **fields) -> bytes:
+def frame(
+    kind: str | None = None, *, version: object = PROTOCOL_VERSION, drop_version: bool = False, **fields
+) -> bytes:
     body: dict = dict(fields)
     if not drop_version:
         body["v"] = version
@@ -93,7 +111,9 @@ def test_round_trip_keeps_any_typed_route_values():
 # -- decode rejects ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [b"\xc1", b"", b"\x92\x01", b"\x81\xa1v"], ids=["never-used", "empty", "truncated-list", "truncated-map"])
+@pytest.mark.parametrize(
+    "data", [b"\xc1", b"", b"\x92\x01", b"\x81\xa1v"], ids=["never-used", "empty", "truncated-list", "truncated-map"]
+)
 def test_non_msgpack_bytes(data):
     with pytest.raises(ProtocolError, match="not msgpack"):
         decode(data)
@@ -160,10 +180,22 @@ def test_missing_required_field():
         ("job_done", {"job_id": "j", "run_id": "r", "delta": {}, "duration_ms": "1"}, "duration_ms"),
         ("job_done", {"job_id": "j", "run_id": "r", "delta": {}, "duration_ms": True}, "duration_ms"),
         ("job_failed", {"job_id": "j", "run_id": "r", "error": "boom"}, "error"),
-        ("node_log", {"job_id": "j", "run_id": "r", "node": "n", "level": "info", "event": "e", "fields": []}, "fields"),
+        (
+            "node_log",
+            {"job_id": "j", "run_id": "r", "node": "n", "level": "info", "event": "e", "fields": []},
+            "fields",
+        ),
         ("welcome", {"coordinator_id": "c", "heartbeat_interval": "2"}, "heartbeat_interval"),
-        ("job", {"job_id": "j", "run_id": "r", "graph_id": "g", "node": "n", "step": True, "attempt": 1, "state": {}}, "step"),
-        ("job", {"job_id": "j", "run_id": "r", "graph_id": "g", "node": "n", "step": 1, "attempt": 1, "state": None}, "state"),
+        (
+            "job",
+            {"job_id": "j", "run_id": "r", "graph_id": "g", "node": "n", "step": True, "attempt": 1, "state": {}},
+            "step",
+        ),
+        (
+            "job",
+            {"job_id": "j", "run_id": "r", "graph_id": "g", "node": "n", "step": 1, "attempt": 1, "state": None},
+            "state",
+        ),
         ("goodbye", {"worker_id": "w", "returned": [None]}, "returned"),
     ],
 )

@@ -42,7 +42,12 @@ async def test_four_cpu_branches_on_two_workers_beat_the_same_work_in_a_row(engi
 
     steps = await engine.steps(fan["run_id"])
     assert {(s["step"], s["node"]) for s in steps} == {
-        (1, "start"), (2, "cpu_a"), (2, "cpu_b"), (2, "cpu_c"), (2, "cpu_d"), (3, "total"),
+        (1, "start"),
+        (2, "cpu_a"),
+        (2, "cpu_b"),
+        (2, "cpu_c"),
+        (2, "cpu_d"),
+        (3, "total"),
     }  # the four branches share one step, and the join runs once after them
     assert {s["worker_id"] for s in steps if s["step"] == 2} == {"w1", "w2"}
     assert fan["state"]["joined"] == ["cpu_a", "cpu_b", "cpu_c", "cpu_d"]
@@ -136,10 +141,17 @@ async def test_a_worker_killed_mid_step_reruns_only_its_own_branch(engine: Engin
     assert len(_starts(witness, "quick_a")) == len(_starts(witness, "quick_b")) == 1
     assert len(_starts(witness, "slow")) == 2
     records = [(s["node"], s["attempt"], s["status"]) for s in await engine.steps(run_id) if s["step"] == 2]
-    assert records == [("quick_a", 1, "completed"), ("quick_b", 1, "completed"), ("slow", 1, "lost"), ("slow", 2, "completed")]
+    assert records == [
+        ("quick_a", 1, "completed"),
+        ("quick_b", 1, "completed"),
+        ("slow", 1, "lost"),
+        ("slow", 2, "completed"),
+    ]
 
 
-async def test_a_coordinator_killed_mid_step_keeps_the_branches_already_done(bare_engine: Engine, tmp_path: Path) -> None:
+async def test_a_coordinator_killed_mid_step_keeps_the_branches_already_done(
+    bare_engine: Engine, tmp_path: Path
+) -> None:
     engine = bare_engine
     await engine.start(workers=2)
     witness = tmp_path / "executions"
@@ -169,7 +181,9 @@ async def test_the_graph_description_shows_joins_and_reducers(engine: Engine) ->
 
 
 async def test_the_event_stream_shows_each_step_and_its_branches(engine: Engine) -> None:
-    final = await engine.wait_finished(await engine.start_run("fan_reduce", {"delays": {"left": 0, "middle": 0, "right": 0}}))
+    final = await engine.wait_finished(
+        await engine.start_run("fan_reduce", {"delays": {"left": 0, "middle": 0, "right": 0}})
+    )
     events = await engine.ws_events(final["run_id"])
     steps = [e["fields"] for e in events if e["event"] == "step_completed"]
     assert steps == [

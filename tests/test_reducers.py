@@ -161,7 +161,9 @@ def test_the_order_of_the_writes_is_the_order_of_the_result():
 
 
 def test_one_writer_of_a_key_without_reducer_is_no_conflict():
-    new = apply_writes({"k": 0}, [Write("a", {"k": 1}), Write("b", {"items": [1]}), Write("c", {"items": [2]})], REDUCERS)
+    new = apply_writes(
+        {"k": 0}, [Write("a", {"k": 1}), Write("b", {"items": [1]}), Write("c", {"items": [2]})], REDUCERS
+    )
     assert new == {"k": 1, "items": [1, 2]}
 
 

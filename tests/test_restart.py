@@ -6,7 +6,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from engine import Engine
 
 
@@ -90,7 +89,10 @@ async def test_a_job_out_when_the_coordinator_died_is_adopted_not_run_again(
     starts = _lines(witness, "start")
     assert len(starts) == 1, starts  # its worker reported it (running, or its result) and the new coordinator kept it
     steps = await engine.steps(run_id)
-    assert [(s["node"], s["attempt"], s["status"]) for s in steps] == [("work", 1, "completed"), ("after", 1, "completed")]
+    assert [(s["node"], s["attempt"], s["status"]) for s in steps] == [
+        ("work", 1, "completed"),
+        ("after", 1, "completed"),
+    ]
 
 
 async def _async(value: object) -> bool:

@@ -7,8 +7,8 @@ import pytest
 from awe.coordinator.events import RunEvent
 from awe.coordinator.run_machine import (
     FINISHED,
-    TRANSITIONS,
     MAX_LOST_IN_A_ROW,
+    TRANSITIONS,
     IllegalTransition,
     Instructions,
     JobSpec,
@@ -45,9 +45,13 @@ def routed_graph() -> CompiledGraph:
 
 def new_run(graph: CompiledGraph | None = None, state: dict | None = None) -> tuple[Run, Instructions]:
     return Run.create(
-        run_id="run-1", graph=graph or linear_graph(), graph_version=3, state=state if state is not None else {"x": 1},
-        options={"opt": True}, now=T0,
-    )  # fmt: skip
+        run_id="run-1",
+        graph=graph or linear_graph(),
+        graph_version=3,
+        state=state if state is not None else {"x": 1},
+        options={"opt": True},
+        now=T0,
+    )
 
 
 def events(out: Instructions) -> list[EventRecord]:
@@ -73,9 +77,15 @@ def only(jobs: list[JobSpec]) -> JobSpec:
 
 def done(run: Run, job: JobSpec, *, delta=None, removed=None, route=None, now=T2) -> Instructions:
     return run.job_done(
-        job, worker_id="w1", delta=delta or {}, removed=removed or [], route=route, started_at=T1, now=now,
+        job,
+        worker_id="w1",
+        delta=delta or {},
+        removed=removed or [],
+        route=route,
+        started_at=T1,
+        now=now,
         duration_ms=5.0,
-    )  # fmt: skip
+    )
 
 
 # -- create ------------------------------------------------------------------------
@@ -169,9 +179,16 @@ def test_linear_run_from_queued_to_completed():
 
     assert [e.seq for e in all_events] == list(range(1, len(all_events) + 1))
     assert [e.event for e in all_events] == [
-        "run_queued", "run_started", "node_started", "node_completed", "step_completed",
-        "node_started", "node_completed", "step_completed", "run_completed",
-    ]  # fmt: skip
+        "run_queued",
+        "run_started",
+        "node_started",
+        "node_completed",
+        "step_completed",
+        "node_started",
+        "node_completed",
+        "step_completed",
+        "run_completed",
+    ]
     assert all(e.run_id == "run-1" for e in all_events)
     assert all(name in {ev.value for ev in RunEvent} for name in (e.event for e in all_events))
 
@@ -224,14 +241,22 @@ def test_job_failed_fails_the_run():
     node_failed, run_failed = events(out)
     assert node_failed.level == "error"
     assert node_failed.fields == {
-        "step": 1, "attempt": 1, "error_type": "ValueError", "message": "bad input", "will_retry": False,
-    }  # fmt: skip
+        "step": 1,
+        "attempt": 1,
+        "error_type": "ValueError",
+        "message": "bad input",
+        "will_retry": False,
+    }
     assert run_failed.node == "a"
     assert out.finished is True and out.dispatch == []
     assert run.status is RunStatus.FAILED
     assert run.error == {
-        "node": "a", "type": "ValueError", "message": "bad input", "traceback": "Traceback ...", "attempts": 1,
-    }  # fmt: skip
+        "node": "a",
+        "type": "ValueError",
+        "message": "bad input",
+        "traceback": "Traceback ...",
+        "attempts": 1,
+    }
     snap = snapshots(out)[-1]
     assert snap.status == "failed"
     assert snap.error == run.error
@@ -243,8 +268,14 @@ def test_job_failed_fails_the_run():
 
 def test_job_failed_while_queued_is_allowed():
     run, _ = new_run()
-    out = run.job_failed(only(run.next_jobs()), worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1,
-                         now=T2, duration_ms=0.0)  # fmt: skip
+    out = run.job_failed(
+        only(run.next_jobs()),
+        worker_id="w1",
+        error={"type": "E", "message": "m"},
+        started_at=T1,
+        now=T2,
+        duration_ms=0.0,
+    )
     assert out.finished
     assert run.status is RunStatus.FAILED
 
@@ -347,8 +378,7 @@ def test_job_failed_after_completion_is_an_illegal_transition():
     run.job_sent(job, "w1", T1)
     done(run, job, route="done")
     with pytest.raises(IllegalTransition, match="is completed: job_failed is not allowed"):
-        run.job_failed(job, worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1, now=T3,
-                       duration_ms=0.0)  # fmt: skip
+        run.job_failed(job, worker_id="w1", error={"type": "E", "message": "m"}, started_at=T1, now=T3, duration_ms=0.0)
     assert run.status is RunStatus.COMPLETED
 
 
@@ -367,7 +397,7 @@ def test_transitions_table():
     assert set(TRANSITIONS) == set(RunStatus)
     for status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED):
         assert TRANSITIONS[status] == frozenset()
-    assert FINISHED == {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+    assert {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED} == FINISHED
     assert RunStatus.RUNNING in TRANSITIONS[RunStatus.QUEUED]
     assert RunStatus.COMPLETED not in TRANSITIONS[RunStatus.QUEUED]
     assert RunStatus.QUEUED not in TRANSITIONS[RunStatus.RUNNING]
@@ -436,8 +466,15 @@ def test_a_non_retryable_failure_fails_at_once_even_with_a_policy():
     run, _ = new_run(retry_graph(RetryPolicy(max_attempts=5)))
     job = only(run.next_jobs())
     run.job_sent(job, "w1", T1)
-    out = run.job_failed(job, worker_id="w1", error={"type": "KeyError", "message": "k"}, started_at=T1, now=T2,
-                         duration_ms=1.0, retryable=False)  # fmt: skip
+    out = run.job_failed(
+        job,
+        worker_id="w1",
+        error={"type": "KeyError", "message": "k"},
+        started_at=T1,
+        now=T2,
+        duration_ms=1.0,
+        retryable=False,
+    )
     assert out.finished and run.status is RunStatus.FAILED
 
 
@@ -469,12 +506,15 @@ def test_cancel_finishes_the_run_and_names_the_job_to_stop():
 def test_the_step_limit_fails_a_run_that_would_go_on():
     g = Graph("loop").add_node("a", lambda s: None)
     g.add_conditional_edge("a", lambda s: "again", {"again": "a", "done": END})
-    run, _ = Run.create(run_id="r", graph=g.set_entry_point("a").compile(), graph_version=1, state={},
-                        options={"max_steps": 3}, now=T0)  # fmt: skip
+    run, _ = Run.create(
+        run_id="r", graph=g.set_entry_point("a").compile(), graph_version=1, state={}, options={"max_steps": 3}, now=T0
+    )
     for _ in range(3):
         job = only(run.next_jobs())
         run.job_sent(job, "w1", T1)
-        out = run.job_done(job, worker_id="w1", delta={}, removed=[], route="again", started_at=T1, now=T2, duration_ms=1)
+        out = run.job_done(
+            job, worker_id="w1", delta={}, removed=[], route="again", started_at=T1, now=T2, duration_ms=1
+        )
     assert out.finished and run.status is RunStatus.FAILED
     assert run.error["type"] == "StepLimitExceeded" and "step limit of 3 steps" in run.error["message"]
     assert run.step_count == 3
@@ -558,7 +598,14 @@ def test_branch_updates_apply_in_branch_order_once_the_last_one_is_in():
 
 
 def test_a_join_waits_for_sources_that_finish_in_different_steps():
-    g = Graph("uneven").add_node("a", node).add_node("b", node).add_node("b2", node).add_node("c", node).add_node("d", node)
+    g = (
+        Graph("uneven")
+        .add_node("a", node)
+        .add_node("b", node)
+        .add_node("b2", node)
+        .add_node("c", node)
+        .add_node("d", node)
+    )
     g.add_edge("a", "b").add_edge("a", "c").add_edge("b", "b2").add_edge(["b2", "c"], "d").add_edge("d", END)
     run, _ = new_run(g.set_entry_point("a").compile())
     b, c = branches_out(run)
@@ -585,7 +632,9 @@ def test_a_write_conflict_fails_the_run_naming_the_key_and_branches():
 def test_a_branch_failing_for_good_waits_for_its_siblings_then_fails_the_run():
     run, _ = new_run(fan_graph())
     b, c = branches_out(run)
-    failed = run.job_failed(b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1)
+    failed = run.job_failed(
+        b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1
+    )
     assert not failed.finished and failed.cancel == [] and run.status is RunStatus.RUNNING
     assert snapshots(failed)[-1].plan["tasks"][0]["error"]["message"] == "boom"  # durable while c runs
     out = done(run, c, delta={"c": True}, now=T5)
@@ -618,7 +667,9 @@ def test_a_resumed_run_sends_only_the_branches_without_a_result():
 def test_a_resumed_run_whose_branch_had_failed_for_good_fails():
     run, _ = new_run(fan_graph())
     b, c = branches_out(run)
-    out = run.job_failed(b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1)
+    out = run.job_failed(
+        b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1
+    )
     restored = Run(graph=fan_graph(), graph_version=3, record=snapshots(out)[-1])
     resumed = restored.resume(T5)
     assert resumed.finished and restored.status is RunStatus.FAILED and restored.error["node"] == "b"
@@ -649,7 +700,9 @@ def test_lost_attempts_do_not_spend_the_retry_budget():
     (job,) = run.job_lost(job, worker_id="w1", reason="gone", started_at=T1, now=T2).dispatch
     error = {"type": "ConnectionError", "message": "down"}
     run.job_sent(job, "w2", T3)
-    (job,) = run.job_failed(job, worker_id="w2", error=error, started_at=T3, now=T4, duration_ms=1, retryable=True).dispatch
+    (job,) = run.job_failed(
+        job, worker_id="w2", error=error, started_at=T3, now=T4, duration_ms=1, retryable=True
+    ).dispatch
     assert job.attempt == 3  # attempt 1 lost, attempt 2 failed: one failure of two allowed
     run.job_sent(job, "w2", T5)
     out = run.job_failed(job, worker_id="w2", error=error, started_at=T5, now=T6, duration_ms=1, retryable=True)

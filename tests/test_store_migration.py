@@ -7,8 +7,7 @@ from pathlib import Path
 
 from awe.coordinator.run_machine import JobSpec, Run
 from awe.graph import END, Graph
-from awe.store import Store
-from awe.store import schema
+from awe.store import Store, schema
 
 
 def _version_2_database(path: Path) -> None:
@@ -37,7 +36,9 @@ def _version_2_database(path: Path) -> None:
     conn.close()
 
 
-async def test_a_version_2_database_is_upgraded_and_its_running_run_resumes_at_the_right_attempt(tmp_path: Path) -> None:
+async def test_a_version_2_database_is_upgraded_and_its_running_run_resumes_at_the_right_attempt(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "old.db"
     _version_2_database(path)
     store = Store(str(path))

@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from engine import free_port
 
 REPO = Path(__file__).parent.parent
@@ -49,15 +48,23 @@ def test_supervisord_runs_the_engine_and_restarts_a_killed_worker(tmp_path: Path
         "AWE_HEARTBEAT_INTERVAL": "0.2",
     }
     proc = subprocess.Popen(
-        ["supervisord", "-c", str(tmp_path / "supervisord.conf")], cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        ["supervisord", "-c", str(tmp_path / "supervisord.conf")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
-        workers = _wait_for(lambda: len(_get(f"{url}/workers")["workers"]) == 2 and _get(f"{url}/workers")["workers"], "2 workers")
+        workers = _wait_for(
+            lambda: len(_get(f"{url}/workers")["workers"]) == 2 and _get(f"{url}/workers")["workers"], "2 workers"
+        )
         assert all("-worker-0" in w["worker_id"] for w in workers)
 
         body = json.dumps({"graph_id": "code_review_agent", "initial_state": {"raw_code": "def f(x):\n    return x\n"}})
-        request = urllib.request.Request(f"{url}/graph/run", data=body.encode(), headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{url}/graph/run", data=body.encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=5) as r:
             run_id = json.loads(r.read())["run_id"]
         final = _wait_for(lambda: (s := _get(f"{url}/graph/state/{run_id}"))["status"] == "completed" and s, "the run")

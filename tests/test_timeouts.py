@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine import Engine, Proc
+
 from awe.workers.exit_codes import EXIT_STUCK
 
 

@@ -6,9 +6,9 @@ import json
 
 import msgpack
 import zmq
+from engine import Engine
 
 from awe.transport.messages import PROTOCOL_VERSION, Hello
-from engine import Engine
 
 GARBAGE = [
     b"",
@@ -18,7 +18,9 @@ GARBAGE = [
     msgpack.packb({"v": PROTOCOL_VERSION + 1, "kind": "hello"}),  # from the future
     msgpack.packb({"v": PROTOCOL_VERSION, "kind": "launch_missiles"}),
     msgpack.packb({"v": PROTOCOL_VERSION, "kind": "hello", "worker_id": 7}),  # wrong types, missing fields
-    msgpack.packb({"v": PROTOCOL_VERSION, "kind": "job_done", "job_id": "x", "run_id": "y", "delta": {}}),  # unknown sender
+    msgpack.packb(
+        {"v": PROTOCOL_VERSION, "kind": "job_done", "job_id": "x", "run_id": "y", "delta": {}}
+    ),  # unknown sender
     msgpack.packb({"v": PROTOCOL_VERSION, "kind": "job", "job_id": "x"}),  # a coordinator-bound job?
 ]
 

@@ -10,12 +10,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import sample_graphs
 import zmq
 import zmq.asyncio
-
-import sample_graphs
-from awe.transport.messages import Hello, Job, JobDone, Message, decode
 from engine import Engine
+
+from awe.transport.messages import Hello, Job, JobDone, Message, decode
 
 PID = 4242
 
@@ -32,8 +32,17 @@ class ScriptedWorker:
         await self.sock.send(message.encode())
 
     async def hello(self, *, running: list[str], jobs_received: int) -> None:
-        await self.send(Hello(worker_id="scripted", pid=PID, host="test", capacity=1, running=running,
-                              graphs={"slow": sample_graphs.slow.compile().fingerprint}, jobs_received=jobs_received))  # fmt: skip
+        await self.send(
+            Hello(
+                worker_id="scripted",
+                pid=PID,
+                host="test",
+                capacity=1,
+                running=running,
+                graphs={"slow": sample_graphs.slow.compile().fingerprint},
+                jobs_received=jobs_received,
+            )
+        )
 
     async def next_job(self) -> Job:
         async with asyncio.timeout(10):
@@ -59,7 +68,9 @@ async def scripted(bare_engine: Engine) -> AsyncIterator[ScriptedWorker]:
         worker.close()
 
 
-async def test_a_hello_that_crossed_a_job_on_the_wire_does_not_lose_it(bare_engine: Engine, scripted: ScriptedWorker) -> None:
+async def test_a_hello_that_crossed_a_job_on_the_wire_does_not_lose_it(
+    bare_engine: Engine, scripted: ScriptedWorker
+) -> None:
     run_id = await bare_engine.start_run("slow", {"seconds": 1})
     job = await scripted.next_job()
     # Said before the job arrived (say, once per Rejoin in a burst): it cannot name the job yet.
@@ -72,8 +83,9 @@ async def test_a_hello_that_crossed_a_job_on_the_wire_does_not_lose_it(bare_engi
     final = await bare_engine.wait_finished(run_id)
     assert final["status"] == "completed"
     assert [(s["node"], s["attempt"], s["status"]) for s in await bare_engine.steps(run_id)] == [
-        ("sleep", 1, "completed"), ("after", 1, "completed"),
-    ]  # fmt: skip
+        ("sleep", 1, "completed"),
+        ("after", 1, "completed"),
+    ]
 
 
 async def test_a_job_the_worker_received_and_no_longer_runs_is_lost_and_sent_again(

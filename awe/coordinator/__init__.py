@@ -5,4 +5,14 @@ from awe.coordinator.events import FINAL_EVENTS, RunEvent
 from awe.coordinator.run_machine import RunStatus
 from awe.coordinator.service import Coordinator
 
-__all__ = ["FINAL_EVENTS", "Coordinator", "RequestError", "RunFinished", "RunEvent", "RunStatus", "ShuttingDown", "UnknownGraph", "UnknownRun"]
+__all__ = [
+    "FINAL_EVENTS",
+    "Coordinator",
+    "RequestError",
+    "RunEvent",
+    "RunFinished",
+    "RunStatus",
+    "ShuttingDown",
+    "UnknownGraph",
+    "UnknownRun",
+]

@@ -134,9 +134,16 @@ class Dispatcher:
             return
         state, from_send = given
         message = Job(
-            job_id=job.job_id, run_id=job.run_id, graph_id=job.graph_id, node=job.node,
-            step=job.step, attempt=job.attempt, state=state, branch=job.branch, from_send=from_send,
-        )  # fmt: skip
+            job_id=job.job_id,
+            run_id=job.run_id,
+            graph_id=job.graph_id,
+            node=job.node,
+            step=job.step,
+            attempt=job.attempt,
+            state=state,
+            branch=job.branch,
+            from_send=from_send,
+        )
         started_at = utcnow()
         worker.running[job.job_id] = Assignment(job, started_at, seq=worker.jobs_sent + 1)
         try:
@@ -164,10 +171,15 @@ class Dispatcher:
     async def on_hello(self, identity: bytes, msg: Hello, finished: list[str] | tuple[str, ...] = ()) -> None:
         """Register a worker. ``finished``: jobs it reported results for before this Hello."""
         worker = WorkerInfo(
-            worker_id=msg.worker_id, identity=identity, pid=msg.pid, host=msg.host,
-            capacity=max(1, msg.capacity), graphs=dict(msg.graphs), stuck=max(0, msg.stuck),
+            worker_id=msg.worker_id,
+            identity=identity,
+            pid=msg.pid,
+            host=msg.host,
+            capacity=max(1, msg.capacity),
+            graphs=dict(msg.graphs),
+            stuck=max(0, msg.stuck),
             jobs_sent=max(0, msg.jobs_received),
-        )  # fmt: skip
+        )
         previous = self.pool.add(worker)
         still_running = set(msg.running) | set(finished)
         if previous is not None:
@@ -183,8 +195,15 @@ class Dispatcher:
                     worker.running[job_id] = assignment
                 else:
                     self.owner.job_lost(assignment.job, previous, "worker restarted", assignment.started_at)
-        log.info("worker_joined", worker=msg.worker_id, pid=msg.pid, host=msg.host,
-                 capacity=msg.capacity, graphs=sorted(msg.graphs), running=len(still_running))  # fmt: skip
+        log.info(
+            "worker_joined",
+            worker=msg.worker_id,
+            pid=msg.pid,
+            host=msg.host,
+            capacity=msg.capacity,
+            graphs=sorted(msg.graphs),
+            running=len(still_running),
+        )
         await self._send(worker, Welcome(self.coordinator_id, self.pool.heartbeat_interval))
         for job_id in sorted(still_running - worker.running.keys()):
             await self._adopt(worker, job_id, send_cancel=job_id not in finished)
@@ -224,8 +243,12 @@ class Dispatcher:
     def drop_worker(self, worker: WorkerInfo, *, reason: str) -> None:
         if self.pool.get(worker.identity) is worker:
             self.pool.remove(worker.identity)
-        log.warning("worker_lost" if worker.running else "worker_left", worker=worker.worker_id,
-                    reason=reason, jobs=len(worker.running))  # fmt: skip
+        log.warning(
+            "worker_lost" if worker.running else "worker_left",
+            worker=worker.worker_id,
+            reason=reason,
+            jobs=len(worker.running),
+        )
         running, worker.running = worker.running, {}
         for assignment in running.values():
             self.owner.job_lost(assignment.job, worker, reason, assignment.started_at)
@@ -243,7 +266,9 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.pool.heartbeat_interval)
             for worker in self.pool.expired():
-                self.drop_worker(worker, reason=f"no heartbeat for {self.pool.heartbeat_interval * self.pool.liveness:g}s")
+                self.drop_worker(
+                    worker, reason=f"no heartbeat for {self.pool.heartbeat_interval * self.pool.liveness:g}s"
+                )
             for worker in self.pool:
                 beat.running = len(worker.running)
                 await self._send(worker, beat)

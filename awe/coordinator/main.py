@@ -39,9 +39,13 @@ def run_coordinator(args: argparse.Namespace) -> int:
 
     try:
         web.run_app(
-            create_app(coordinator), host=args.host, port=args.port, print=announce,
-            access_log=None, shutdown_timeout=2.0,
-        )  # fmt: skip
+            create_app(coordinator),
+            host=args.host,
+            port=args.port,
+            print=announce,
+            access_log=None,
+            shutdown_timeout=2.0,
+        )
     except (OSError, zmq.ZMQError) as exc:
         print(f"awe: cannot start the coordinator: {exc}", file=sys.stderr)
         return 1

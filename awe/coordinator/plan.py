@@ -74,9 +74,14 @@ class Task:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Task:
         return cls(
-            node=data["node"], index=data.get("index"), payload=data.get("payload"), attempt=data.get("attempt", 1),
-            failures=data.get("failures", 0), lost_in_a_row=data.get("lost_in_a_row", 0), error=data.get("error"),
-        )  # fmt: skip
+            node=data["node"],
+            index=data.get("index"),
+            payload=data.get("payload"),
+            attempt=data.get("attempt", 1),
+            failures=data.get("failures", 0),
+            lost_in_a_row=data.get("lost_in_a_row", 0),
+            error=data.get("error"),
+        )
 
 
 @dataclass(frozen=True)

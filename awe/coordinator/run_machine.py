@@ -64,9 +64,16 @@ class IllegalTransition(RuntimeError):
 
 
 __all__ = [
-    "DEFAULT_MAX_STEPS", "FINISHED", "MAX_LOST_IN_A_ROW", "TRANSITIONS", "IllegalTransition", "Instructions",
-    "JobSpec", "Run", "RunStatus",
-]  # fmt: skip
+    "DEFAULT_MAX_STEPS",
+    "FINISHED",
+    "MAX_LOST_IN_A_ROW",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "Instructions",
+    "JobSpec",
+    "Run",
+    "RunStatus",
+]
 
 
 class Run:
@@ -107,15 +114,30 @@ class Run:
 
     @classmethod
     def create(
-        cls, *, run_id: str, graph: CompiledGraph, graph_version: int, state: dict[str, Any],
-        options: dict[str, Any], now: str,
-    ) -> tuple[Run, Instructions]:  # fmt: skip
+        cls,
+        *,
+        run_id: str,
+        graph: CompiledGraph,
+        graph_version: int,
+        state: dict[str, Any],
+        options: dict[str, Any],
+        now: str,
+    ) -> tuple[Run, Instructions]:
         """A new run, queued at the graph's entry point."""
         record = RunRecord(
-            run_id=run_id, graph_id=graph.name, graph_version=graph_version, status=RunStatus.QUEUED,
-            state=state, step_count=0, current_node=graph.entry, plan={"tasks": [Task(graph.entry).to_json()]},
-            error=None, options=options, created_at=now, updated_at=now,
-        )  # fmt: skip
+            run_id=run_id,
+            graph_id=graph.name,
+            graph_version=graph_version,
+            status=RunStatus.QUEUED,
+            state=state,
+            step_count=0,
+            current_node=graph.entry,
+            plan={"tasks": [Task(graph.entry).to_json()]},
+            error=None,
+            options=options,
+            created_at=now,
+            updated_at=now,
+        )
         run = cls(graph=graph, graph_version=graph_version, record=record)
         out = Instructions()
         out.records.append(run._event(now, RunEvent.RUN_QUEUED, fields={"graph_id": graph.name}))
@@ -147,9 +169,14 @@ class Run:
         """Whether ``job`` is still to be sent: its branch is waiting for exactly this attempt."""
         task = self.tasks.get(job.branch)
         return (
-            not self.is_finished and task is not None and job.step == self.step and job.attempt == task.attempt
-            and job.branch not in self.results and job.branch not in self.in_flight and not self._failing()
-        )  # fmt: skip
+            not self.is_finished
+            and task is not None
+            and job.step == self.step
+            and job.attempt == task.attempt
+            and job.branch not in self.results
+            and job.branch not in self.in_flight
+            and not self._failing()
+        )
 
     def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool]:
         """What the job's node runs on, and whether that is a Send's payload rather than the state."""
@@ -164,12 +191,21 @@ class Run:
                 "joins": {k: sorted(v) for k, v in self.joins_seen.items() if v},
             }
         return RunRecord(
-            run_id=self.run_id, graph_id=self.graph.name, graph_version=self.graph_version,
-            status=self.status.value, state=self.state, step_count=self.step_count,
-            current_node=self.current_node, plan=plan, error=self.error, options=self.options,
-            created_at=self.created_at, updated_at=self.updated_at, started_at=self.started_at,
+            run_id=self.run_id,
+            graph_id=self.graph.name,
+            graph_version=self.graph_version,
+            status=self.status.value,
+            state=self.state,
+            step_count=self.step_count,
+            current_node=self.current_node,
+            plan=plan,
+            error=self.error,
+            options=self.options,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            started_at=self.started_at,
             finished_at=self.finished_at,
-        )  # fmt: skip
+        )
 
     # -- facts -------------------------------------------------------------------
 
@@ -207,51 +243,100 @@ class Run:
         return out
 
     def job_done(
-        self, job: JobSpec, *, worker_id: str, delta: dict[str, Any], removed: list[str], route: Any,
-        started_at: str, now: str, duration_ms: float,
-    ) -> Instructions:  # fmt: skip
+        self,
+        job: JobSpec,
+        *,
+        worker_id: str,
+        delta: dict[str, Any],
+        removed: list[str],
+        route: Any,
+        started_at: str,
+        now: str,
+        duration_ms: float,
+    ) -> Instructions:
         self._require_active("job_done")
         self.in_flight.pop(job.branch, None)
         self.tasks[job.branch].lost_in_a_row = 0
         self.results[job.branch] = BranchResult(job.node, delta, removed, route)
-        out = Instructions(records=[self._step_record(job, "completed", worker_id, started_at, now, duration_ms,
-                                                      delta=delta, removed=removed, route=route)])  # fmt: skip
+        out = Instructions(
+            records=[
+                self._step_record(
+                    job, "completed", worker_id, started_at, now, duration_ms, delta=delta, removed=removed, route=route
+                )
+            ]
+        )
         out.records.append(
-            self._event(now, RunEvent.NODE_COMPLETED, node=job.node, worker=worker_id,
-                        fields={**self._where(job), "duration_ms": round(duration_ms, 3),
-                                "updated_keys": sorted(delta), "removed_keys": removed})
-        )  # fmt: skip
+            self._event(
+                now,
+                RunEvent.NODE_COMPLETED,
+                node=job.node,
+                worker=worker_id,
+                fields={
+                    **self._where(job),
+                    "duration_ms": round(duration_ms, 3),
+                    "updated_keys": sorted(delta),
+                    "removed_keys": removed,
+                },
+            )
+        )
         return self._after_branch(out, now)
 
     def job_failed(
-        self, job: JobSpec, *, worker_id: str, error: dict[str, Any], started_at: str, now: str,
-        duration_ms: float, retryable: bool = False,
-    ) -> Instructions:  # fmt: skip
+        self,
+        job: JobSpec,
+        *,
+        worker_id: str,
+        error: dict[str, Any],
+        started_at: str,
+        now: str,
+        duration_ms: float,
+        retryable: bool = False,
+    ) -> Instructions:
         self._require_active("job_failed")
         self.in_flight.pop(job.branch, None)
         task = self.tasks[job.branch]
         task.lost_in_a_row = 0
         task.failures += 1
-        out = Instructions(records=[self._step_record(job, "failed", worker_id, started_at, now, duration_ms, error=error)])
+        out = Instructions(
+            records=[self._step_record(job, "failed", worker_id, started_at, now, duration_ms, error=error)]
+        )
         policy = self.graph.nodes[job.node].retry
         # Lost attempts do not spend the policy's budget: the node did not fail, its worker did.
         will_retry = retryable and task.failures < policy.max_attempts and not self._failing()
         out.records.append(
-            self._event(now, RunEvent.NODE_FAILED, node=job.node, worker=worker_id,
-                        level="warning" if will_retry else "error",
-                        fields={**self._where(job), "error_type": error.get("type"),
-                                "message": error.get("message"), "will_retry": will_retry})
-        )  # fmt: skip
+            self._event(
+                now,
+                RunEvent.NODE_FAILED,
+                node=job.node,
+                worker=worker_id,
+                level="warning" if will_retry else "error",
+                fields={
+                    **self._where(job),
+                    "error_type": error.get("type"),
+                    "message": error.get("message"),
+                    "will_retry": will_retry,
+                },
+            )
+        )
         if not will_retry:
             task.error = {**error, "attempts": job.attempt}
             return self._after_branch(out, now)
         delay = policy.delay(job.attempt, self.rng)
         task.attempt = job.attempt + 1
         out.records.append(
-            self._event(now, RunEvent.NODE_RETRYING, node=job.node, level="warning",
-                        fields={**self._where(job), "attempt": task.attempt, "delay_s": round(delay, 3),
-                                "max_attempts": policy.max_attempts})
-        )  # fmt: skip
+            self._event(
+                now,
+                RunEvent.NODE_RETRYING,
+                node=job.node,
+                level="warning",
+                fields={
+                    **self._where(job),
+                    "attempt": task.attempt,
+                    "delay_s": round(delay, 3),
+                    "max_attempts": policy.max_attempts,
+                },
+            )
+        )
         out.records.append(self.snapshot())
         out.dispatch = [self._job(task)]
         out.dispatch_delay = delay
@@ -264,18 +349,30 @@ class Run:
         task = self.tasks[job.branch]
         task.attempt = job.attempt + 1
         task.lost_in_a_row += 1
-        out = Instructions(records=[self._step_record(job, "lost", worker_id, started_at, now, 0.0,
-                                                      error={"type": "WorkerLost", "message": reason})])  # fmt: skip
+        out = Instructions(
+            records=[
+                self._step_record(
+                    job, "lost", worker_id, started_at, now, 0.0, error={"type": "WorkerLost", "message": reason}
+                )
+            ]
+        )
         out.records.append(
-            self._event(now, RunEvent.NODE_LOST, node=job.node, worker=worker_id, level="warning",
-                        fields={**self._where(job), "reason": reason})
-        )  # fmt: skip
+            self._event(
+                now,
+                RunEvent.NODE_LOST,
+                node=job.node,
+                worker=worker_id,
+                level="warning",
+                fields={**self._where(job), "reason": reason},
+            )
+        )
         if task.lost_in_a_row >= MAX_LOST_IN_A_ROW:
             task.error = {
-                "type": "WorkerLost", "attempts": job.attempt,
+                "type": "WorkerLost",
+                "attempts": job.attempt,
                 "message": f"node {job.node!r} lost its worker {task.lost_in_a_row} times in a row (last: {reason}); "
-                           "a node that crashes or exhausts its process is not run again",
-            }  # fmt: skip
+                "a node that crashes or exhausts its process is not run again",
+            }
             return self._after_branch(out, now)
         out.records.append(self.snapshot())
         if not self._failing():
@@ -296,11 +393,21 @@ class Run:
         out.finished = True
         return out
 
-    def node_log(self, *, node: str, worker_id: str, level: str, event: str, fields: dict[str, Any], now: str) -> Instructions:
+    def node_log(
+        self, *, node: str, worker_id: str, level: str, event: str, fields: dict[str, Any], now: str
+    ) -> Instructions:
         return Instructions(
-            records=[self._event(now, RunEvent.NODE_LOG, node=node, worker=worker_id, level=level,
-                                 fields={"message": event, **fields})]
-        )  # fmt: skip
+            records=[
+                self._event(
+                    now,
+                    RunEvent.NODE_LOG,
+                    node=node,
+                    worker=worker_id,
+                    level=level,
+                    fields={"message": event, **fields},
+                )
+            ]
+        )
 
     # -- the step boundary ---------------------------------------------------------
 
@@ -324,12 +431,26 @@ class Run:
             state = apply_writes(self.state, writes, self.graph.reducers)
         except WriteConflict as exc:
             nodes = sorted({self.tasks[b].node for b in exc.branches})
-            return self._fail(out, now, node=nodes[0], branch=exc.branches[0], error={
-                "type": "WriteConflict", "message": str(exc), "key": exc.key, "branches": exc.branches,
-            })  # fmt: skip
+            return self._fail(
+                out,
+                now,
+                node=nodes[0],
+                branch=exc.branches[0],
+                error={
+                    "type": "WriteConflict",
+                    "message": str(exc),
+                    "key": exc.key,
+                    "branches": exc.branches,
+                },
+            )
         except ReducerFailed as exc:
-            return self._fail(out, now, node=self.tasks[exc.branch].node, branch=exc.branch,
-                              error={"type": "ReducerFailed", "message": str(exc), "key": exc.key})  # fmt: skip
+            return self._fail(
+                out,
+                now,
+                node=self.tasks[exc.branch].node,
+                branch=exc.branch,
+                error={"type": "ReducerFailed", "message": str(exc), "key": exc.key},
+            )
         self.state = state  # a new dict: records already handed to the store keep the old one
         self.step_count = self.step
         self.results = {}
@@ -339,8 +460,9 @@ class Run:
             try:
                 following, sent = self.graph.successors(result.node, result.route)
             except RouteError as exc:
-                return self._fail(out, now, node=result.node, branch=branch,
-                                  error={"type": "RouteError", "message": str(exc)})  # fmt: skip
+                return self._fail(
+                    out, now, node=result.node, branch=branch, error={"type": "RouteError", "message": str(exc)}
+                )
             names += following
             sends += [(s.node, s.payload) for s in sent]
         names += self._fired_joins([r.node for _, r in done])
@@ -352,24 +474,34 @@ class Run:
 
         self.tasks = {t.branch: t for t in sorted(following_tasks, key=lambda t: t.order)}
         out.records.append(
-            self._event(now, RunEvent.STEP_COMPLETED, fields={
-                "step": self.step_count, "branches": [b for b, _ in done], "next": list(self.tasks)})
-        )  # fmt: skip
+            self._event(
+                now,
+                RunEvent.STEP_COMPLETED,
+                fields={"step": self.step_count, "branches": [b for b, _ in done], "next": list(self.tasks)},
+            )
+        )
         if not self.tasks:
             self._move(RunStatus.COMPLETED, now)
             self.finished_at = now
             self.current_node = done[-1][1].node
-            out.records.append(self._event(now, RunEvent.RUN_COMPLETED, node=self.current_node,
-                                           fields={"steps": self.step_count}))  # fmt: skip
+            out.records.append(
+                self._event(now, RunEvent.RUN_COMPLETED, node=self.current_node, fields={"steps": self.step_count})
+            )
             out.records.append(self.snapshot())
             out.finished = True
             return out
         if self.step_count >= self.max_steps:
-            return self._fail(out, now, node=done[-1][1].node, branch=done[-1][0], error={
-                "type": "StepLimitExceeded",
-                "message": f"the run reached its step limit of {self.max_steps} steps without finishing "
-                           f"(next: {list(self.tasks)}); set max_steps in the run request to allow more",
-            })  # fmt: skip
+            return self._fail(
+                out,
+                now,
+                node=done[-1][1].node,
+                branch=done[-1][0],
+                error={
+                    "type": "StepLimitExceeded",
+                    "message": f"the run reached its step limit of {self.max_steps} steps without finishing "
+                    f"(next: {list(self.tasks)}); set max_steps in the run request to allow more",
+                },
+            )
         self.current_node = next(iter(self.tasks.values())).node
         out.records.append(self.snapshot())
         out.dispatch = [self._job(t) for t in self.tasks.values()]
@@ -390,7 +522,9 @@ class Run:
     # -- internals ---------------------------------------------------------------
 
     def _waiting(self) -> list[Task]:
-        return [t for b, t in self.tasks.items() if b not in self.results and b not in self.in_flight and t.error is None]
+        return [
+            t for b, t in self.tasks.items() if b not in self.results and b not in self.in_flight and t.error is None
+        ]
 
     def _failing(self) -> bool:
         return any(t.error is not None for t in self.tasks.values())
@@ -409,10 +543,18 @@ class Run:
         self, job: JobSpec, status: str, worker_id: str, started_at: str, now: str, duration_ms: float, **rest: Any
     ) -> StepRecord:
         return StepRecord(
-            run_id=self.run_id, step=job.step, node=job.node, attempt=job.attempt, status=status,
-            worker_id=worker_id, started_at=started_at, finished_at=now, duration_ms=duration_ms,
-            branch=job.branch, **rest,
-        )  # fmt: skip
+            run_id=self.run_id,
+            step=job.step,
+            node=job.node,
+            attempt=job.attempt,
+            status=status,
+            worker_id=worker_id,
+            started_at=started_at,
+            finished_at=now,
+            duration_ms=duration_ms,
+            branch=job.branch,
+            **rest,
+        )
 
     def _fail(self, out: Instructions, now: str, *, node: str, branch: str, error: dict[str, Any]) -> Instructions:
         self.error = {"node": node, **({"branch": branch} if branch != node else {}), **error}
@@ -422,10 +564,18 @@ class Run:
         self._move(RunStatus.FAILED, now)
         self.finished_at = now
         out.records.append(
-            self._event(now, RunEvent.RUN_FAILED, node=node, level="error",
-                        fields={"error_type": error.get("type"), "message": error.get("message"),
-                                **({"branch": branch} if branch != node else {})})
-        )  # fmt: skip
+            self._event(
+                now,
+                RunEvent.RUN_FAILED,
+                node=node,
+                level="error",
+                fields={
+                    "error_type": error.get("type"),
+                    "message": error.get("message"),
+                    **({"branch": branch} if branch != node else {}),
+                },
+            )
+        )
         out.records.append(self.snapshot())
         out.dispatch = []
         out.finished = True
@@ -443,12 +593,24 @@ class Run:
         self.updated_at = now
 
     def _event(
-        self, now: str, name: RunEvent, *, node: str | None = None, worker: str | None = None,
-        level: str = "info", fields: dict[str, Any] | None = None,
-    ) -> EventRecord:  # fmt: skip
+        self,
+        now: str,
+        name: RunEvent,
+        *,
+        node: str | None = None,
+        worker: str | None = None,
+        level: str = "info",
+        fields: dict[str, Any] | None = None,
+    ) -> EventRecord:
         self.seq += 1
         self.updated_at = now
         return EventRecord(
-            run_id=self.run_id, seq=self.seq, time=now, event=name.value, level=level, node=node,
-            worker=worker, fields=fields or {},
-        )  # fmt: skip
+            run_id=self.run_id,
+            seq=self.seq,
+            time=now,
+            event=name.value,
+            level=level,
+            node=node,
+            worker=worker,
+            fields=fields or {},
+        )

@@ -83,8 +83,9 @@ class Coordinator:
         self.dispatcher.start()
         self._recv_task = asyncio.create_task(self._recv_loop(), name="coordinator-recv")
         self._accepting = True
-        log.info("coordinator_started", bind=self.endpoint.address, graphs=sorted(self.graphs),
-                 resumed_runs=len(self.runs))  # fmt: skip
+        log.info(
+            "coordinator_started", bind=self.endpoint.address, graphs=sorted(self.graphs), resumed_runs=len(self.runs)
+        )
 
     async def stop(self) -> None:
         """Stop taking runs and sending jobs; give the jobs in flight ``drain_timeout`` seconds to report.
@@ -116,12 +117,21 @@ class Coordinator:
         for record in await self.store.unfinished_runs():
             graph = self.graphs.get(record.graph_id)
             if graph is None or self.graph_versions.get(record.graph_id) != record.graph_version:
-                log.warning("run_not_resumed", run_id=record.run_id, graph_id=record.graph_id,
-                            reason="its graph version is not loaded")  # fmt: skip
+                log.warning(
+                    "run_not_resumed",
+                    run_id=record.run_id,
+                    graph_id=record.graph_id,
+                    reason="its graph version is not loaded",
+                )
                 continue
             finished_branches = await self.store.steps(record.run_id, step=record.step_count + 1)
-            run = Run(graph=graph, graph_version=record.graph_version, record=record,
-                      last_seq=await self.store.last_seq(record.run_id), finished_branches=finished_branches)  # fmt: skip
+            run = Run(
+                graph=graph,
+                graph_version=record.graph_version,
+                record=record,
+                last_seq=await self.store.last_seq(record.run_id),
+                finished_branches=finished_branches,
+            )
             self.runs[run.run_id] = run
             out = run.resume(utcnow())
             jobs, out.dispatch = out.dispatch, []
@@ -163,9 +173,13 @@ class Coordinator:
             if existing is not None:
                 return existing, False
         run, out = Run.create(
-            run_id=run_id, graph=graph, graph_version=self.graph_versions[graph_id],
-            state=initial_state, options={"max_steps": max_steps}, now=utcnow(),
-        )  # fmt: skip
+            run_id=run_id,
+            graph=graph,
+            graph_version=self.graph_versions[graph_id],
+            state=initial_state,
+            options={"max_steps": max_steps},
+            now=utcnow(),
+        )
         self.runs[run_id] = run
         out.dispatch = run.next_jobs()
         committed = asyncio.get_running_loop().create_future()
@@ -314,7 +328,9 @@ class Coordinator:
         """
         early = [m for peer, m in self._early_results if peer == identity]
         if early:
-            self._early_results = deque(((p, m) for p, m in self._early_results if p != identity), maxlen=EARLY_RESULTS_KEPT)
+            self._early_results = deque(
+                ((p, m) for p, m in self._early_results if p != identity), maxlen=EARLY_RESULTS_KEPT
+            )
         await self.dispatcher.on_hello(identity, msg, finished=[m.job_id for m in early])  # type: ignore[union-attr]
         worker = self.pool.get(identity)
         for result in early:
@@ -341,9 +357,15 @@ class Coordinator:
             return
         run, assignment = claimed
         out = run.job_done(
-            assignment.job, worker_id=worker.worker_id, delta=msg.delta, removed=msg.removed, route=msg.route,
-            started_at=assignment.started_at, now=utcnow(), duration_ms=msg.duration_ms,
-        )  # fmt: skip
+            assignment.job,
+            worker_id=worker.worker_id,
+            delta=msg.delta,
+            removed=msg.removed,
+            route=msg.route,
+            started_at=assignment.started_at,
+            now=utcnow(),
+            duration_ms=msg.duration_ms,
+        )
         self._apply(run, out)
         if out.finished:
             log.info("run_finished", run_id=run.run_id, status=run.status.value, steps=run.step_count)
@@ -353,21 +375,32 @@ class Coordinator:
             return
         run, assignment = claimed
         out = run.job_failed(
-            assignment.job, worker_id=worker.worker_id, error=msg.error, started_at=assignment.started_at,
-            now=utcnow(), duration_ms=msg.duration_ms, retryable=msg.retryable,
-        )  # fmt: skip
+            assignment.job,
+            worker_id=worker.worker_id,
+            error=msg.error,
+            started_at=assignment.started_at,
+            now=utcnow(),
+            duration_ms=msg.duration_ms,
+            retryable=msg.retryable,
+        )
         self._apply(run, out)
         if out.finished:
-            log.info("run_finished", run_id=run.run_id, status=run.status.value, node=assignment.job.node,
-                     error=msg.error.get("message"))  # fmt: skip
+            log.info(
+                "run_finished",
+                run_id=run.run_id,
+                status=run.status.value,
+                node=assignment.job.node,
+                error=msg.error.get("message"),
+            )
 
     def _on_node_log(self, worker: WorkerInfo, msg: NodeLog) -> None:
         run = self.runs.get(msg.run_id)
         if run is None:
             return
         level = msg.level if msg.level in ("debug", "info", "warning", "error", "critical") else "info"
-        out = run.node_log(node=msg.node, worker_id=worker.worker_id, level=level, event=msg.event,
-                           fields=msg.fields, now=utcnow())  # fmt: skip
+        out = run.node_log(
+            node=msg.node, worker_id=worker.worker_id, level=level, event=msg.event, fields=msg.fields, now=utcnow()
+        )
         self._apply(run, out)
 
     def _fingerprint(self, graph_id: str) -> str | None:

@@ -9,6 +9,21 @@ from awe.graph.reducers import Reducer, Write, WriteConflict, apply_writes
 from awe.graph.registry import GraphLoadError, load_graphs, load_graphs_or_exit
 
 __all__ = [
-    "END", "CompiledGraph", "Context", "Graph", "GraphError", "GraphLoadError", "Join", "NodeTimeout", "Reducer",
-    "RetryPolicy", "RouteError", "Send", "Write", "WriteConflict", "apply_writes", "load_graphs", "load_graphs_or_exit",
-]  # fmt: skip
+    "END",
+    "CompiledGraph",
+    "Context",
+    "Graph",
+    "GraphError",
+    "GraphLoadError",
+    "Join",
+    "NodeTimeout",
+    "Reducer",
+    "RetryPolicy",
+    "RouteError",
+    "Send",
+    "Write",
+    "WriteConflict",
+    "apply_writes",
+    "load_graphs",
+    "load_graphs_or_exit",
+]

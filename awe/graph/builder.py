@@ -16,7 +16,7 @@ from awe.graph.errors import GraphError
 from awe.graph.policy import RetryPolicy
 from awe.graph.reducers import Reducer, ReducerFn
 
-__all__ = ["Graph", "END"]
+__all__ = ["END", "Graph"]
 
 
 class Graph:

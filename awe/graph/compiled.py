@@ -37,9 +37,14 @@ class NodeSpec:
 
     @classmethod
     def from_function(
-        cls, graph: str, name: str, fn: Callable[..., Any], *, retry: RetryPolicy | None = None,
+        cls,
+        graph: str,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        retry: RetryPolicy | None = None,
         timeout: float | None = None,
-    ) -> NodeSpec:  # fmt: skip
+    ) -> NodeSpec:
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise GraphError(f"graph {graph!r}: the retry of node {name!r} must be a RetryPolicy")
         if timeout is not None and (
@@ -61,13 +66,15 @@ class NodeSpec:
                 f"graph {graph!r}: node {name!r} must take (state) or (state, ctx), "
                 f"it takes {len(params)} positional parameters"
             )
-        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)
-        )
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
         return cls(
-            name=name, fn=fn, is_async=is_async, takes_context=len(params) == 2, retry=retry or NO_RETRY,
+            name=name,
+            fn=fn,
+            is_async=is_async,
+            takes_context=len(params) == 2,
+            retry=retry or NO_RETRY,
             timeout=float(timeout) if timeout is not None else None,
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)
@@ -169,18 +176,27 @@ class CompiledGraph:
         for join in joins or []:
             for source in join.sources:
                 if source == END or source not in known:
-                    raise GraphError(f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} "
-                                     f"starts at {source!r}, which is not a node")  # fmt: skip
+                    raise GraphError(
+                        f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} "
+                        f"starts at {source!r}, which is not a node"
+                    )
             if join.target == END or join.target not in known:
-                raise GraphError(f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} must lead to a node")
+                raise GraphError(
+                    f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} must lead to a node"
+                )
             if (join.sources, join.target) in seen_joins:
                 raise GraphError(f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} is added twice")
             seen_joins.add((join.sources, join.target))
 
         graph = cls(
-            name=name, entry=entry, nodes=dict(nodes), edges={k: tuple(v) for k, v in successors.items()},
-            routers=routers, joins=tuple(joins or ()), reducers=dict(reducers or {}),
-        )  # fmt: skip
+            name=name,
+            entry=entry,
+            nodes=dict(nodes),
+            edges={k: tuple(v) for k, v in successors.items()},
+            routers=routers,
+            joins=tuple(joins or ()),
+            reducers=dict(reducers or {}),
+        )
         graph._check_reachability()
         object.__setattr__(graph, "fingerprint", graph._compute_fingerprint())
         return graph
@@ -214,8 +230,10 @@ class CompiledGraph:
             if isinstance(answer, dict) and set(answer) == {"send", "payload"}:
                 target, payload = answer["send"], answer["payload"]
                 if not isinstance(payload, dict):
-                    raise RouteError(f"the router of node {node!r} sent a {type(payload).__name__} to {target!r}; "
-                                     "a Send's payload is a dict")  # fmt: skip
+                    raise RouteError(
+                        f"the router of node {node!r} sent a {type(payload).__name__} to {target!r}; "
+                        "a Send's payload is a dict"
+                    )
                 if target not in cond.branches.values() or target == END:
                     raise RouteError(
                         f"the router of node {node!r} sent to {target!r}; a Send must name a node among its "
@@ -237,8 +255,13 @@ class CompiledGraph:
             "graph_id": self.name,
             "entry_point": self.entry,
             "nodes": [
-                {"name": n.name, "async": n.is_async, "takes_context": n.takes_context,
-                 "retry": n.retry.describe(), "timeout": n.timeout}  # fmt: skip
+                {
+                    "name": n.name,
+                    "async": n.is_async,
+                    "takes_context": n.takes_context,
+                    "retry": n.retry.describe(),
+                    "timeout": n.timeout,
+                }
                 for n in self.nodes.values()
             ],
             "edges": [{"source": s, "target": t} for s, targets in self.edges.items() for t in targets],

@@ -7,9 +7,18 @@ from dataclasses import dataclass, field
 
 # Errors that mean "the code is wrong", not "the world was unlucky": retrying cannot help.
 PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, TypeError, ArithmeticError, ImportError, LookupError, NameError, SyntaxError,
-    AttributeError, AssertionError, NotImplementedError, RecursionError,
-)  # fmt: skip
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    ImportError,
+    LookupError,
+    NameError,
+    SyntaxError,
+    AttributeError,
+    AssertionError,
+    NotImplementedError,
+    RecursionError,
+)
 
 
 @dataclass(frozen=True)

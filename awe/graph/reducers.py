@@ -67,7 +67,9 @@ class WriteConflict(ValueError):
     """Two branches of one superstep wrote a key that has no reducer."""
 
     def __init__(self, key: str, branches: list[str]) -> None:
-        shown = ", ".join(repr(b) for b in branches[:5]) + (f" and {len(branches) - 5} more" if len(branches) > 5 else "")
+        shown = ", ".join(repr(b) for b in branches[:5]) + (
+            f" and {len(branches) - 5} more" if len(branches) > 5 else ""
+        )
         super().__init__(
             f"state key {key!r} was written by {len(branches)} branches in the same superstep ({shown}) "
             f"and has no reducer; give it one, e.g. Graph(..., reducers={{{key!r}: 'append'}})"
@@ -80,8 +82,10 @@ class ReducerFailed(ValueError):
     """A reducer raised on one branch's update."""
 
     def __init__(self, key: str, branch: str, reducer: str, exc: Exception) -> None:
-        super().__init__(f"the reducer {reducer!r} of state key {key!r} failed on the update of {branch!r}: "
-                         f"{type(exc).__name__}: {exc}")  # fmt: skip
+        super().__init__(
+            f"the reducer {reducer!r} of state key {key!r} failed on the update of {branch!r}: "
+            f"{type(exc).__name__}: {exc}"
+        )
         self.key = key
         self.branch = branch
 

@@ -53,8 +53,7 @@ def load_graphs(modules: Iterable[str] = (), *, search_path: str | None = None) 
             known = graphs.get(compiled.name)
             if known is not None and known.fingerprint != compiled.fingerprint:
                 raise GraphLoadError(
-                    f"graph {compiled.name!r} is defined twice, in {origin[compiled.name]!r} "
-                    f"and {module_name!r}"
+                    f"graph {compiled.name!r} is defined twice, in {origin[compiled.name]!r} and {module_name!r}"
                 )
             graphs[compiled.name] = compiled
             origin[compiled.name] = module_name

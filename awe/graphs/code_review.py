@@ -54,13 +54,13 @@ from radon.metrics import mi_visit
 from awe.graph import END, Graph
 
 __all__ = [
-    "code_review_agent",
-    "extract_functions",
     "check_complexity",
+    "code_review_agent",
     "detect_issues",
+    "extract_functions",
     "quality_gate",
-    "refactor",
     "quality_score",
+    "refactor",
 ]
 
 DEFAULT_QUALITY_THRESHOLD = 80
@@ -340,12 +340,16 @@ def _function_issues(state: dict[str, Any]) -> list[dict[str, Any]]:
         name, line = f["qualname"], f["lineno"]
         cc = complexity.get(name, 0)
         if cc > MAX_COMPLEXITY:
-            issues.append(_issue(name, line, "high_complexity", f"cyclomatic complexity {cc} > {MAX_COMPLEXITY}", "high"))
+            issues.append(
+                _issue(name, line, "high_complexity", f"cyclomatic complexity {cc} > {MAX_COMPLEXITY}", "high")
+            )
         if f["lines"] > MAX_LINES:
             issues.append(_issue(name, line, "long_function", f"{f['lines']} lines > {MAX_LINES}", "medium"))
         params = _counted_params(f)
         if params > MAX_PARAMETERS:
-            issues.append(_issue(name, line, "too_many_parameters", f"{params} parameters > {MAX_PARAMETERS}", "medium"))
+            issues.append(
+                _issue(name, line, "too_many_parameters", f"{params} parameters > {MAX_PARAMETERS}", "medium")
+            )
         if not f["has_docstring"]:
             issues.append(_issue(name, line, "missing_docstring", f"{f['name']} has no docstring", "low"))
     return issues
@@ -387,7 +391,7 @@ def _node_issues(name: str, scope: ast.AST) -> list[dict[str, Any]]:
 def _defaults(args: ast.arguments) -> Iterator[tuple[str, ast.expr]]:
     """Yield ``(parameter name, default expression)`` for every parameter with a default."""
     positional = [*args.posonlyargs, *args.args]
-    yield from zip((a.arg for a in positional[len(positional) - len(args.defaults):]), args.defaults)
+    yield from zip((a.arg for a in positional[len(positional) - len(args.defaults) :]), args.defaults)
     for arg, default in zip(args.kwonlyargs, args.kw_defaults):
         if default is not None:
             yield arg.arg, default
@@ -395,7 +399,13 @@ def _defaults(args: ast.arguments) -> Iterator[tuple[str, ast.expr]]:
 
 def _mutable_default_issues(name: str, func: Any) -> list[dict[str, Any]]:
     return [
-        _issue(name, default.lineno, "mutable_default", f"parameter {arg!r} has a mutable default, shared by all calls", "high")
+        _issue(
+            name,
+            default.lineno,
+            "mutable_default",
+            f"parameter {arg!r} has a mutable default, shared by all calls",
+            "high",
+        )
         for arg, default in _defaults(func.args)
         if _is_mutable(default)
     ]

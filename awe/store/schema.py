@@ -100,7 +100,7 @@ TO_PARALLEL_BRANCHES = (
     " error, started_at, finished_at, duration_ms FROM steps",
     "DROP TABLE steps",
     "ALTER TABLE steps_v3 RENAME TO steps",
-    "ALTER TABLE runs ADD COLUMN plan TEXT NOT NULL DEFAULT '{\"tasks\": [], \"joins\": {}}'",
+    'ALTER TABLE runs ADD COLUMN plan TEXT NOT NULL DEFAULT \'{"tasks": [], "joins": {}}\'',
     "UPDATE runs SET plan = json_object('tasks', json_array(json_object("
     "'branch', next_node, 'node', next_node, 'attempt', next_attempt)), 'joins', json_object())"
     " WHERE next_node IS NOT NULL",

@@ -238,8 +238,14 @@ class Store:
             (run_id, step, step),
         )
         return [
-            StepRecord(*r[:9], delta=_loads(r[9]), removed=_loads(r[10]), route=_loads(r[11]), error=_loads(r[12]),
-                       branch=r[13])  # fmt: skip
+            StepRecord(
+                *r[:9],
+                delta=_loads(r[9]),
+                removed=_loads(r[10]),
+                route=_loads(r[11]),
+                error=_loads(r[12]),
+                branch=r[13],
+            )
             for r in rows
         ]
 
@@ -264,29 +270,75 @@ _RUN_COLUMNS = (
 
 def _run_row(r: RunRecord) -> tuple[Any, ...]:
     return (
-        r.run_id, r.graph_id, r.graph_version, r.status, _dumps(r.state), r.step_count, r.current_node,
-        _dumps(r.plan), None if r.error is None else _dumps(r.error), _dumps(r.options), r.created_at,
-        r.updated_at, r.started_at, r.finished_at,
-    )  # fmt: skip
+        r.run_id,
+        r.graph_id,
+        r.graph_version,
+        r.status,
+        _dumps(r.state),
+        r.step_count,
+        r.current_node,
+        _dumps(r.plan),
+        None if r.error is None else _dumps(r.error),
+        _dumps(r.options),
+        r.created_at,
+        r.updated_at,
+        r.started_at,
+        r.finished_at,
+    )
 
 
 def _run_from_row(row: Any) -> RunRecord:
-    (run_id, graph_id, version, status, state, step_count, current, plan, error, options,
-     created, updated, started, finished) = row  # fmt: skip
+    (
+        run_id,
+        graph_id,
+        version,
+        status,
+        state,
+        step_count,
+        current,
+        plan,
+        error,
+        options,
+        created,
+        updated,
+        started,
+        finished,
+    ) = row
     return RunRecord(
-        run_id=run_id, graph_id=graph_id, graph_version=version, status=status, state=_loads(state),
-        step_count=step_count, current_node=current, plan=_loads(plan), error=_loads(error),
-        options=_loads(options), created_at=created, updated_at=updated, started_at=started,
+        run_id=run_id,
+        graph_id=graph_id,
+        graph_version=version,
+        status=status,
+        state=_loads(state),
+        step_count=step_count,
+        current_node=current,
+        plan=_loads(plan),
+        error=_loads(error),
+        options=_loads(options),
+        created_at=created,
+        updated_at=updated,
+        started_at=started,
         finished_at=finished,
-    )  # fmt: skip
+    )
 
 
 def _step_row(s: StepRecord) -> tuple[Any, ...]:
     return (
-        s.run_id, s.step, s.branch, s.node, s.attempt, s.status, s.worker_id, _dumps(s.delta), _dumps(s.removed),
-        _dumps(s.route), None if s.error is None else _dumps(s.error), s.started_at, s.finished_at,
+        s.run_id,
+        s.step,
+        s.branch,
+        s.node,
+        s.attempt,
+        s.status,
+        s.worker_id,
+        _dumps(s.delta),
+        _dumps(s.removed),
+        _dumps(s.route),
+        None if s.error is None else _dumps(s.error),
+        s.started_at,
+        s.finished_at,
         s.duration_ms,
-    )  # fmt: skip
+    )
 
 
 def _graph_row(g: GraphRecord) -> tuple[Any, ...]:

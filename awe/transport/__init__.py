@@ -7,6 +7,13 @@ from awe.transport.messages import PROTOCOL_VERSION, Message, ProtocolError, dec
 from awe.transport.sockets import RECONNECT_MAX_S, DealerEndpoint, PeerGone, RouterEndpoint, flush_and_terminate
 
 __all__ = [
-    "PROTOCOL_VERSION", "RECONNECT_MAX_S", "DealerEndpoint", "Message", "PeerGone", "ProtocolError", "RouterEndpoint",
-    "decode", "flush_and_terminate",
-]  # fmt: skip
+    "PROTOCOL_VERSION",
+    "RECONNECT_MAX_S",
+    "DealerEndpoint",
+    "Message",
+    "PeerGone",
+    "ProtocolError",
+    "RouterEndpoint",
+    "decode",
+    "flush_and_terminate",
+]

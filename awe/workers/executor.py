@@ -69,12 +69,12 @@ def same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def state_delta(before: dict[str, Any], after: dict[str, Any], returned: Any, node: str) -> tuple[dict[str, Any], list[str]]:
+def state_delta(
+    before: dict[str, Any], after: dict[str, Any], returned: Any, node: str
+) -> tuple[dict[str, Any], list[str]]:
     """The changed top-level keys: in-place mutations of ``after`` plus the returned updates."""
     if returned is not None and not isinstance(returned, dict):
-        raise NodeOutputError(
-            f"node {node!r} returned a {type(returned).__name__}; return a dict of updates or None"
-        )
+        raise NodeOutputError(f"node {node!r} returned a {type(returned).__name__}; return a dict of updates or None")
     delta = {k: v for k, v in after.items() if k not in before or not same_value(before[k], v)}
     removed = [k for k in before if k not in after]
     if returned:
@@ -123,18 +123,29 @@ async def run_job(
         raise
     except BaseException as exc:  # noqa: BLE001 - a node may raise anything, even SystemExit
         return JobFailed(
-            job_id=job.job_id, run_id=job.run_id, error=describe_error(exc),
+            job_id=job.job_id,
+            run_id=job.run_id,
+            error=describe_error(exc),
             duration_ms=(time.perf_counter() - started) * 1000,
             retryable=spec is not None and not isinstance(exc, NodeOutputError) and spec.retry.retries(exc),
-        )  # fmt: skip
+        )
     return JobDone(
-        job_id=job.job_id, run_id=job.run_id, delta=delta, removed=removed, route=route,
+        job_id=job.job_id,
+        run_id=job.run_id,
+        delta=delta,
+        removed=removed,
+        route=route,
         duration_ms=(time.perf_counter() - started) * 1000,
-    )  # fmt: skip
+    )
 
 
 async def _in_thread(
-    threads: Executor, timeout: float | None, node: str, on_abandoned: AbandonedThread, fn: Callable[..., Any], *args: Any
+    threads: Executor,
+    timeout: float | None,
+    node: str,
+    on_abandoned: AbandonedThread,
+    fn: Callable[..., Any],
+    *args: Any,
 ) -> Any:
     """``fn(*args)`` in a thread, given up after ``timeout`` seconds or when the caller is cancelled."""
     future = threads.submit(fn, *args)
@@ -240,7 +251,9 @@ def _plain_route(node: str, route: Any) -> Any:
 def _plain_route_item(node: str, item: Any) -> Any:
     if isinstance(item, Send):
         if not isinstance(item.payload, dict):
-            raise NodeOutputError(f"the router of node {node!r} sent a {type(item.payload).__name__}; a Send's payload is a dict")
+            raise NodeOutputError(
+                f"the router of node {node!r} sent a {type(item.payload).__name__}; a Send's payload is a dict"
+            )
         return item.to_wire()
     if item is None or isinstance(item, (str, int, bool)):
         return item

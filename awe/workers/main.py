@@ -20,9 +20,13 @@ def run_worker(args: argparse.Namespace) -> int:
     logs.configure(f"worker-{worker_id}", args.log_dir, level=args.log_level)
     graphs = load_graphs_or_exit(args.graphs)
     worker = Worker(
-        connect=args.connect, graphs=graphs, worker_id=worker_id, capacity=args.capacity,
-        heartbeat_interval=args.heartbeat_interval, drain_timeout=args.drain_timeout,
-    )  # fmt: skip
+        connect=args.connect,
+        graphs=graphs,
+        worker_id=worker_id,
+        capacity=args.capacity,
+        heartbeat_interval=args.heartbeat_interval,
+        drain_timeout=args.drain_timeout,
+    )
     print(f"{READY_LINE} id={worker_id} connect={args.connect}", flush=True)
     asyncio.run(worker.run())
     if any(not thread.done() for thread in worker.abandoned):

@@ -30,8 +30,17 @@ import structlog
 from awe.graph import CompiledGraph, Context
 from awe.transport import DealerEndpoint
 from awe.transport.messages import (
-    CancelJob, Goodbye, Heartbeat, Hello, Job, JobFailed, Message, NodeLog, Rejoin, Welcome,
-)  # fmt: skip
+    CancelJob,
+    Goodbye,
+    Heartbeat,
+    Hello,
+    Job,
+    JobFailed,
+    Message,
+    NodeLog,
+    Rejoin,
+    Welcome,
+)
 from awe.workers.executor import describe_error, run_job
 from awe.workers.exit_codes import EXIT_STUCK
 from awe.workers.node_logger import NodeLogger
@@ -136,11 +145,16 @@ class Worker:
     def _say_hello(self) -> None:
         self.send(
             Hello(
-                worker_id=self.worker_id, pid=os.getpid(), host=socket.gethostname(), capacity=self.capacity,
-                graphs={name: g.fingerprint for name, g in self.graphs.items()}, running=list(self.running),
-                stuck=len(self.abandoned), jobs_received=self.jobs_received,
+                worker_id=self.worker_id,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                capacity=self.capacity,
+                graphs={name: g.fingerprint for name, g in self.graphs.items()},
+                running=list(self.running),
+                stuck=len(self.abandoned),
+                jobs_received=self.jobs_received,
             )
-        )  # fmt: skip
+        )
 
     def _beat(self) -> None:
         self.send(Heartbeat(sender=self.worker_id, running=len(self.running), stuck=len(self.abandoned)))
@@ -182,15 +196,21 @@ class Worker:
             graph = self.graphs.get(job.graph_id)
             if graph is None:
                 result: Message = JobFailed(
-                    job_id=job.job_id, run_id=job.run_id,
+                    job_id=job.job_id,
+                    run_id=job.run_id,
                     error=describe_error(LookupError(f"worker {self.worker_id} has no graph {job.graph_id!r}")),
-                )  # fmt: skip
+                )
             else:
                 ctx = Context(
-                    run_id=job.run_id, graph_id=job.graph_id, node=job.node, step=job.step,
-                    attempt=job.attempt, worker_id=self.worker_id, branch=job.branch or job.node,
+                    run_id=job.run_id,
+                    graph_id=job.graph_id,
+                    node=job.node,
+                    step=job.step,
+                    attempt=job.attempt,
+                    worker_id=self.worker_id,
+                    branch=job.branch or job.node,
                     log=NodeLogger(bound, lambda level, event, fields: self._forward_log(job, level, event, fields)),
-                )  # fmt: skip
+                )
                 bound.debug("job_started")
                 try:
                     result = await run_job(graph, job, ctx, self.threads, on_abandoned=self._thread_abandoned)
@@ -199,8 +219,11 @@ class Worker:
                         raise  # a drain that ran out of time: the Goodbye hands the job back
                     # Cancelled on request. An async node stops here; a sync node's thread cannot be
                     # interrupted and finishes in the background, its result discarded.
-                    result = JobFailed(job_id=job.job_id, run_id=job.run_id,
-                                       error={"type": "JobCancelled", "message": "cancelled by the coordinator"})  # fmt: skip
+                    result = JobFailed(
+                        job_id=job.job_id,
+                        run_id=job.run_id,
+                        error={"type": "JobCancelled", "message": "cancelled by the coordinator"},
+                    )
             if isinstance(result, JobFailed):
                 bound.info("job_failed", error=result.error.get("message"), error_type=result.error.get("type"))
             else:
@@ -216,7 +239,10 @@ class Worker:
         log.warning("slot_stuck", stuck=len(self.abandoned), capacity=self.capacity)
         self._beat()
         if len(self.abandoned) >= self.capacity and not self._stopping.is_set():
-            log.error("worker_stuck", reason="every slot is held by a node thread past its timeout; exiting for a fresh process")
+            log.error(
+                "worker_stuck",
+                reason="every slot is held by a node thread past its timeout; exiting for a fresh process",
+            )
             self.exit_code = EXIT_STUCK
             self._stopping.set()
 
