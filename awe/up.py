@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from awe.graph import load_graphs_or_exit
-from awe.workers.exit_codes import EXIT_STUCK
+from awe.exit_codes import EXIT_STUCK
 
 STOP_GRACE_MARGIN = 5.0
 """A child gets its drain timeout plus this long to stop after SIGTERM before it is killed."""

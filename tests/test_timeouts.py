@@ -6,7 +6,7 @@ from pathlib import Path
 
 from engine import Engine, Proc
 
-from awe.workers.exit_codes import EXIT_STUCK
+from awe.exit_codes import EXIT_STUCK
 
 
 async def test_a_node_past_its_timeout_is_retried_then_fails(engine: Engine) -> None:

@@ -42,7 +42,7 @@ from awe.transport.messages import (
     Welcome,
 )
 from awe.workers.executor import describe_error, run_job
-from awe.workers.exit_codes import EXIT_STUCK
+from awe.exit_codes import EXIT_STUCK
 from awe.workers.node_logger import NodeLogger
 
 log = structlog.get_logger("awe.worker")
