@@ -29,6 +29,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_awe_up(
+    tmp_path: Path, *flags: str, stdout: int, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``awe up`` on free ports with its database and logs in ``tmp_path``, in its own session."""
+    port = free_port()
+    argv = [sys.executable, "-m", "awe", "up", "--port", str(port), "--bind", f"tcp://127.0.0.1:{free_port()}"]
+    argv += ["--db", str(tmp_path / "up.db"), "--log-dir", str(tmp_path / "logs"), *flags]
+    proc = subprocess.Popen(
+        argv,
+        cwd=TESTS_DIR,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
 @dataclass
 class Proc:
     name: str
@@ -49,8 +68,16 @@ class Proc:
 class Engine:
     """Start with ``await Engine(tmp_path).start(workers=2)``; always ``await engine.close()``."""
 
-    def __init__(self, folder: Path, *, graphs: tuple[str, ...] = ("sample_graphs",), heartbeat: float = 0.5) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        graphs: tuple[str, ...] = ("sample_graphs",),
+        heartbeat: float = 0.5,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.folder = folder
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.graphs = graphs
         self.heartbeat = heartbeat
         self.db = folder / "awe.db"
@@ -86,7 +113,7 @@ class Engine:
             stdout=stream,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=self.env,
         )
         stream.close()
         return Proc(name, popen, out)
@@ -108,12 +135,13 @@ class Engine:
         await self.wait_until(self._healthy, what="the coordinator to answer /healthz", proc=self.coordinator)
         return self.coordinator
 
-    def start_worker(self, *, capacity: int = 4, worker_id: str | None = None) -> Proc:
+    def start_worker(self, *, capacity: int = 4, worker_id: str | None = None, log_level: str | None = None) -> Proc:
         self._worker_count += 1
         worker_id = worker_id or f"w{self._worker_count}"
+        level_flags = ["--log-level", log_level] if log_level else []
         proc = self._spawn(
             f"worker-{worker_id}",
-            ["worker", "--connect", self.bind, "--capacity", str(capacity), "--worker-id", worker_id],
+            ["worker", "--connect", self.bind, "--capacity", str(capacity), "--worker-id", worker_id, *level_flags],
         )
         self.workers.append(proc)
         return proc
@@ -130,13 +158,17 @@ class Engine:
 
     async def stop_process(self, proc: Proc, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         self.send_signal(proc, sig)
+        return await self.wait_exit(proc, timeout=timeout, why=f"after signal {sig}")
+
+    async def wait_exit(self, proc: Proc, *, timeout: float = 15.0, why: str = "") -> int:
+        """The process's exit code; it is killed (and the test fails) if it outlives ``timeout``."""
         deadline = time.monotonic() + timeout
         while proc.alive() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if proc.alive():
             os.kill(proc.pid, signal.SIGKILL)
             proc.popen.wait()
-            raise AssertionError(f"{proc.name} (pid {proc.pid}) ignored signal {sig} for {timeout}s")
+            raise AssertionError(f"{proc.name} (pid {proc.pid}) did not exit {why} within {timeout}s")
         return proc.popen.returncode
 
     async def close(self) -> None:

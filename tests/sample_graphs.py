@@ -345,3 +345,37 @@ fan_failing.add_node("start", start).add_node("slow_ok", slow_ok).add_node("brok
 fan_failing.add_edge("start", "slow_ok").add_edge("start", "broken")
 fan_failing.add_edge("slow_ok", END).add_edge("broken", END)
 fan_failing.set_entry_point("start")
+
+
+# -- values the engine cannot store or send ---------------------------------------
+
+BAD_VALUES = {
+    "uint64_plus_one": lambda: 2**64,
+    "huge_integer": lambda: 10**4301,
+    "lone_surrogate": lambda: "text \ud800 more",
+    "nan": lambda: float("nan"),
+    "infinity": lambda: float("inf"),
+    "deep": lambda: _deep(100_000),
+}
+
+
+def _deep(levels: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def emit_bad_value(state):
+    """Returns the value named by ``state['kind']``: the node must fail, naming it, and nothing else."""
+    return {"out": BAD_VALUES[state["kind"]]()}
+
+
+def route_bad_send(state):
+    return [Send("emit_bad_value", {"kind": state["kind"], "payload": BAD_VALUES[state["kind"]]()})]
+
+
+bad_output = Graph("bad_output")
+bad_output.add_node("emit_bad_value", emit_bad_value)
+bad_output.add_edge("emit_bad_value", END)
+bad_output.set_entry_point("emit_bad_value")

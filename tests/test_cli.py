@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from engine import TESTS_DIR, free_port
+from engine import TESTS_DIR, free_port, start_awe_up
 
 
 def _awe(*args: str, cwd: Path = TESTS_DIR, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -41,36 +41,8 @@ def _get(url: str) -> dict:
         return json.loads(r.read())
 
 
-def _start_awe_up(tmp_path: Path, *flags: str, stdout: int) -> tuple[subprocess.Popen[str], str]:
-    """``awe up`` on free ports with its database and logs in ``tmp_path``, in its own session."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "awe",
-            "up",
-            "--port",
-            str(port),
-            "--bind",
-            f"tcp://127.0.0.1:{free_port()}",
-            "--db",
-            str(tmp_path / "up.db"),
-            "--log-dir",
-            str(tmp_path / "logs"),
-            *flags,
-        ],
-        cwd=TESTS_DIR,
-        stdout=stdout,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
 def test_awe_up_serves_runs_and_stops_every_process_on_sigterm(tmp_path: Path) -> None:
-    proc, url = _start_awe_up(tmp_path, "--workers", "3", "--graphs", "sample_graphs", stdout=subprocess.PIPE)
+    proc, url = start_awe_up(tmp_path, "--workers", "3", "--graphs", "sample_graphs", stdout=subprocess.PIPE)
     children: list[int] = []
     try:
         assert proc.stdout is not None
@@ -114,7 +86,7 @@ def test_awe_up_serves_runs_and_stops_every_process_on_sigterm(tmp_path: Path) -
 
 
 def test_awe_up_replaces_a_worker_that_dies(tmp_path: Path) -> None:
-    proc, url = _start_awe_up(tmp_path, "--workers", "1", "--heartbeat-interval", "0.2", stdout=subprocess.DEVNULL)
+    proc, url = start_awe_up(tmp_path, "--workers", "1", "--heartbeat-interval", "0.2", stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         workers: list = []
@@ -207,7 +179,7 @@ def test_bad_environment_variable_is_reported(tmp_path: Path) -> None:
         env={**os.environ, "AWE_PORT": "eighty"},
     )
     assert result.returncode != 0
-    assert "AWE_PORT='eighty' is not a valid int" in result.stderr
+    assert "AWE_PORT='eighty': 'eighty' is not a TCP port" in result.stderr
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:

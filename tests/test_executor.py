@@ -82,6 +82,13 @@ class Opaque:
     pass
 
 
+def _nested(levels: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     "value, path, what",
     [
@@ -93,8 +100,27 @@ class Opaque:
         ({1: "one"}, "state['v']", "key 1"),
         ({"ok": [1, {"deep": b"x"}]}, "state['v']['ok'][1]['deep']", "bytes"),
         ([1, 2, {3}], "state['v'][2]", "set"),
+        (2**64, "state['v']", "outside 64 bits"),
+        (-(2**63) - 1, "state['v']", "outside 64 bits"),
+        (10**4301, "state['v']", "thousands of digits"),
+        ("ok \ud800", "state['v']", "lone surrogate"),
+        ({"k\udc80": 1}, "state['v'] key", "lone surrogate"),
     ],
-    ids=["bytes", "set", "nan", "inf", "object", "int-key", "nested-bytes", "set-in-list"],
+    ids=[
+        "bytes",
+        "set",
+        "nan",
+        "inf",
+        "object",
+        "int-key",
+        "nested-bytes",
+        "set-in-list",
+        "uint64+1",
+        "int64-1",
+        "4301-digits",
+        "surrogate",
+        "surrogate-key",
+    ],
 )
 def test_non_json_values_are_rejected_naming_the_path(value, path, what):
     with pytest.raises(NodeOutputError) as info:
@@ -104,13 +130,32 @@ def test_non_json_values_are_rejected_naming_the_path(value, path, what):
     assert what in message
 
 
+def test_a_value_nested_too_deeply_is_rejected_with_a_shortened_path():
+    with pytest.raises(NodeOutputError) as info:
+        state_delta({}, {}, {"v": _nested(150)}, "n")
+    message = str(info.value)
+    assert message.startswith("state['v'][0][0]") and "nested deeper than 100 levels" in message
+    assert len(message) < 200
+
+
 def test_non_json_value_set_in_place_is_rejected():
-    with pytest.raises(NodeOutputError, match=r"state\['v'\] is a set"):
+    with pytest.raises(NodeOutputError, match=r"state\['v'\] is of type set"):
         state_delta({}, {"v": {1}}, None, "n")
 
 
 def test_json_values_are_accepted():
-    value = {"s": "x", "i": -3, "f": 1.5, "b": False, "n": None, "l": [1, [2, {"k": "v"}]], "t": (1, 2)}
+    value = {
+        "s": "x é 中",
+        "i": -3,
+        "f": 1.5,
+        "b": False,
+        "n": None,
+        "l": [1, [2, {"k": "v"}]],
+        "t": (1, 2),
+        "big": 2**64 - 1,
+        "small": -(2**63),
+        "deep": _nested(95),
+    }
     check_json(value, "state")  # does not raise
     delta, _ = state_delta({}, {}, {"v": value}, "n")
     assert delta == {"v": value}

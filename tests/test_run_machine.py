@@ -651,28 +651,28 @@ def test_a_lost_branch_is_sent_again_alone():
     assert out.dispatch == [JobSpec("run-1", "fan", "c", 2, 2)]
 
 
-def test_a_resumed_run_sends_only_the_branches_without_a_result():
+def test_a_recovered_run_sends_only_the_branches_without_a_result():
     run, _ = new_run(fan_graph({"log": "append"}))
     b, c = branches_out(run)
     record = run.snapshot()
     finished_b = steps(done(run, b, delta={"log": ["b"]}, now=T4))[0]
     restored = Run(graph=fan_graph({"log": "append"}), graph_version=3, record=record, finished_branches=[finished_b])
-    out = restored.resume(T5)
+    out = restored.recover(T5)
     assert out.dispatch == [c]
     restored.job_sent(c, "w2", T5)
     final = done(restored, c, delta={"log": ["c"]}, now=T6)
     assert restored.state["log"] == ["b", "c"] and final.dispatch == [JobSpec("run-1", "fan", "d", 3, 1)]
 
 
-def test_a_resumed_run_whose_branch_had_failed_for_good_fails():
+def test_a_recovered_run_whose_branch_had_failed_for_good_fails():
     run, _ = new_run(fan_graph())
     b, c = branches_out(run)
     out = run.job_failed(
         b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1
     )
     restored = Run(graph=fan_graph(), graph_version=3, record=snapshots(out)[-1])
-    resumed = restored.resume(T5)
-    assert resumed.finished and restored.status is RunStatus.FAILED and restored.error["node"] == "b"
+    recovered = restored.recover(T5)
+    assert recovered.finished and restored.status is RunStatus.FAILED and restored.error["node"] == "b"
 
 
 def test_sends_become_indexed_branches_on_their_payloads():
@@ -718,7 +718,7 @@ def test_the_count_of_lost_workers_survives_a_restart():
         (job,) = out.dispatch
     assert snapshots(out)[-1].plan["tasks"][0]["lost_in_a_row"] == MAX_LOST_IN_A_ROW - 1
     restored = Run(graph=linear_graph(), graph_version=3, record=snapshots(out)[-1])
-    (job,) = restored.resume(T3).dispatch
+    (job,) = restored.recover(T3).dispatch
     restored.job_sent(job, "w9", T3)
     last = restored.job_lost(job, worker_id="w9", reason="gone", started_at=T3, now=T4)
     assert last.finished and restored.error["type"] == "WorkerLost"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from awe.coordinator.run_machine import JobSpec, Run
 from awe.graph import END, Graph
-from awe.store import Store, schema
+from awe.store import schema
+from awe.store.sqlite import Store
 
 
 def _version_2_database(path: Path) -> None:

@@ -209,13 +209,13 @@ class Run:
 
     # -- facts -------------------------------------------------------------------
 
-    def resume(self, now: str) -> Instructions:
-        """A coordinator picks the run up from the store: send what its step still waits for.
+    def recover(self, now: str) -> Instructions:
+        """A coordinator picks the run up from the store after a restart: send what its step still waits for.
 
         A branch that had failed for good was waiting for its siblings, which are not coming back
         from the previous coordinator: the run fails now.
         """
-        self._require_active("resume")
+        self._require_active("recover")
         failed = next((t for t in self.tasks.values() if t.error is not None), None)
         if failed is not None:
             return self._fail(Instructions(), now, node=failed.node, branch=failed.branch, error=failed.error)
@@ -392,6 +392,16 @@ class Run:
         out.records.append(self.snapshot())
         out.finished = True
         return out
+
+    def fail(self, error: dict[str, Any], now: str) -> Instructions:
+        """End the run as failed for a reason outside its graph: the engine cannot go on with it.
+
+        For instance its records could not be stored, or its job could not be sent. ``error`` has
+        at least ``type`` and ``message``; the jobs still in flight are to be stopped.
+        """
+        self._require_active("fail")
+        node = self.current_node or self.graph.entry
+        return self._fail(Instructions(), now, node=node, branch=node, error=error)
 
     def node_log(
         self, *, node: str, worker_id: str, level: str, event: str, fields: dict[str, Any], now: str

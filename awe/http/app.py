@@ -1,18 +1,17 @@
-"""Build the aiohttp application around a coordinator, and own its life cycle.
+"""Build the aiohttp application around a started coordinator.
 
-The coordinator is started and stopped by a cleanup context, so the HTTP
-server and the engine come up and go down together, in the right order:
-open WebSockets are closed first, then the coordinator flushes and stops.
+The application owns only HTTP things: its routes, its error middleware, and
+the open WebSockets, which it closes when it shuts down. The process that
+built the coordinator starts and stops it (:mod:`awe.cli.coordinator_process`).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from awe.coordinator import Coordinator
+from awe.coordinator.coordinator import Coordinator
 from awe.http import views, websocket
 from awe.http.keys import COORDINATOR, WEBSOCKETS
 from awe.http.middlewares import errors_as_json
@@ -33,16 +32,8 @@ def create_app(coordinator: Coordinator) -> web.Application:
     app.router.add_get("/workers", views.list_workers)
     app.router.add_get("/healthz", views.health)
     app.router.add_get("/ws/logs/{run_id}", websocket.run_logs)
-    app.cleanup_ctx.append(_coordinator_lifecycle)
     app.on_shutdown.append(_close_websockets)
     return app
-
-
-async def _coordinator_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    coordinator = app[COORDINATOR]
-    await coordinator.start()
-    yield
-    await coordinator.stop()
 
 
 async def _close_websockets(app: web.Application) -> None:

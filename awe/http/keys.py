@@ -6,7 +6,7 @@ import weakref
 
 from aiohttp import web
 
-from awe.coordinator import Coordinator
+from awe.coordinator.coordinator import Coordinator
 
 COORDINATOR = web.AppKey("coordinator", Coordinator)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])

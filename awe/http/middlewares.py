@@ -7,18 +7,15 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from awe.coordinator import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
+from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
+from awe.http.requests import BadRequest
 
 log = structlog.get_logger("awe.http")
 
 
-class BadRequest(Exception):
-    """The request could not be read at all (malformed JSON, a query parameter of the wrong type)."""
-
-
 STATUS_FOR: dict[type[Exception], int] = {
     BadRequest: 400,
-    RequestError: 422,
+    RequestError: 400,
     UnknownGraph: 404,
     UnknownRun: 404,
     RunFinished: 409,

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
-from awe.coordinator import RequestError, UnknownGraph
+from awe.coordinator.errors import UnknownGraph
 from awe.http.keys import COORDINATOR
-from awe.http.middlewares import BadRequest
+from awe.http.requests import BadRequest, RunRequest, json_object
 from awe.http.serialize import run_view, step_view
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.read() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"the body must be a JSON object, not {type(body).__name__ if body is not None else 'empty'}")
-    return body
 
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -36,18 +23,10 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
     return value
 
 
-RUN_REQUEST_FIELDS = frozenset({"graph_id", "initial_state", "run_id", "max_steps"})
-
-
 async def start_run(request: web.Request) -> web.Response:
-    body = await _json_object(request)
-    unknown = set(body) - RUN_REQUEST_FIELDS
-    if unknown:
-        raise RequestError(f"unknown fields {sorted(unknown)}; expected {', '.join(sorted(RUN_REQUEST_FIELDS))}")
-    if "graph_id" not in body:
-        raise RequestError("'graph_id' is required")
+    run = RunRequest.parse(json_object(await request.read()))
     record, created = await request.app[COORDINATOR].submit_run(
-        body["graph_id"], body.get("initial_state", {}), run_id=body.get("run_id"), max_steps=body.get("max_steps")
+        run.graph_id, run.initial_state, run_id=run.run_id, max_steps=run.max_steps
     )
     return web.json_response(
         {"run_id": record.run_id, "status": record.status, "graph_id": record.graph_id, "created": created},

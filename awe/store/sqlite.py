@@ -14,7 +14,9 @@ wait for the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ import structlog
 
 from awe.store import schema
 from awe.store.records import EventRecord, GraphRecord, Record, RunRecord, StepRecord, utcnow
+from awe.tasks import BackgroundTasks
 
 log = structlog.get_logger("awe.store")
 
@@ -32,17 +35,23 @@ MAX_BATCH = 2000
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    # ASCII escapes keep any text SQLite can bind, even a lone surrogate that slipped past the checks.
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+OnCommit = Callable[[], None]
+OnError = Callable[[BaseException], None]
+
+
 @dataclass
 class _Submission:
     records: list[Record]
-    on_commit: Callable[[], None] | None
+    on_commit: OnCommit | None
+    on_error: OnError | None
 
 
 class Store:
@@ -57,11 +66,13 @@ class Store:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, tasks: BackgroundTasks | None = None) -> None:
+        """Open (and migrate) the database and start the writer, as one of ``tasks`` if given."""
         self._writer = await self._connect()
         await self._migrate(self._writer)
         self._reader = await self._connect()
-        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+        tasks = tasks or BackgroundTasks()
+        self._writer_task = tasks.spawn(self._write_loop(), name="store-writer")
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -71,7 +82,8 @@ class Store:
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
         async with conn.execute("PRAGMA user_version") as cur:
-            (version,) = await cur.fetchone()  # type: ignore[misc]
+            row = await cur.fetchone()
+        version = int(row[0]) if row is not None else 0
         if version > schema.SCHEMA_VERSION:
             raise RuntimeError(
                 f"{self.path} has schema version {version}, newer than this awe ({schema.SCHEMA_VERSION})"
@@ -87,8 +99,9 @@ class Store:
     async def close(self) -> None:
         """Commit everything already submitted, then close both connections."""
         if self._writer_task is not None:
-            await self._queue.put(None)
-            await self._writer_task
+            if not self._writer_task.done():
+                await self._queue.put(None)
+                await asyncio.gather(self._writer_task, return_exceptions=True)
             self._writer_task = None
         for conn in (self._reader, self._writer):
             if conn is not None:
@@ -97,14 +110,30 @@ class Store:
 
     # -- writes --------------------------------------------------------------
 
-    def submit(self, records: list[Record], on_commit: Callable[[], None] | None = None) -> None:
-        """Queue records for the next commit; ``on_commit`` runs once they are durable."""
-        self._queue.put_nowait(_Submission(records, on_commit))
+    def submit(
+        self, records: list[Record], on_commit: OnCommit | None = None, on_error: OnError | None = None
+    ) -> None:
+        """Queue records for the next commit.
+
+        ``on_commit`` runs once they are durable. If they cannot be written at all (a value the
+        database refuses), they are dropped, the rest of their batch is committed without them,
+        and ``on_error`` is told why.
+        """
+        self._queue.put_nowait(_Submission(records, on_commit, on_error))
 
     async def write(self, records: list[Record]) -> None:
-        """Submit and wait until the records are durable."""
-        done = asyncio.get_running_loop().create_future()
-        self.submit(records, lambda: done.done() or done.set_result(None))
+        """Submit and wait until the records are durable (or raise why they cannot be)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def committed() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def refused(error: BaseException) -> None:
+            if not done.done():
+                done.set_exception(error)
+
+        self.submit(records, committed, refused)
         await done
 
     @property
@@ -112,42 +141,71 @@ class Store:
         return self._queue.qsize()
 
     async def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            await self._commit_with_retry(batch)
-            for submission in batch:
-                if submission.on_commit is not None:
-                    try:
-                        submission.on_commit()
-                    except Exception:
-                        log.exception("on_commit_failed")
+        while True:
+            batch, stopping = await self._take_batch()
+            if batch:
+                refused = await self._commit_batch(batch)
+                _run_callbacks(batch, refused)
+            if stopping:
+                return
 
-    async def _commit_with_retry(self, batch: list[_Submission]) -> None:
-        """Commit the batch; a failure (disk full, a locked file) is retried, never dropped."""
+    async def _take_batch(self) -> tuple[list[_Submission], bool]:
+        """Everything queued (up to ``MAX_BATCH``), waiting for the first; True once told to stop."""
+        first = await self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < MAX_BATCH and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    async def _commit_batch(self, batch: list[_Submission]) -> dict[int, BaseException]:
+        """Commit the batch; returns the submissions (by index) that had to be left out, with why.
+
+        A record the database refuses must not hold up everyone else's: the batch is then committed
+        one submission at a time, so that only the refused ones are left out.
+        """
+        error = await self._commit_retrying(batch)
+        if error is None:
+            return {}
+        if len(batch) > 1:
+            log.warning("batch_refused", error=repr(error), submissions=len(batch))
+            refused: dict[int, BaseException] = {}
+            for index, submission in enumerate(batch):
+                if (error := await self._commit_retrying([submission])) is not None:
+                    refused[index] = error
+        else:
+            refused = {0: error}
+        for error in refused.values():
+            log.error("records_refused", error=repr(error))
+        return refused
+
+    async def _commit_retrying(self, batch: list[_Submission]) -> BaseException | None:
+        """Commit, waiting out a busy or failing disk for as long as it takes; None, or the refusal.
+
+        Nothing acknowledged is dropped because the disk is full or the file locked: the writer
+        waits, and the API's answers wait with it.
+        """
         delay = 0.05
         while True:
             try:
                 await self._commit(batch)
-                self.commits += 1
-                return
+                return None
             except Exception as exc:
-                log.error("commit_failed", error=str(exc), retry_in=delay, submissions=len(batch))
-                try:
-                    await self._writer.execute("ROLLBACK")  # type: ignore[union-attr]
-                except Exception:
-                    pass
+                await self._rollback()
+                if not _is_transient(exc):
+                    return exc
+                log.error("commit_failed", error=repr(exc), retry_in=delay, submissions=len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _rollback(self) -> None:
+        assert self._writer is not None, "store is not open"
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await self._writer.execute("ROLLBACK")
 
     async def _commit(self, batch: list[_Submission]) -> None:
         runs: dict[str, RunRecord] = {}
@@ -176,6 +234,7 @@ class Store:
         if graphs:
             await conn.executemany(schema.INSERT_GRAPH, graphs)
         await conn.execute("COMMIT")
+        self.commits += 1
 
     # -- graphs --------------------------------------------------------------
 
@@ -347,3 +406,24 @@ def _graph_row(g: GraphRecord) -> tuple[Any, ...]:
 
 def _event_row(e: EventRecord) -> tuple[Any, ...]:
     return (e.run_id, e.seq, e.time, e.event, e.level, e.node, e.worker, _dumps(e.fields))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A busy or locked database, or a full or failing disk: worth waiting for, not the records' fault."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(word in text for word in ("locked", "busy", "disk", "i/o", "full", "unable to open"))
+    return False
+
+
+def _run_callbacks(batch: list[_Submission], refused: dict[int, BaseException]) -> None:
+    """In submission order, so that facts are acted on in the order they happened."""
+    for index, submission in enumerate(batch):
+        try:
+            if index in refused:
+                if submission.on_error is not None:
+                    submission.on_error(refused[index])
+            elif submission.on_commit is not None:
+                submission.on_commit()
+        except Exception:
+            log.exception("store_callback_failed")

@@ -56,8 +56,12 @@ class RouterEndpoint:
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     async def send(self, identity: bytes, message: Message) -> None:
+        await self.send_frame(identity, message.encode())
+
+    async def send_frame(self, identity: bytes, frame: bytes) -> None:
+        """Send an already encoded message (so that a message that cannot be encoded fails before)."""
         try:
-            await self.socket.send_multipart([identity, message.encode()])
+            await self.socket.send_multipart([identity, frame])
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:
                 raise PeerGone(identity.decode(errors="replace")) from None

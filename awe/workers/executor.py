@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 import time
 import traceback
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 
 import msgpack
 
+from awe import jsondata
 from awe.graph import CompiledGraph, Context, NodeTimeout, Send, Write, apply_writes
 from awe.transport.messages import Job, JobDone, JobFailed
 
@@ -38,24 +38,11 @@ def _copy(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_json(value: Any, path: str) -> None:
-    """Raise :class:`NodeOutputError` naming the first value that is not plain JSON data."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise NodeOutputError(f"{path} is {value!r}; state values must be finite numbers")
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            check_json(item, f"{path}[{i}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise NodeOutputError(f"{path} has a key {key!r} that is not a string")
-            check_json(item, f"{path}[{key!r}]")
-        return
-    raise NodeOutputError(f"{path} is a {type(value).__name__}; state values must be JSON data")
+    """Raise :class:`NodeOutputError` naming the first part of ``value`` the engine cannot store or send."""
+    try:
+        jsondata.check(value, path)
+    except jsondata.NotJsonData as exc:
+        raise NodeOutputError(f"{exc}; node outputs must be JSON data") from None
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -121,7 +108,7 @@ async def run_job(
             route = _plain_route(job.node, await route)
     except asyncio.CancelledError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - a node may raise anything, even SystemExit
+    except BaseException as exc:
         return JobFailed(
             job_id=job.job_id,
             run_id=job.run_id,

@@ -11,7 +11,7 @@ period. Signal handlers only set a flag; the loop does the work.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,8 +20,10 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+from awe.cli.parser import to_flags
+from awe.exit_codes import RESTARTABLE
 from awe.graph import load_graphs_or_exit
-from awe.exit_codes import EXIT_STUCK
+from awe.settings import COORDINATOR, WORKER, Settings
 
 STOP_GRACE_MARGIN = 5.0
 """A child gets its drain timeout plus this long to stop after SIGTERM before it is killed."""
@@ -50,58 +52,14 @@ def _connect_address(bind: str) -> str:
     return bind.replace("://*:", "://127.0.0.1:").replace("://0.0.0.0:", "://127.0.0.1:")
 
 
-def _common_flags(args: argparse.Namespace) -> list[str]:
-    flags = [
-        "--log-dir",
-        args.log_dir,
-        "--log-level",
-        args.log_level,
-        "--heartbeat-interval",
-        str(args.heartbeat_interval),
-        "--drain-timeout",
-        str(args.drain_timeout),
-    ]
-    for module in args.graphs:
-        flags += ["--graphs", module]
-    return flags
-
-
-def run_up(args: argparse.Namespace) -> int:
-    load_graphs_or_exit(args.graphs)  # a broken module fails here, before any process starts
+def run_up(settings: Settings) -> int:
+    load_graphs_or_exit(settings.graphs)  # a broken module fails here, before any process starts
 
     python = [sys.executable, "-m", "awe"]
-    coordinator = Child(
-        "coordinator",
-        [
-            *python,
-            "coordinator",
-            *_common_flags(args),
-            "--host",
-            args.host,
-            "--port",
-            str(args.port),
-            "--bind",
-            args.bind,
-            "--db",
-            args.db,
-            "--heartbeat-liveness",
-            str(args.heartbeat_liveness),
-        ],
-    )
+    coordinator = Child("coordinator", [*python, COORDINATOR, *to_flags(COORDINATOR, settings)])
+    worker_settings = settings.replace(connect=_connect_address(settings.bind))
     workers = [
-        Child(
-            f"worker-{i + 1}",
-            [
-                *python,
-                "worker",
-                *_common_flags(args),
-                "--connect",
-                _connect_address(args.bind),
-                "--capacity",
-                str(args.capacity),
-            ],
-        )
-        for i in range(args.workers)
+        Child(f"worker-{i + 1}", [*python, WORKER, *to_flags(WORKER, worker_settings)]) for i in range(settings.workers)
     ]
 
     stop_requested: list[int] = []
@@ -114,12 +72,12 @@ def run_up(args: argparse.Namespace) -> int:
         coordinator.start()
         for worker in workers:
             worker.start()
-        url = f"http://{args.host}:{args.port}"
+        url = f"http://{settings.host}:{settings.port}"
         if _wait_healthy(url, coordinator, stop_requested):
             print(f"awe is up: {url} with {len(workers)} workers (Ctrl-C to stop)", flush=True)
         failure = _supervise(coordinator, workers, stop_requested)
     finally:
-        _stop_all(workers, coordinator, grace=args.drain_timeout + STOP_GRACE_MARGIN)
+        _stop_all(workers, coordinator, grace=settings.drain_timeout + STOP_GRACE_MARGIN)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return failure
@@ -154,11 +112,13 @@ def _supervise(coordinator: Child, workers: list[Child], stop_requested: list[in
             code = child.process.poll() if child.process is not None else None
             if code is None:
                 continue
-            quick = now - child.started_at < QUICK_EXIT_SECONDS
-            if quick and child.restarts == 0 and _is_start_failure(code):
+            failing = now - child.started_at < QUICK_EXIT_SECONDS and _is_start_failure(code)
+            if failing and child.restarts == 0:
                 print(f"awe: {child.name} failed to start (exit code {code}); stopping", file=sys.stderr, flush=True)
-                return code or 1
-            child.backoff = min(child.backoff * 2, 30.0) if quick else 1.0
+                return code
+            # Only a child that keeps failing as it starts waits longer each time; one that was killed
+            # (by a signal, a person, the OOM killer) or asked for a fresh start comes back at once.
+            child.backoff = min(child.backoff * 2, 30.0) if failing else 1.0
             child.restart_at = now + child.backoff
             print(
                 f"awe: {child.name} exited with code {code}; restarting in {child.backoff:g}s",
@@ -170,8 +130,8 @@ def _supervise(coordinator: Child, workers: list[Child], stop_requested: list[in
 
 
 def _is_start_failure(code: int) -> bool:
-    """An error exit (bad flags, a port in use), not a kill by a signal or a stuck worker asking for a fresh start."""
-    return code > 0 and code != EXIT_STUCK
+    """An error exit (bad flags, a port in use), not a kill by a signal or a child asking for a fresh start."""
+    return code > 0 and code not in RESTARTABLE
 
 
 def _stop_all(workers: list[Child], coordinator: Child, *, grace: float) -> None:
@@ -184,10 +144,8 @@ def _stop_all(workers: list[Child], coordinator: Child, *, grace: float) -> None
 def _terminate(children: list[Child], grace: float) -> None:
     for child in children:
         if child.process is not None and child.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 child.process.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + grace
     for child in children:
         assert child.process is not None

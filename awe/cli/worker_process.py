@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
 
 from awe import logs
 from awe.graph import load_graphs_or_exit
+from awe.settings import Settings
 from awe.transport import flush_and_terminate
 from awe.workers.worker import Worker, default_worker_id
 
 READY_LINE = "awe worker started"
 
 
-def run_worker(args: argparse.Namespace) -> int:
-    worker_id = args.worker_id or default_worker_id()
-    logs.configure(f"worker-{worker_id}", args.log_dir, level=args.log_level)
-    graphs = load_graphs_or_exit(args.graphs)
+def run_worker(settings: Settings) -> int:
+    worker_id = settings.worker_id or default_worker_id()
+    logs.configure(f"worker-{worker_id}", settings.log_dir, level=settings.log_level)
+    graphs = load_graphs_or_exit(settings.graphs)
     worker = Worker(
-        connect=args.connect,
+        connect=settings.connect,
         graphs=graphs,
         worker_id=worker_id,
-        capacity=args.capacity,
-        heartbeat_interval=args.heartbeat_interval,
-        drain_timeout=args.drain_timeout,
+        capacity=settings.capacity,
+        heartbeat_interval=settings.heartbeat_interval,
+        drain_timeout=settings.drain_timeout,
     )
-    print(f"{READY_LINE} id={worker_id} connect={args.connect}", flush=True)
+    print(f"{READY_LINE} id={worker_id} connect={settings.connect}", flush=True)
     asyncio.run(worker.run())
     if any(not thread.done() for thread in worker.abandoned):
         # A normal exit would join the node threads still running, and they may never return.

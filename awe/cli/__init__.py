@@ -1,0 +1,34 @@
+"""The ``awe`` command, and the code that assembles each kind of process.
+
+This package sits above every layer: it reads the settings, then builds a
+coordinator process (store, ZeroMQ endpoint, coordinator, HTTP app, signal
+handling) or a worker process, or supervises both (``awe up``). Nothing below
+it imports it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from awe.cli.parser import parse
+from awe.settings import COORDINATOR, WORKER
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command, settings = parse(argv)
+    if command == COORDINATOR:
+        from awe.cli.coordinator_process import run_coordinator
+
+        return run_coordinator(settings)
+    if command == WORKER:
+        from awe.cli.worker_process import run_worker
+
+        return run_worker(settings)
+    from awe.cli.up import run_up
+
+    return run_up(settings)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""``awe coordinator``: assemble the coordinator process, serve until told to stop, exit with a reason.
+
+The parts are built in the order they depend on each other and closed in the
+reverse order: the store, the ZeroMQ endpoint, the coordinator (which
+recovers unfinished runs), then the HTTP server. On SIGTERM or SIGINT the
+coordinator drains while the API still answers (``/healthz`` says
+``stopping``); then the HTTP server, the endpoint and the store close. If a
+background task dies, ``/healthz`` says ``failed`` and names it, and the
+process stops the same way and exits with ``EXIT_SOFTWARE`` for its
+supervisor to restart it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+import zmq
+from aiohttp import web
+
+from awe import logs
+from awe.coordinator.coordinator import Coordinator
+from awe.exit_codes import EXIT_SOFTWARE
+from awe.graph import CompiledGraph, load_graphs_or_exit
+from awe.http import create_app
+from awe.settings import Settings
+from awe.store.sqlite import Store
+from awe.tasks import BackgroundTasks
+from awe.transport import RouterEndpoint
+
+READY_LINE = "awe coordinator ready"
+"""Printed to stdout once the API listens; supervisors and tests wait for it."""
+
+log = structlog.get_logger("awe.coordinator")
+
+
+@dataclass
+class RunningCoordinator:
+    coordinator: Coordinator
+    tasks: BackgroundTasks
+    url: str
+    bind: str
+
+
+@asynccontextmanager
+async def coordinator_services(
+    settings: Settings, graphs: dict[str, CompiledGraph]
+) -> AsyncIterator[RunningCoordinator]:
+    """A coordinator serving its API and its workers; stopped, drained and closed on exit."""
+    tasks = BackgroundTasks()
+    store = Store(settings.db)
+    await store.open(tasks)
+    try:
+        endpoint = RouterEndpoint(settings.bind)
+        try:
+            coordinator = Coordinator(graphs=graphs, store=store, endpoint=endpoint, tasks=tasks, settings=settings)
+            await coordinator.start()
+            runner = web.AppRunner(create_app(coordinator), access_log=None, shutdown_timeout=2.0)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, settings.host, settings.port)
+                await site.start()
+                url = f"http://{settings.host}:{_bound_port(runner, settings.port)}"
+                yield RunningCoordinator(coordinator, tasks, url, endpoint.address)
+            finally:
+                await coordinator.stop()
+                await runner.cleanup()
+        finally:
+            endpoint.close()
+    finally:
+        await tasks.cancel()
+        await store.close()
+
+
+def _bound_port(runner: web.AppRunner, asked: int) -> int:
+    """The port the API listens on (the one asked for, or the one the OS picked for port 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    return asked
+
+
+def run_coordinator(settings: Settings) -> int:
+    logs.configure("coordinator", settings.log_dir, level=settings.log_level)
+    graphs = load_graphs_or_exit(settings.graphs)
+    try:
+        return asyncio.run(_serve(settings, graphs))
+    except (OSError, zmq.ZMQError) as exc:
+        print(f"awe: cannot start the coordinator: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(settings: Settings, graphs: dict[str, CompiledGraph]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with coordinator_services(settings, graphs) as running:
+        log.info("coordinator_ready", http=running.url, bind=running.bind, db=settings.db)
+        print(f"{READY_LINE} http={running.url} bind={running.bind} db={settings.db}", flush=True)
+        stopped = asyncio.ensure_future(stop.wait())
+        failed = asyncio.ensure_future(running.tasks.fatal.wait())
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (stopped, failed):
+            waiter.cancel()
+        if running.tasks.failures:
+            log.error("coordinator_exiting", reason="a background task died", failed_tasks=running.tasks.failures)
+    return EXIT_SOFTWARE if running.tasks.failures else 0

@@ -1,0 +1,96 @@
+"""The command line's grammar, generated from :class:`awe.settings.Settings`.
+
+Each setting a command takes becomes a flag (``drain_timeout`` is
+``--drain-timeout``) and an environment variable (``AWE_DRAIN_TIMEOUT``); a
+flag wins over the variable, the variable over the default. A value that does
+not parse stops the command with a message naming the flag or variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from awe.settings import COORDINATOR, UP, WORKER, Settings, fields_for
+
+COMMANDS = {
+    UP: "start the coordinator (HTTP API) and a pool of workers",
+    COORDINATOR: "start the coordinator and its HTTP API",
+    WORKER: "start one worker process",
+}
+
+
+def env_name(setting: str) -> str:
+    return f"AWE_{setting.upper()}"
+
+
+def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _env_default(f: dataclasses.Field[Any]) -> Any:
+    raw = os.environ.get(env_name(f.name))
+    if raw is None or raw == "":
+        return f.default
+    try:
+        return f.metadata["parse"](raw)
+    except ValueError as exc:
+        raise SystemExit(f"awe: {env_name(f.name)}={raw!r}: {exc}") from None
+
+
+def _add_setting(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
+    flag = f"--{f.name.replace('_', '-')}"
+    default = _env_default(f)
+    shown = ",".join(default) if isinstance(default, tuple) else default
+    help_text = f"{f.metadata['help']} [{env_name(f.name)}] (default: {shown})"
+    if isinstance(f.default, tuple):  # a list setting: each flag adds one item to the variable's
+        parser.add_argument(flag, action="append", default=None, metavar="MODULE", help=help_text)
+        parser.set_defaults(**{f"env_{f.name}": default})
+    else:
+        parser.add_argument(flag, type=_argument_type(f.metadata["parse"]), default=default, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="awe", description="awe, the Agent Workflow Engine")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary)
+        for f in fields_for(name):
+            _add_setting(sub, f)
+    return parser
+
+
+def parse(argv: Sequence[str] | None = None) -> tuple[str, Settings]:
+    """The command and its settings."""
+    args = vars(build_parser().parse_args(argv))
+    command = args.pop("command")
+    values: dict[str, Any] = {}
+    for f in fields_for(command):
+        if isinstance(f.default, tuple):
+            values[f.name] = (*args[f"env_{f.name}"], *(args[f.name] or ()))
+        else:
+            values[f.name] = args[f.name]
+    return command, Settings(**values)
+
+
+def to_flags(command: str, settings: Settings) -> list[str]:
+    """The command line that gives a child process of ``command`` these settings."""
+    flags: list[str] = []
+    for f in fields_for(command):
+        value = getattr(settings, f.name)
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(value, tuple):
+            for item in value:
+                flags += [flag, item]
+        elif value is not None:
+            flags += [flag, str(value)]
+    return flags

@@ -1,0 +1,207 @@
+"""The coordinator: the API the HTTP layer calls, over the runs, the dispatcher and the store.
+
+It is built from parts that are ready (an open store, a bound endpoint, the
+process's background tasks) by the process that owns them
+(:mod:`awe.cli.coordinator_process`), which also closes them. Inside, the
+work is split three ways: :class:`~awe.coordinator.runs.ActiveRuns` carries
+out the run state machines' instructions, :class:`~awe.coordinator.dispatcher.Dispatcher`
+sends jobs to workers, and :class:`~awe.coordinator.worker_messages.WorkerMessages`
+turns what workers say into facts for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import structlog
+
+from awe import jsondata
+from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
+from awe.coordinator.events import EventBus, Subscription
+from awe.coordinator.run_machine import Run, RunStatus
+from awe.coordinator.runs import ActiveRuns
+from awe.coordinator.worker_messages import WorkerMessages
+from awe.coordinator.worker_pool import WorkerPool
+from awe.graph import CompiledGraph
+from awe.settings import Settings
+from awe.store import EventRecord, RunRecord, StepRecord, utcnow
+from awe.store.sqlite import Store
+from awe.tasks import BackgroundTasks
+from awe.transport import RouterEndpoint
+
+log = structlog.get_logger("awe.coordinator")
+
+
+class Coordinator:
+    def __init__(
+        self,
+        *,
+        graphs: dict[str, CompiledGraph],
+        store: Store,
+        endpoint: RouterEndpoint,
+        tasks: BackgroundTasks,
+        settings: Settings,
+    ) -> None:
+        self.graphs = graphs
+        self.graph_versions: dict[str, int] = {}
+        self.store = store
+        self.endpoint = endpoint
+        self.tasks = tasks
+        self.settings = settings
+        self.coordinator_id = f"coordinator-{uuid.uuid4().hex[:8]}"
+        self.bus = EventBus()
+        self.pool = WorkerPool(heartbeat_interval=settings.heartbeat_interval, liveness=settings.heartbeat_liveness)
+        self.runs = ActiveRuns(
+            graphs=graphs,
+            store=store,
+            bus=self.bus,
+            endpoint=endpoint,
+            pool=self.pool,
+            coordinator_id=self.coordinator_id,
+        )
+        self.dispatcher = self.runs.dispatcher
+        self.messages = WorkerMessages(endpoint, self.runs, coordinator_id=self.coordinator_id)
+        self._accepting = False
+        self._serving: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register the graphs, recover unfinished runs, then start dispatching and listening."""
+        for name, graph in self.graphs.items():
+            self.graph_versions[name] = await self.store.register_graph(name, graph.fingerprint, graph.describe())
+        await self.runs.recover(
+            self.graph_versions,
+            heartbeat_interval=self.settings.heartbeat_interval,
+            liveness=self.settings.heartbeat_liveness,
+        )
+        self._serving = [
+            *self.dispatcher.start(self.tasks),
+            self.tasks.spawn(self.messages.serve(), name="worker-messages"),
+        ]
+        self._accepting = True
+        log.info(
+            "coordinator_started", bind=self.endpoint.address, graphs=sorted(self.graphs), recovered_runs=len(self.runs)
+        )
+
+    async def stop(self) -> None:
+        """Stop taking runs and sending jobs; give the jobs in flight ``drain_timeout`` seconds to report.
+
+        Their results are persisted like any other. A job still out when time is up stays recorded as
+        in flight, and the next coordinator on this database recovers its run (adopting the job if its
+        worker still runs it). The store and the endpoint stay open: their owner closes them.
+        """
+        self._accepting = False
+        self.dispatcher.pause()
+        drain_timeout = self.settings.drain_timeout
+        log.info("coordinator_draining", in_flight=self.dispatcher.in_flight, timeout=drain_timeout)
+        deadline = asyncio.get_running_loop().time() + drain_timeout
+        while self.dispatcher.in_flight and asyncio.get_running_loop().time() < deadline:
+            if self.tasks.fatal.is_set() and "worker-messages" in self.tasks.failures:
+                break  # no result can arrive any more
+            await asyncio.sleep(0.05)
+        in_flight = self.dispatcher.in_flight
+        await self.tasks.cancel(*self._serving)
+        log.info("coordinator_stopped", unfinished_runs=len(self.runs), jobs_left_in_flight=in_flight)
+
+    # -- the API the HTTP layer uses ----------------------------------------------------
+
+    async def submit_run(
+        self, graph_id: str, initial_state: dict[str, Any], *, run_id: str | None = None, max_steps: int
+    ) -> tuple[RunRecord, bool]:
+        """Start a run; returns its record and whether it was created (False: that run_id exists).
+
+        ``initial_state`` is checked here, where data from clients enters the engine: a value the
+        engine could not store or send is refused with its path.
+        """
+        if not self._accepting:
+            raise ShuttingDown()
+        graph = self.graphs.get(graph_id)
+        if graph is None:
+            raise UnknownGraph(graph_id)
+        try:
+            jsondata.check(initial_state, "initial_state")
+        except jsondata.NotJsonData as exc:
+            raise RequestError(str(exc)) from None
+        if run_id is None:
+            run_id = uuid.uuid4().hex
+        else:
+            existing = await self._existing_run(run_id)
+            if existing is None and (active := self.runs.get(run_id)) is not None:
+                existing = active.snapshot()  # submitted again while we were reading
+            if existing is not None:
+                return existing, False
+        run, out = Run.create(
+            run_id=run_id,
+            graph=graph,
+            graph_version=self.graph_versions[graph_id],
+            state=initial_state,
+            options={"max_steps": max_steps},
+            now=utcnow(),
+        )
+        self.runs.add(run)
+        out.dispatch = run.next_jobs()
+        await self.runs.apply_and_wait(run, out)
+        log.info("run_queued", run_id=run_id, graph_id=graph_id)
+        return run.snapshot(), True
+
+    async def _existing_run(self, run_id: str) -> RunRecord | None:
+        active = self.runs.get(run_id)
+        return active.snapshot() if active is not None else await self.store.get_run(run_id)
+
+    async def cancel_run(self, run_id: str) -> RunRecord:
+        """Cancel an unfinished run; its state stays readable. Returns the run once the cancel is durable."""
+        run = self.runs.get(run_id)
+        if run is None:
+            record = await self.get_run(run_id)
+            raise RunFinished(run_id, record.status)
+        await self.runs.apply_and_wait(run, run.cancel(utcnow()))
+        log.info("run_cancelled", run_id=run_id)
+        return run.snapshot()
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise UnknownRun(run_id)
+        return record
+
+    async def list_runs(self, *, status: str | None, graph_id: str | None, limit: int) -> list[RunRecord]:
+        if status is not None and status not in RunStatus.__members__.values():
+            raise RequestError(f"unknown status {status!r}; expected one of {[s.value for s in RunStatus]}")
+        return await self.store.list_runs(status=status, graph_id=graph_id, limit=limit)
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        await self.get_run(run_id)
+        return await self.store.steps(run_id)
+
+    def describe_graphs(self) -> list[dict[str, Any]]:
+        return [
+            {**graph.describe(), "version": self.graph_versions.get(name)}
+            for name, graph in sorted(self.graphs.items())
+        ]
+
+    def describe_workers(self) -> list[dict[str, Any]]:
+        return [w.describe() for w in self.pool]
+
+    def health(self) -> dict[str, Any]:
+        """``status`` is ``ok``, ``stopping``, or ``failed`` (a background task died: see ``failed_tasks``)."""
+        status = "failed" if self.tasks.failures else "ok" if self._accepting else "stopping"
+        return {
+            "status": status,
+            "failed_tasks": dict(self.tasks.failures),
+            "coordinator_id": self.coordinator_id,
+            "workers": len(self.pool),
+            "free_slots": self.pool.free_slots,
+            "active_runs": len(self.runs),
+            "queued_jobs": len(self.dispatcher.queue),
+            "store_backlog": self.store.backlog,
+            "event_subscribers": self.bus.subscriber_count,
+        }
+
+    async def events_after(self, run_id: str, seq: int) -> list[EventRecord]:
+        return await self.store.events_after(run_id, seq)
+
+    def subscribe(self, run_id: str) -> Subscription:
+        return self.bus.subscribe(run_id)

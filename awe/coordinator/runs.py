@@ -1,0 +1,181 @@
+"""The runs in progress, and the one place their state machines' instructions are carried out.
+
+Every fact about a run (a request, a worker's result, a lost worker) reaches
+its :class:`~awe.coordinator.run_machine.Run`, which answers with
+:class:`~awe.coordinator.plan.Instructions`. :meth:`ActiveRuns.apply` carries
+them out in the order that makes them durable: the records go to the store,
+and only once they are committed are the events published and the next jobs
+dispatched. Records the store refuses (a value it cannot write) fail their
+run with the reason, so one bad run never holds up the others.
+
+``ActiveRuns`` also answers the dispatcher's questions about jobs (is it
+still wanted, what does it run on) and hears from it when a job was sent,
+lost, or could not be sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from awe.coordinator.dispatcher import Dispatcher
+from awe.coordinator.events import EventBus
+from awe.coordinator.plan import Instructions, JobSpec
+from awe.coordinator.run_machine import Run
+from awe.coordinator.worker_pool import WorkerInfo, WorkerPool
+from awe.graph import CompiledGraph
+from awe.store import EventRecord, utcnow
+from awe.store.sqlite import Store
+from awe.transport import RECONNECT_MAX_S, RouterEndpoint
+
+log = structlog.get_logger("awe.coordinator")
+
+
+class RecordsRefused(RuntimeError):
+    """The store could not write a run's records; the run has been failed with the reason."""
+
+
+class ActiveRuns:
+    def __init__(
+        self,
+        *,
+        graphs: dict[str, CompiledGraph],
+        store: Store,
+        bus: EventBus,
+        endpoint: RouterEndpoint,
+        pool: WorkerPool,
+        coordinator_id: str,
+    ) -> None:
+        self.graphs = graphs
+        self.store = store
+        self.bus = bus
+        self.runs: dict[str, Run] = {}
+        self.dispatcher = Dispatcher(endpoint, pool, self, self._fingerprint, coordinator_id=coordinator_id)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def get(self, run_id: str) -> Run | None:
+        return self.runs.get(run_id)
+
+    def add(self, run: Run) -> None:
+        self.runs[run.run_id] = run
+
+    # -- carrying out instructions --------------------------------------------------------
+
+    def apply(self, run: Run, out: Instructions, committed: asyncio.Future[None] | None = None) -> None:
+        """Persist ``out.records``; once committed, publish the events and dispatch the next jobs.
+
+        ``committed`` (if given) is resolved when the records are durable, or fails with
+        :class:`RecordsRefused` if the store could not write them.
+        """
+        if out.finished:
+            self.runs.pop(run.run_id, None)
+        events = [r for r in out.records if isinstance(r, EventRecord)]
+
+        def after_commit() -> None:
+            self.bus.publish(events)
+            self._dispatch(out)
+            if committed is not None and not committed.done():
+                committed.set_result(None)
+
+        def refused(error: BaseException) -> None:
+            self._records_refused(run, error)
+            if committed is not None and not committed.done():
+                committed.set_exception(RecordsRefused(f"run {run.run_id!r} could not be stored: {error}"))
+
+        self.store.submit(out.records, on_commit=after_commit, on_error=refused)
+
+    async def apply_and_wait(self, run: Run, out: Instructions) -> None:
+        """:meth:`apply`, returning once the records are durable (for answers given to a client)."""
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.apply(run, out, committed)
+        await committed
+
+    def _dispatch(self, out: Instructions) -> None:
+        dispatcher = self.dispatcher
+        for job in out.dispatch:
+            if out.dispatch_delay > 0:
+                asyncio.get_running_loop().call_later(out.dispatch_delay, dispatcher.submit, job)
+            else:
+                dispatcher.submit(job)
+        for job in out.cancel:
+            dispatcher.cancel(job)
+
+    def _records_refused(self, run: Run, error: BaseException) -> None:
+        log.error("run_records_refused", run_id=run.run_id, error=f"{type(error).__name__}: {error}")
+        if run.is_finished:
+            return  # its final records were refused: nothing more can be written for it
+        self.fail(run, {"type": "StoreRefused", "message": f"the run's records could not be stored: {error}"})
+
+    def fail(self, run: Run, error: dict[str, Any]) -> None:
+        """End ``run`` as failed for a reason outside its graph (its records or its job were unusable)."""
+        self.apply(run, run.fail(error, utcnow()))
+        log.warning("run_failed_by_engine", run_id=run.run_id, error=error.get("message"))
+
+    # -- runs a previous coordinator left unfinished --------------------------------------
+
+    async def recover(self, versions: dict[str, int], *, heartbeat_interval: float, liveness: int) -> None:
+        """Pick up, from their last committed step, the runs a previous coordinator left unfinished."""
+        for record in await self.store.unfinished_runs():
+            graph = self.graphs.get(record.graph_id)
+            if graph is None or versions.get(record.graph_id) != record.graph_version:
+                log.warning(
+                    "run_not_recovered",
+                    run_id=record.run_id,
+                    graph_id=record.graph_id,
+                    reason="its graph version is not loaded",
+                )
+                continue
+            finished_branches = await self.store.steps(record.run_id, step=record.step_count + 1)
+            last_seq = await self.store.last_seq(record.run_id)
+            run = Run(
+                graph=graph,
+                graph_version=record.graph_version,
+                record=record,
+                last_seq=last_seq,
+                finished_branches=finished_branches,
+            )
+            self.add(run)
+            out = run.recover(utcnow())
+            jobs, out.dispatch = out.dispatch, []
+            self.apply(run, out)
+            # A job may still be running on a worker, even for a run still recorded as queued (a job is
+            # sent before its send is durable). That worker reconnects, its next heartbeat gets a Rejoin
+            # (or its own liveness check fires), and it says Hello and keeps the job.
+            grace = RECONNECT_MAX_S + heartbeat_interval * liveness
+            for job in jobs:
+                self.dispatcher.hold(job, seconds=grace)
+
+    # -- what the dispatcher asks and tells ---------------------------------------------------
+
+    def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool] | None:
+        run = self.runs.get(job.run_id)
+        if run is None or not run.wants(job):
+            return None
+        return run.job_input(job)
+
+    def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None:
+        run = self.runs.get(job.run_id)
+        if run is not None:
+            self.apply(run, run.job_sent(job, worker.worker_id, utcnow()))
+
+    def job_lost(self, job: JobSpec, worker: WorkerInfo, reason: str, started_at: str) -> None:
+        run = self.runs.get(job.run_id)
+        if run is not None and run.in_flight.get(job.branch) == job:
+            out = run.job_lost(job, worker_id=worker.worker_id, reason=reason, started_at=started_at, now=utcnow())
+            self.apply(run, out)
+
+    def job_unsendable(self, job: JobSpec, error: BaseException) -> None:
+        """The job could not be encoded or sent: the run fails with the reason rather than stall the queue."""
+        run = self.runs.get(job.run_id)
+        if run is not None and not run.is_finished:
+            message = f"the job for node {job.node!r} could not be sent to a worker: {type(error).__name__}: {error}"
+            self.fail(run, {"type": "JobNotSendable", "message": message})
+
+    def _fingerprint(self, graph_id: str) -> str | None:
+        graph = self.graphs.get(graph_id)
+        return graph.fingerprint if graph is not None else None
+

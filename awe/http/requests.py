@@ -1,0 +1,89 @@
+"""The API's request bodies as typed values, parsed and checked before the coordinator sees them.
+
+Parsing answers two questions in order: is the body JSON at all
+(:func:`json_object`, a :class:`BadRequest` if not), and does it say what its
+endpoint needs (each request type's ``parse``, a ``RequestError`` naming the
+field if not). Whether the values are data the engine can store is the
+coordinator's check, made where data enters the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from awe.coordinator.errors import RequestError
+from awe.coordinator.run_machine import DEFAULT_MAX_STEPS
+
+
+class BadRequest(Exception):
+    """The request could not be read at all (malformed JSON, a query parameter of the wrong type)."""
+
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""A whole run id (matched with ``fullmatch``): it appears in URLs, log lines and file names."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (numbers must be finite)")
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or :class:`BadRequest` saying why it is not one."""
+    try:
+        body = json.loads(raw or b"null", parse_constant=_refuse_constant)
+    except RecursionError:
+        raise BadRequest("the body is not valid JSON: it is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, NaN, an integer of over 4300 digits
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        kind = type(body).__name__ if body is not None else "empty"
+        raise BadRequest(f"the body must be a JSON object, not {kind}")
+    return body
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """``POST /graph/run``."""
+
+    graph_id: str
+    initial_state: dict[str, Any]
+    run_id: str | None = None
+    max_steps: int = DEFAULT_MAX_STEPS
+
+    FIELDS = frozenset({"graph_id", "initial_state", "run_id", "max_steps"})
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> RunRequest:
+        unknown = set(body) - cls.FIELDS
+        if unknown:
+            raise RequestError(f"unknown fields {sorted(unknown)}; expected {', '.join(sorted(cls.FIELDS))}")
+        if "graph_id" not in body:
+            raise RequestError("'graph_id' is required")
+        graph_id = body["graph_id"]
+        if not isinstance(graph_id, str):
+            raise RequestError("'graph_id' must be a string naming a registered graph")
+        initial_state = body.get("initial_state", {})
+        if not isinstance(initial_state, dict):
+            raise RequestError("'initial_state' must be a JSON object")
+        return cls(graph_id, initial_state, _run_id(body.get("run_id")), _max_steps(body.get("max_steps")))
+
+
+def _run_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not RUN_ID_PATTERN.fullmatch(value):
+        raise RequestError(
+            "'run_id' must be 1-128 characters of letters, digits and _ . : - (starting with one of the first two)"
+        )
+    return value
+
+
+def _max_steps(value: Any) -> int:
+    if value is None:
+        return DEFAULT_MAX_STEPS
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
+        raise RequestError("'max_steps' must be a whole number from 1 to 1000000")
+    return value

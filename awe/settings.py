@@ -1,0 +1,118 @@
+"""Every setting of every awe process, with its default, in one place.
+
+:class:`Settings` is a frozen dataclass; each field is one setting, and its
+metadata says what it means, which commands take it and how text becomes its
+value. The command line (:mod:`awe.cli.parser`) builds its flags and reads the
+``AWE_<NAME>`` environment variables from these fields, so a new setting is a
+new field here and nothing else. Components receive the values they use; none
+of them parses anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+UP, COORDINATOR, WORKER = "up", "coordinator", "worker"
+EVERY_PROCESS = frozenset({UP, COORDINATOR, WORKER})
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+# -- how text becomes a value: each raises ValueError with a message for a person ----------
+
+
+def whole_number(text: str, *, low: int = 1, high: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        upper = f" and at most {high}" if high is not None else ""
+        raise ValueError(f"expected a whole number of at least {low}{upper}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, low=1)
+
+
+def port(text: str) -> int:
+    try:
+        return whole_number(text, low=0, high=65535)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a TCP port (0-65535)") from None
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return text.lower()
+
+
+def module_list(text: str) -> tuple[str, ...]:
+    """``AWE_GRAPHS`` is comma-separated; each ``--graphs`` flag names one module."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def _setting(default: Any, help: str, *, commands: frozenset[str], parse: Callable[[str], Any] = str) -> Any:
+    return field(default=default, metadata={"help": help, "commands": commands, "parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- every process ----------------------------------------------------------------
+    log_dir: str = _setting("logs", "folder for the JSON log files", commands=EVERY_PROCESS)
+    log_level: str = _setting(
+        "info", "least severe level logged: debug, info, warning or error", commands=EVERY_PROCESS, parse=log_level
+    )
+    graphs: tuple[str, ...] = _setting(
+        (),
+        "a module whose Graph objects to serve; repeatable (comma-separated in the variable)",
+        commands=EVERY_PROCESS,
+        parse=module_list,
+    )
+    heartbeat_interval: float = _setting(
+        1.0, "seconds between heartbeats", commands=EVERY_PROCESS, parse=positive_float
+    )
+    drain_timeout: float = _setting(
+        10.0, "on SIGTERM, seconds to wait for the jobs in flight", commands=EVERY_PROCESS, parse=positive_float
+    )
+    # -- the coordinator ----------------------------------------------------------------
+    host: str = _setting("127.0.0.1", "HTTP host", commands=frozenset({UP, COORDINATOR}))
+    port: int = _setting(8000, "HTTP port", commands=frozenset({UP, COORDINATOR}), parse=port)
+    bind: str = _setting(
+        "tcp://127.0.0.1:5555", "ZeroMQ address workers connect to", commands=frozenset({UP, COORDINATOR})
+    )
+    db: str = _setting("awe.db", "SQLite file", commands=frozenset({UP, COORDINATOR}))
+    heartbeat_liveness: int = _setting(
+        3,
+        "missed heartbeats before a worker is declared lost",
+        commands=frozenset({UP, COORDINATOR}),
+        parse=positive_int,
+    )
+    # -- workers ---------------------------------------------------------------------------
+    connect: str = _setting("tcp://127.0.0.1:5555", "the coordinator's ZeroMQ address", commands=frozenset({WORKER}))
+    worker_id: str | None = _setting(None, "this worker's name (default: <host>-<pid>)", commands=frozenset({WORKER}))
+    capacity: int = _setting(4, "jobs a worker runs at once", commands=frozenset({UP, WORKER}), parse=positive_int)
+    # -- awe up ------------------------------------------------------------------------------
+    workers: int = _setting(2, "worker processes to run", commands=frozenset({UP}), parse=positive_int)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def fields_for(command: str) -> list[dataclasses.Field[Any]]:
+    """The settings a command takes, in declaration order."""
+    return [f for f in dataclasses.fields(Settings) if command in f.metadata["commands"]]
