@@ -5,6 +5,13 @@ Each process calls :func:`configure` once at start with its own file name
 each line as it is logged, so a file is complete up to the moment a process is
 killed. Standard-library loggers (aiohttp, asyncio) are routed into the same
 file in the same format.
+
+One level (``--log-level``, ``AWE_LOG_LEVEL``) applies to both: ``debug``
+shows structlog's and the libraries' debug lines, ``warning`` keeps only
+warnings and errors from either. The one exception is ``aiohttp.access`` (a
+line per HTTP request, health probes included), kept at ``warning`` or above
+whatever the level: what a request does (``run_queued``, ``run_cancelled``)
+the coordinator logs itself.
 """
 
 from __future__ import annotations
@@ -20,12 +27,18 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 def configure(process: str, log_dir: str | os.PathLike[str], *, level: str = "info") -> Path:
-    """Send this process's logs to ``<log_dir>/<process>.jsonl``; returns that path."""
+    """Send this process's logs to ``<log_dir>/<process>.jsonl``; returns that path.
+
+    An unknown ``level`` is an error rather than a silent ``info``: a level that does not apply
+    is worse than a process that refuses to start.
+    """
+    numeric_level = _LEVELS.get(level.lower())
+    if numeric_level is None:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(_LEVELS)}")
     folder = Path(log_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{process}.jsonl"
     stream: TextIO = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
-    numeric_level = _LEVELS.get(level.lower(), logging.INFO)
 
     def add_process(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("process", process)
@@ -59,6 +72,6 @@ def configure(process: str, log_dir: str | os.PathLike[str], *, level: str = "in
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(max(numeric_level, logging.INFO))
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    root.setLevel(numeric_level)
+    logging.getLogger("aiohttp.access").setLevel(max(numeric_level, logging.WARNING))
     return path

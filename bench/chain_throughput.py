@@ -36,8 +36,9 @@ async def main() -> None:
         started = time.perf_counter()
         run_ids = await asyncio.gather(*(engine.start_run("chain10", state) for _ in range(args.runs)))
         submitted = time.perf_counter()
+        assert engine.session is not None
         while True:
-            async with engine.session.get(f"{engine.url}/healthz") as r:  # type: ignore[union-attr]
+            async with engine.session.get(f"{engine.url}/healthz") as r:
                 if (await r.json())["active_runs"] == 0:
                     break
             await asyncio.sleep(0.05)

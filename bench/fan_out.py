@@ -90,7 +90,7 @@ async def main() -> None:
             f" plain pool: " + " ".join(f"{b * 1000:.0f}" for b in base) + f" ms (median {median(base) * 1000:.0f})"
         )
     print(f"2 workers vs the ideal {ideal * 1000:.0f} ms: {median(two) / ideal:.2f}x")
-    print(f"2 workers vs a plain 2-process pool: {median([d / b for d, b in zip(two, two_base)]):.2f}x")
+    print(f"2 workers vs a plain 2-process pool: {median([d / b for d, b in zip(two, two_base, strict=True)]):.2f}x")
     print(f"1 worker / 2 workers: {median(one) / median(two):.2f}x")
 
 

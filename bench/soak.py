@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -93,10 +94,8 @@ def stop_engine(engine: subprocess.Popen[bytes]) -> None:
         engine.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:
         print(f"awe up did not stop within {STOP_SECONDS:g}s; killing its process group", file=sys.stderr)
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the normal case: nothing left
         os.killpg(engine.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # the normal case: nothing left
     engine.wait()
 
 

@@ -52,5 +52,5 @@ async def _faulty_take_batch(self: Store) -> Any:
     return batch
 
 
-Dispatcher._take_next = _faulty_take_next  # type: ignore[method-assign]
-Store._take_batch = _faulty_take_batch  # type: ignore[method-assign]
+Dispatcher._take_next = _faulty_take_next
+Store._take_batch = _faulty_take_batch

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 
-from awe import END, Graph
+from awe import END, Graph, RetryPolicy, Send
 
 # -- counter_loop: a conditional edge that loops back until a target is reached ----------
 
@@ -89,7 +90,6 @@ chatty.set_entry_point("work")
 
 # -- retries: flaky nodes with a retry policy -----------------------------------------------
 
-from awe import RetryPolicy  # noqa: E402
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff=0.05, jitter=False)
 
@@ -191,8 +191,6 @@ witnessed.set_entry_point("work")
 
 # -- parallel branches -------------------------------------------------------------------------
 
-from awe import Send  # noqa: E402
-
 
 def burn(iterations: int) -> int:
     """Pure-Python CPU work that holds the GIL: only separate processes run it in parallel."""
@@ -233,7 +231,7 @@ fan_cpu.set_entry_point("start")
 chain_cpu = Graph("chain_cpu", reducers={"parts": "append"})  # the same work, one branch after another
 for name in CPU_BRANCHES:
     chain_cpu.add_node(name, _cpu_branch(name))
-for first, second in zip(CPU_BRANCHES, CPU_BRANCHES[1:]):
+for first, second in itertools.pairwise(CPU_BRANCHES):
     chain_cpu.add_edge(first, second)
 chain_cpu.add_node("total", total)
 chain_cpu.add_edge(CPU_BRANCHES[-1], "total")

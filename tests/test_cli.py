@@ -17,12 +17,12 @@ from engine import TESTS_DIR, free_port, start_awe_up
 
 def _awe(*args: str, cwd: Path = TESTS_DIR, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "awe", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "awe", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
 def _children_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False).stdout
     return [int(p) for p in out.split()]
 
 
@@ -176,6 +176,7 @@ def test_bad_environment_variable_is_reported(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,
         env={**os.environ, "AWE_PORT": "eighty"},
     )
     assert result.returncode != 0

@@ -7,6 +7,7 @@ import copy
 import inspect
 import json
 import textwrap
+import time
 
 import pytest
 from radon.complexity import cc_visit
@@ -65,6 +66,37 @@ def kinds(state: dict, function: str | None = None) -> set[str]:
 def complex_source(branches: int) -> str:
     body = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(branches))
     return f'def branchy(x):\n    """Many branches."""\n{body}    return -1\n'
+
+
+def elif_chain(branches: int) -> str:
+    body = "".join(f"    elif x == {i}:\n        return {i}\n" for i in range(1, branches))
+    return f'def dispatch(x):\n    """One long elif chain."""\n    if x == 0:\n        return 0\n{body}'
+
+
+def run_agent(state: dict) -> list[str]:
+    """Run the compiled graph in-process, following its own edges and router; return the nodes run in order."""
+    graph = code_review_agent.compile()
+    node, steps = graph.entry, []
+    while node != END:
+        steps.append(node)
+        apply(state, graph.nodes[node].fn)
+        router = graph.routers.get(node)
+        (node,), _ = graph.successors(node, router.router(state) if router else None)
+        assert len(steps) < 50, f"the agent did not stop: {steps}"
+    return steps
+
+
+def assert_well_formed(state: dict) -> None:
+    """The end state of a review: every key present, plain JSON, a bounded score and a summary."""
+    for key in ("code", "iteration", "functions", "syntax_error", "complexity", "maintainability", "issues"):
+        assert key in state, key
+    assert 0 <= state["quality_score"] <= 100
+    assert state["summary"] and state["history"][-1]["quality_score"] == state["quality_score"]
+    assert json.loads(json.dumps(state)) == state
+
+
+# Valid Python that radon and ast.unparse cannot handle: they recurse once per `+` (ast.parse copes).
+DEEP_SUM = "def f():\n    return " + "1+" * 1000 + "1"
 
 
 # -- first pass --------------------------------------------------------------
@@ -332,6 +364,165 @@ def test_the_loop_stops_once_a_refactor_pass_finds_nothing_to_fix():
     assert "high_complexity" in kinds(state)
 
 
+# -- hostile input --------------------------------------------------------------------
+
+
+def test_code_too_deep_for_radon_is_a_finding_not_a_crash():
+    state = review_pass({"raw_code": DEEP_SUM})
+
+    assert state["syntax_error"] is None
+    assert [f["name"] for f in state["functions"]] == ["f"]
+    assert state["complexity"] == {} and state["maintainability"] is None
+    assert [(e["analysis"], e["error"]) for e in state["analysis_errors"]] == [
+        ("radon cc_visit", "RecursionError"),
+        ("radon mi_visit", "RecursionError"),
+    ]
+    deep = [i for i in state["issues"] if i["kind"] == "too_deep_to_analyse"]
+    assert [(i["function"], i["severity"]) for i in deep] == [("<module>", "high")]
+    assert deep[0]["message"] == (
+        "source is too deeply nested to analyse: radon cc_visit raised RecursionError; "
+        "radon mi_visit raised RecursionError"
+    )
+    assert state["quality_score"] == 100 - 15 - 3  # the finding, and f's missing docstring
+    assert_well_formed(state)
+
+
+def test_refactor_keeps_code_it_cannot_unparse_and_says_why():
+    state = review_pass({"raw_code": DEEP_SUM})
+    apply(state, refactor)  # f needs a docstring, but ast.unparse cannot write this tree back
+
+    assert state["code"] == DEEP_SUM
+    [record] = state["refactorings"]
+    assert record["changes"] == []
+    assert record["error"].startswith("source is too deeply nested to analyse: ast.unparse raised RecursionError")
+    review_pass(state)
+    assert quality_gate(state) == "done"  # the pass changed nothing: another would review the same code
+    assert "the last refactor pass changed nothing: source is too deeply nested" in state["summary"]
+
+
+def test_the_agent_completes_on_code_too_deep_to_analyse():
+    state = {"raw_code": DEEP_SUM, "quality_threshold": 99}
+    steps = run_agent(state)
+
+    assert steps == ["extract_functions", "check_complexity", "detect_issues", "refactor", *steps[:3]]
+    assert "too_deep_to_analyse" in kinds(state)
+    assert state["refactorings"][-1]["changes"] == []
+    assert_well_formed(state)
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("x = " + "-" * 5000 + "1", "RecursionError: maximum recursion depth exceeded during ast construction"),
+        ("f = " + "lambda: " * 3000 + "1", "MemoryError"),
+    ],
+    ids=["recursion", "memory"],
+)
+def test_code_too_deep_for_the_parser_is_reported_like_a_syntax_error(source, error):
+    state = {"raw_code": source, "max_iterations": 5}
+    steps = run_agent(state)
+
+    assert steps == ["extract_functions", "check_complexity", "detect_issues"]
+    assert state["syntax_error"] == {
+        "message": f"source is too deeply nested to analyse: the Python parser raised {error}",
+        "line": None,
+    }
+    assert kinds(state) == {"syntax_error"} and state["quality_score"] == 0
+    assert (
+        f"(syntax error: source is too deeply nested to analyse: the Python parser raised {error})"
+        in (state["summary"])
+    )
+    assert_well_formed(state)
+
+
+def test_brackets_nested_past_the_parser_limit_are_a_syntax_error():
+    state = {"raw_code": "x = " + "[" * 1000 + "]" * 1000}
+    run_agent(state)
+
+    assert state["syntax_error"] == {"message": "too many nested parentheses", "line": 1}
+    assert_well_formed(state)
+
+
+def test_a_long_elif_chain_is_reviewed_without_recursing():
+    # 1500 branches: the parser builds the tree, this module walks it, radon gives up on it.
+    state = review_pass({"raw_code": elif_chain(1500)})
+
+    assert [f["qualname"] for f in state["functions"]] == ["dispatch"]
+    assert "too_deep_to_analyse" in kinds(state)
+    assert "deep_nesting" not in kinds(state)  # elif stays at the level of its if
+    long = [i for i in state["issues"] if i["kind"] == "long_function"]
+    assert [i["message"] for i in long] == ["3002 lines > 50"]
+    assert_well_formed(state)
+
+
+def test_a_chain_radon_can_measure_still_gets_its_complexity():
+    state = review_pass({"raw_code": elif_chain(200)})
+    assert state["complexity"] == {"dispatch": 201}
+    assert state["analysis_errors"] == []
+    assert "too_deep_to_analyse" not in kinds(state)
+
+
+@pytest.mark.parametrize("source", ["", "   \n\t\n  ", "\n\n\n"], ids=["empty", "whitespace", "newlines"])
+def test_empty_source_is_a_clean_review(source):
+    state = {"raw_code": source}
+    steps = run_agent(state)
+
+    assert steps == ["extract_functions", "check_complexity", "detect_issues"]
+    assert state["functions"] == [] and state["issues"] == [] and state["syntax_error"] is None
+    assert state["quality_score"] == 100
+    assert_well_formed(state)
+
+
+def test_a_lone_surrogate_is_a_syntax_error_naming_the_character_and_line():
+    state = {"raw_code": "a = 1\nx = '\ud800'\n"}
+    run_agent(state)
+
+    assert state["syntax_error"] == {
+        "message": "'\\ud800' is not valid Unicode text (surrogates not allowed)",
+        "line": 2,
+    }
+    assert "(syntax error at line 2: '\\ud800' is not valid Unicode text" in state["summary"]
+    assert state["quality_score"] == 0
+    assert json.dumps(state["issues"]).isascii()  # the message escapes the surrogate: it can be stored and sent
+
+
+def test_a_nul_byte_is_a_syntax_error_naming_its_line():
+    state = {"raw_code": "a = 1\nx = 1\x00\n"}
+    run_agent(state)
+
+    assert state["syntax_error"]["line"] == 2
+    assert "null bytes" in state["syntax_error"]["message"]
+    assert "syntax error at line 2" in state["summary"]
+    assert_well_formed(state)
+
+
+def test_many_mutable_defaults_are_fixed_in_linear_time():
+    # Replacing each default by scanning all of them was quadratic: about 45 s for this one on one core.
+    source = "def f(" + ", ".join(f"a{i}=[]" for i in range(40_000)) + "):\n    pass\n"
+    started = time.perf_counter()
+    state = apply({"raw_code": source}, refactor)
+    elapsed = time.perf_counter() - started
+
+    changes = state["refactorings"][0]["changes"]
+    assert sum(c["kind"] == "mutable_default" for c in changes) == 40_000
+    assert "a39999=None" in state["code"] and "    if a39999 is None:\n        a39999 = []\n" in state["code"]
+    assert elapsed < 20, f"refactor took {elapsed:.1f}s on 40,000 defaults"
+
+
+def test_a_two_megabyte_source_is_reviewed_and_refactored():
+    one = "def f{i}(a, b=[]):\n    if a:\n        print(a)\n    return a + 1\n\n\n"
+    count = 2_000_000 // len(one.format(i=0))
+    source = "".join(one.format(i=i) for i in range(count))
+    assert len(source) >= 2_000_000
+    state = review_pass({"raw_code": source})
+
+    assert len(state["functions"]) == len(state["complexity"]) == count
+    assert sum(i["kind"] == "mutable_default" for i in state["issues"]) == count
+    apply(state, refactor)
+    assert len(state["refactorings"][0]["changes"]) == 2 * count  # a docstring and a None guard each
+    assert_well_formed(state)
+
+
 # -- the score --------------------------------------------------------------------
 
 
@@ -369,6 +560,16 @@ def test_graph_compiles_and_describes_the_loop():
     assert described["conditional_edges"] == [
         {"source": "detect_issues", "router": "quality_gate", "branches": {"done": END, "refactor": "refactor"}}
     ]
+
+
+def test_every_node_has_the_timeout():
+    nodes = code_review_agent.compile().nodes
+
+    assert set(nodes) == {"extract_functions", "check_complexity", "detect_issues", "refactor"}
+    assert {name: spec.timeout for name, spec in nodes.items()} == dict.fromkeys(
+        nodes, code_review.NODE_TIMEOUT_SECONDS
+    )
+    assert 0 < code_review.NODE_TIMEOUT_SECONDS < float("inf")
 
 
 def test_graph_is_found_by_the_builtin_loader():

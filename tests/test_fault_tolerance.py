@@ -77,7 +77,7 @@ async def test_the_same_run_id_twice_gives_one_run(engine: Engine) -> None:
     await engine.wait_finished("order-17")
     third = await engine.request("POST", "/graph/run", json=body)
     assert third[0] == 200 and third[1]["status"] == "completed"
-    status, runs = await engine.request("GET", "/runs")
+    _, runs = await engine.request("GET", "/runs")
     assert [r["run_id"] for r in runs["runs"]] == ["order-17"]
     assert len(await engine.steps("order-17")) == 2
 
@@ -111,11 +111,11 @@ async def test_the_coordinator_killed_with_50_runs_in_flight_resumes_them_all(ba
     run_ids = [await engine.start_run("slow_pair", {"delay": 0.2}) for _ in range(50)]
 
     async def some_advanced() -> bool:
-        status, body = await engine.request("GET", "/runs?status=running&limit=1000")
+        _, body = await engine.request("GET", "/runs?status=running&limit=1000")
         return len(body["runs"]) >= 5
 
     await engine.wait_until(some_advanced, what="runs to be under way")
-    status, unfinished = await engine.request("GET", "/healthz")
+    _, unfinished = await engine.request("GET", "/healthz")
     assert unfinished["active_runs"] >= 10  # the kill lands with most runs still in flight
     assert engine.coordinator is not None
     await engine.stop_process(engine.coordinator, signal.SIGKILL)

@@ -48,7 +48,7 @@ def linear(*names: str, name: str = "g") -> Graph:
     fns = {"a": a, "b": b, "c": c}
     for n in names:
         g.add_node(n, fns.get(n, a))
-    for src, dst in zip(names, [*names[1:], END]):
+    for src, dst in zip(names, [*names[1:], END], strict=True):
         g.add_edge(src, dst)
     g.set_entry_point(names[0])
     return g
@@ -706,7 +706,7 @@ def module_dir(tmp_path, monkeypatch):
         created.append(name)
         return name
 
-    write.folder = str(tmp_path)  # type: ignore[attr-defined]
+    write.folder = str(tmp_path)
     yield write
     for name in created:
         sys.modules.pop(name, None)

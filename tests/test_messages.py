@@ -215,12 +215,12 @@ def test_dict_with_bytes_key_is_rejected():
     data = msgpack.packb(
         {"v": 1, "kind": "job_done", "job_id": "j", "run_id": "r", "delta": {b"x": 1}}, use_bin_type=True
     )
-    with pytest.raises(ProtocolError, match="job_done.delta has the wrong type"):
+    with pytest.raises(ProtocolError, match=r"job_done\.delta has the wrong type"):
         decode(data)
 
 
 def test_dict_value_of_the_wrong_type_is_rejected():
-    with pytest.raises(ProtocolError, match="hello.graphs has the wrong type"):
+    with pytest.raises(ProtocolError, match=r"hello\.graphs has the wrong type"):
         decode(frame("hello", **hello_fields(graphs={"g": 5})))
 
 

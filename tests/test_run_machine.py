@@ -15,7 +15,7 @@ from awe.coordinator.run_machine import (
     Run,
     RunStatus,
 )
-from awe.graph import END, CompiledGraph, Graph
+from awe.graph import END, CompiledGraph, Graph, RetryPolicy, Send
 from awe.store import EventRecord, RunRecord, StepRecord
 
 T0, T1, T2, T3, T4, T5, T6 = (f"2024-01-01T00:00:0{i}.000000Z" for i in range(7))
@@ -351,7 +351,7 @@ def test_node_log_is_an_event_only():
 
 
 def test_restored_run_continues_the_event_sequence():
-    run, created = new_run()
+    _, created = new_run()
     record = snapshots(created)[0]
     restored = Run(graph=linear_graph(), graph_version=3, record=record, last_seq=41)
     out = restored.job_sent(only(restored.next_jobs()), "w1", T1)
@@ -430,8 +430,6 @@ def test_late_job_done_for_a_finished_run_is_rejected():
 
 
 # -- retries, cancel, step limit -------------------------------------------------------------
-
-from awe.graph import RetryPolicy  # noqa: E402
 
 
 def retry_graph(policy: RetryPolicy) -> CompiledGraph:
@@ -551,8 +549,6 @@ def test_a_completed_step_resets_the_count_of_lost_workers():
 
 # -- parallel branches -------------------------------------------------------------------------
 
-from awe.graph import Send  # noqa: E402
-
 
 def fan_graph(reducers: dict | None = None) -> CompiledGraph:
     """a -> (b, c) -> join d -> END"""
@@ -666,7 +662,7 @@ def test_a_recovered_run_sends_only_the_branches_without_a_result():
 
 def test_a_recovered_run_whose_branch_had_failed_for_good_fails():
     run, _ = new_run(fan_graph())
-    b, c = branches_out(run)
+    b, _c = branches_out(run)
     out = run.job_failed(
         b, worker_id="w1", error={"type": "E", "message": "boom"}, started_at=T3, now=T4, duration_ms=1
     )

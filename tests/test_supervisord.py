@@ -22,7 +22,7 @@ def _get(url: str) -> dict:
         return json.loads(r.read())
 
 
-def _wait_for(predicate, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+def _wait_for(predicate, what: str, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -94,7 +94,7 @@ def test_supervisord_runs_the_engine_and_restarts_a_killed_worker(tmp_path: Path
                 proc.wait()
     assert proc.returncode == 0
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
 def _coordinator_pid(folder: Path) -> int:

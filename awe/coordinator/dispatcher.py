@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import Any, Protocol
 
 import structlog
 
 from awe.coordinator.plan import JobSpec
+from awe.coordinator.rejoin import HelloReport, PreviousEntry, RejoinDecision, decide_rejoin
 from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
 from awe.store import utcnow
+from awe.tasks import BackgroundTasks
 from awe.transport import PeerGone, RouterEndpoint
 from awe.transport.messages import CancelJob, Goodbye, Heartbeat, Hello, Job, Welcome
 
@@ -38,6 +40,32 @@ class DispatchOwner(Protocol):
     def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None: ...
 
     def job_lost(self, job: JobSpec, worker: WorkerInfo, reason: str, started_at: str) -> None: ...
+
+    def job_unsendable(self, job: JobSpec, error: BaseException) -> None:
+        """The job could not be encoded: its run must fail, since sending it again would fail again."""
+
+
+def _previous_entry(worker: WorkerInfo | None) -> PreviousEntry | None:
+    """What :func:`~awe.coordinator.rejoin.decide_rejoin` needs to know of a worker's current entry."""
+    if worker is None:
+        return None
+    sent = {job_id: assignment.seq for job_id, assignment in worker.running.items()}
+    return PreviousEntry(pid=worker.pid, jobs_sent=worker.jobs_sent, sent=sent, orphans=frozenset(worker.orphans))
+
+
+def _new_entry(identity: bytes, msg: Hello, decision: RejoinDecision) -> WorkerInfo:
+    """The pool's entry for a worker that just said Hello, its orphans already holding their slots."""
+    return WorkerInfo(
+        worker_id=msg.worker_id,
+        identity=identity,
+        pid=msg.pid,
+        host=msg.host,
+        capacity=max(1, msg.capacity),
+        graphs=dict(msg.graphs),
+        stuck=max(0, msg.stuck),
+        orphans=set(decision.orphans),
+        jobs_sent=decision.jobs_sent,
+    )
 
 
 class Dispatcher:
@@ -61,10 +89,11 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._pump_loop(), name="dispatch-pump"),
-            asyncio.create_task(self._sweep_loop(), name="worker-sweep"),
+    def start(self, tasks: BackgroundTasks) -> list[asyncio.Task[None]]:
+        """Start sending jobs and watching workers, as tasks of the process that must not die quietly."""
+        return [
+            tasks.spawn(self._pump_loop(), name="dispatch-pump"),
+            tasks.spawn(self._sweep_loop(), name="worker-sweep"),
         ]
 
     def pause(self) -> None:
@@ -74,12 +103,6 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return sum(len(worker.running) for worker in self.pool)
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
 
     # -- the queue ---------------------------------------------------------------
 
@@ -144,10 +167,16 @@ class Dispatcher:
             branch=job.branch,
             from_send=from_send,
         )
+        try:
+            frame = message.encode()
+        except Exception as exc:  # a value no check caught: this run fails, the others go on
+            log.error("job_not_encodable", job_id=job.job_id, error=repr(exc))
+            self.owner.job_unsendable(job, exc)
+            return
         started_at = utcnow()
         worker.running[job.job_id] = Assignment(job, started_at, seq=worker.jobs_sent + 1)
         try:
-            await self.endpoint.send(worker.identity, message)
+            await self.endpoint.send_frame(worker.identity, frame)
         except PeerGone:
             # The job never reached anyone: it goes back to the front, not through a "lost" attempt.
             del worker.running[job.job_id]
@@ -169,32 +198,25 @@ class Dispatcher:
     # -- workers -------------------------------------------------------------------
 
     async def on_hello(self, identity: bytes, msg: Hello, finished: list[str] | tuple[str, ...] = ()) -> None:
-        """Register a worker. ``finished``: jobs it reported results for before this Hello."""
-        worker = WorkerInfo(
-            worker_id=msg.worker_id,
-            identity=identity,
-            pid=msg.pid,
-            host=msg.host,
-            capacity=max(1, msg.capacity),
-            graphs=dict(msg.graphs),
-            stuck=max(0, msg.stuck),
-            jobs_sent=max(0, msg.jobs_received),
+        """Register a worker: settle what its previous entry held, adopt or cancel the jobs it reports.
+
+        ``finished``: jobs it reported results for before this Hello (the caller handles those results
+        next). :func:`~awe.coordinator.rejoin.decide_rejoin` decides; this carries the decision out. The
+        new entry is complete, every job the worker has counted in its slots, before it joins the pool
+        and before the first await: the pump runs during our sends and must not see slots that the
+        worker's reported jobs hold.
+        """
+        report = HelloReport(
+            pid=msg.pid, running=tuple(msg.running), jobs_received=msg.jobs_received, finished=tuple(finished)
         )
-        previous = self.pool.add(worker)
-        still_running = set(msg.running) | set(finished)
+        previous = self.pool.get(identity)
+        waiting = self._waiting_jobs(report.reported_ids)
+        decision = decide_rejoin(_previous_entry(previous), report, awaited=waiting.keys())
+        worker = _new_entry(identity, msg, decision)
         if previous is not None:
-            # Same identity again: a restarted worker, or one that lost us for a while (and it may say
-            # Hello several times, once per Rejoin). Jobs it still runs it reports in ``running``; a
-            # job sent after it counted ``jobs_received`` is still on its way to the same process;
-            # everything else we had given it is gone.
-            same_process = previous.pid == msg.pid
-            if same_process:
-                worker.jobs_sent = previous.jobs_sent
-            for job_id, assignment in previous.running.items():
-                if job_id in still_running or (same_process and assignment.seq > msg.jobs_received):
-                    worker.running[job_id] = assignment
-                else:
-                    self.owner.job_lost(assignment.job, previous, "worker restarted", assignment.started_at)
+            self._carry_over(previous, worker, decision)
+        self.pool.add(worker)
+        self._adopt(worker, decision.adopted, waiting)
         log.info(
             "worker_joined",
             worker=msg.worker_id,
@@ -202,22 +224,49 @@ class Dispatcher:
             host=msg.host,
             capacity=msg.capacity,
             graphs=sorted(msg.graphs),
-            running=len(still_running),
+            running=len(report.running_ids),
+            kept=len(decision.kept),
+            lost=len(decision.lost),
+            adopted=len(decision.adopted),
+            orphans=len(decision.orphans),
         )
         await self._send(worker, Welcome(self.coordinator_id, self.pool.heartbeat_interval))
-        for job_id in sorted(still_running - worker.running.keys()):
-            await self._adopt(worker, job_id, send_cancel=job_id not in finished)
+        await self._cancel_orphans(worker, decision.cancel)
         self._wakeup.set()
 
-    async def _adopt(self, worker: WorkerInfo, job_id: str, *, send_cancel: bool = True) -> None:
-        """A job the worker runs that we did not give it: keep it if its run waits for it, else stop it."""
-        job = self._unqueue(job_id)
-        if job is not None and self.owner.job_input(job) is not None:
+    def _waiting_jobs(self, job_ids: Set[str]) -> dict[str, JobSpec]:
+        """The jobs among ``job_ids`` that wait in line (held or queued) and that their runs still want."""
+        if not job_ids:
+            return {}
+        in_line = {job.job_id: job for job in self.queue} | self.held
+        return {
+            job_id: job
+            for job_id in job_ids
+            if (job := in_line.get(job_id)) is not None and self.owner.job_input(job) is not None
+        }
+
+    def _carry_over(self, previous: WorkerInfo, worker: WorkerInfo, decision: RejoinDecision) -> None:
+        """Move the jobs the worker still has to its new entry; report the others lost, so they run again."""
+        for job_id in decision.kept:
+            worker.running[job_id] = previous.running[job_id]
+        for lost in decision.lost:
+            assignment = previous.running[lost.job_id]
+            self.owner.job_lost(assignment.job, previous, lost.reason, assignment.started_at)
+
+    def _adopt(self, worker: WorkerInfo, job_ids: tuple[str, ...], waiting: dict[str, JobSpec]) -> None:
+        """Take jobs the worker runs (or just finished) out of line, as if we had sent them to it."""
+        for job_id in job_ids:
+            job = waiting[job_id]
+            self._unqueue(job_id)
             worker.running[job_id] = Assignment(job, utcnow())
             self.owner.job_sent(job, worker)
             log.info("job_adopted", worker=worker.worker_id, job_id=job_id)
-            return
-        if send_cancel:
+
+    async def _cancel_orphans(self, worker: WorkerInfo, job_ids: tuple[str, ...]) -> None:
+        """Ask the worker to stop jobs nobody waits for; their slots stay counted until it reports them ended."""
+        for job_id in job_ids:
+            if self.pool.get(worker.identity) is not worker:
+                return  # dropped as unreachable: its next Hello reports these jobs again
             log.info("orphan_job_cancelled", worker=worker.worker_id, job_id=job_id)
             await self._send(worker, CancelJob(job_id))
 
@@ -228,15 +277,39 @@ class Dispatcher:
             log.info("worker_stuck_slots", worker=worker.worker_id, stuck=stuck, capacity=worker.capacity)
             worker.stuck = stuck
             self._wakeup.set()
+        self._check_running_count(worker, msg.running)
+
+    def _check_running_count(self, worker: WorkerInfo, running_count: int) -> None:
+        """Free orphan slots the worker's count proves empty; warn if it runs more than we account for.
+
+        The count lags: a job on its way is not in it yet, and a result right behind the heartbeat ends
+        one that is. So it only bounds the orphans from above (every orphan still running is in it) and
+        never stands in for our assignments. A count above everything we account for is a bookkeeping
+        bug, like the one that over-filled workers after a coordinator restart: the warning shows it;
+        acting on it would need lag rules of its own.
+        """
+        if worker.bound_orphans(running_count):
+            log.info("orphan_slots_freed", worker=worker.worker_id, running=running_count, orphans=len(worker.orphans))
+            self._wakeup.set()
+        accounted = len(worker.running) + len(worker.orphans)
+        if running_count > accounted:
+            log.warning(
+                "worker_runs_unaccounted_jobs", worker=worker.worker_id, running=running_count, accounted=accounted
+            )
 
     def on_goodbye(self, worker: WorkerInfo, msg: Goodbye) -> None:
         self.drop_worker(worker, reason="worker left")
 
     def finish(self, worker: WorkerInfo, job_id: str) -> Assignment | None:
-        """Free the slot of a reported job; None if this worker was not running it (a stale result)."""
+        """Free the slot of a reported job; None if this worker was not running it for us (a stale result).
+
+        A stale result still frees a slot when it ends an orphan (a job we asked the worker to stop):
+        the caller must call this for every result from a known worker, stale or not.
+        """
         assignment = worker.running.pop(job_id, None)
         if assignment is not None:
             worker.jobs_done += 1
+        if assignment is not None or worker.orphan_ended(job_id):
             self._wakeup.set()
         return assignment
 

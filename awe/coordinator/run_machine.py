@@ -181,7 +181,9 @@ class Run:
     def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool]:
         """What the job's node runs on, and whether that is a Send's payload rather than the state."""
         task = self.tasks[job.branch]
-        return (task.payload, True) if task.index is not None else (self.state, False)  # type: ignore[return-value]
+        if task.payload is not None:
+            return task.payload, True
+        return self.state, False
 
     def snapshot(self) -> RunRecord:
         plan: dict[str, Any] = {"tasks": [], "joins": {}}
@@ -216,8 +218,8 @@ class Run:
         from the previous coordinator: the run fails now.
         """
         self._require_active("recover")
-        failed = next((t for t in self.tasks.values() if t.error is not None), None)
-        if failed is not None:
+        failed = self._failed_task()
+        if failed is not None and failed.error is not None:
             return self._fail(Instructions(), now, node=failed.node, branch=failed.branch, error=failed.error)
         if not self._waiting() and not self.in_flight:
             # Every branch is in. A step's last result and the next step commit together, so this
@@ -261,7 +263,15 @@ class Run:
         out = Instructions(
             records=[
                 self._step_record(
-                    job, "completed", worker_id, started_at, now, duration_ms, delta=delta, removed=removed, route=route
+                    job,
+                    "completed",
+                    worker_id,
+                    started_at,
+                    now=now,
+                    duration_ms=duration_ms,
+                    delta=delta,
+                    removed=removed,
+                    route=route,
                 )
             ]
         )
@@ -298,7 +308,9 @@ class Run:
         task.lost_in_a_row = 0
         task.failures += 1
         out = Instructions(
-            records=[self._step_record(job, "failed", worker_id, started_at, now, duration_ms, error=error)]
+            records=[
+                self._step_record(job, "failed", worker_id, started_at, now=now, duration_ms=duration_ms, error=error)
+            ]
         )
         policy = self.graph.nodes[job.node].retry
         # Lost attempts do not spend the policy's budget: the node did not fail, its worker did.
@@ -352,7 +364,13 @@ class Run:
         out = Instructions(
             records=[
                 self._step_record(
-                    job, "lost", worker_id, started_at, now, 0.0, error={"type": "WorkerLost", "message": reason}
+                    job,
+                    "lost",
+                    worker_id,
+                    started_at,
+                    now=now,
+                    duration_ms=0.0,
+                    error={"type": "WorkerLost", "message": reason},
                 )
             ]
         )
@@ -427,9 +445,9 @@ class Run:
             if self._failing():
                 out.records.append(self.snapshot())  # the branch's final error is part of the plan
             return out
-        failed = next((t for t in self.tasks.values() if t.error is not None), None)
-        if failed is not None:
-            return self._fail(out, now, node=failed.node, branch=failed.branch, error=failed.error)  # type: ignore[arg-type]
+        failed = self._failed_task()
+        if failed is not None and failed.error is not None:
+            return self._fail(out, now, node=failed.node, branch=failed.branch, error=failed.error)
         if self._waiting():
             return out  # a branch waits for its retry's back-off
         return self._next_step(out, now)
@@ -537,7 +555,11 @@ class Run:
         ]
 
     def _failing(self) -> bool:
-        return any(t.error is not None for t in self.tasks.values())
+        return self._failed_task() is not None
+
+    def _failed_task(self) -> Task | None:
+        """The first branch of the step that has failed for good, if any."""
+        return next((t for t in self.tasks.values() if t.error is not None), None)
 
     def _job(self, task: Task) -> JobSpec:
         return JobSpec(self.run_id, self.graph.name, task.node, self.step, task.attempt, task.branch)
@@ -550,7 +572,7 @@ class Run:
         return where
 
     def _step_record(
-        self, job: JobSpec, status: str, worker_id: str, started_at: str, now: str, duration_ms: float, **rest: Any
+        self, job: JobSpec, status: str, worker_id: str, started_at: str, *, now: str, duration_ms: float, **rest: Any
     ) -> StepRecord:
         return StepRecord(
             run_id=self.run_id,

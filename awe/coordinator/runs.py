@@ -178,4 +178,3 @@ class ActiveRuns:
     def _fingerprint(self, graph_id: str) -> str | None:
         graph = self.graphs.get(graph_id)
         return graph.fingerprint if graph is not None else None
-

@@ -9,6 +9,7 @@ seconds is declared lost.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,13 +39,37 @@ class WorkerInfo:
     running: dict[str, Assignment] = field(default_factory=dict)
     stuck: int = 0
     """Slots the worker reports as held by node threads that outlived their timeout."""
+    orphans: set[str] = field(default_factory=set)
+    """Jobs the worker reported running that are not ours (told to stop): each holds a slot until it ends."""
     jobs_done: int = 0
     jobs_sent: int = 0
     """Jobs sent to this worker process, counted from the worker's own count when it joined."""
 
     @property
     def free_slots(self) -> int:
-        return self.capacity - self.stuck - len(self.running)
+        """Slots not held by our jobs, by orphans the worker still runs, or by its stuck threads."""
+        return self.capacity - self.stuck - len(self.running) - len(self.orphans)
+
+    def orphan_ended(self, job_id: str) -> bool:
+        """The worker reported the end of ``job_id``; True if that frees an orphan's slot."""
+        if job_id not in self.orphans:
+            return False
+        self.orphans.discard(job_id)
+        return True
+
+    def bound_orphans(self, running_count: int) -> bool:
+        """Forget orphans beyond the number of jobs the worker says it runs; True if any were forgotten.
+
+        An orphan's result can be lost on the wire (a reconnect drops what was in the socket), and its
+        slot would then never free. The count cannot say which orphans ended, only how many at most
+        still run, and that bound is all the slot arithmetic needs: a later result for a forgotten id
+        changes nothing, and one for a remembered id frees a slot that was really held.
+        """
+        excess = len(self.orphans) - max(0, running_count)
+        if excess <= 0:
+            return False
+        self.orphans.difference_update(sorted(self.orphans)[:excess])
+        return True
 
     def can_run(self, graph_id: str, fingerprint: str) -> bool:
         return self.graphs.get(graph_id) == fingerprint
@@ -56,6 +81,7 @@ class WorkerInfo:
             "host": self.host,
             "capacity": self.capacity,
             "in_flight": len(self.running),
+            "orphans": len(self.orphans),
             "stuck_slots": self.stuck,
             "jobs_done": self.jobs_done,
             "graphs": sorted(self.graphs),
@@ -73,7 +99,8 @@ class WorkerPool:
     def __len__(self) -> int:
         return len(self._workers)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[WorkerInfo]:
+        """A snapshot: the loop body may add or remove workers."""
         return iter(list(self._workers.values()))
 
     def get(self, identity: bytes) -> WorkerInfo | None:
@@ -100,9 +127,9 @@ class WorkerPool:
         """The least loaded worker that can run this graph and has a free slot."""
         best: WorkerInfo | None = None
         for worker in self._workers.values():
-            if worker.free_slots > 0 and worker.can_run(graph_id, fingerprint):
-                if best is None or worker.free_slots > best.free_slots:
-                    best = worker
+            fits = worker.free_slots > 0 and worker.can_run(graph_id, fingerprint)
+            if fits and (best is None or worker.free_slots > best.free_slots):
+                best = worker
         return best
 
     @property

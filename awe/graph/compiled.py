@@ -66,7 +66,7 @@ class NodeSpec:
                 f"graph {graph!r}: node {name!r} must take (state) or (state, ctx), "
                 f"it takes {len(params)} positional parameters"
             )
-        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(fn.__call__)
         return cls(
             name=name,
             fn=fn,
@@ -152,42 +152,9 @@ class CompiledGraph:
         if entry not in known:
             raise GraphError(f"graph {name!r}: entry point {entry!r} is not a node")
 
-        successors: dict[str, list[str]] = {}
-        for source, target in edges:
-            _check_source(name, source, known)
-            _check_target(name, f"edge {source!r} -> {target!r}", target, known)
-            if target in successors.get(source, []):
-                raise GraphError(f"graph {name!r}: the edge {source!r} -> {target!r} is added twice")
-            successors.setdefault(source, []).append(target)
-
-        routers: dict[str, ConditionalEdge] = {}
-        for cond in conditional:
-            _check_source(name, cond.source, known)
-            for key, target in cond.branches.items():
-                _check_target(name, f"branch {key!r} of {cond.source!r}", target, known)
-            if cond.source in routers:
-                raise GraphError(
-                    f"graph {name!r}: node {cond.source!r} has two conditional edges; "
-                    "give it one router that returns every branch to take"
-                )
-            routers[cond.source] = cond
-
-        seen_joins: set[tuple[tuple[str, ...], str]] = set()
-        for join in joins or []:
-            for source in join.sources:
-                if source == END or source not in known:
-                    raise GraphError(
-                        f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} "
-                        f"starts at {source!r}, which is not a node"
-                    )
-            if join.target == END or join.target not in known:
-                raise GraphError(
-                    f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} must lead to a node"
-                )
-            if (join.sources, join.target) in seen_joins:
-                raise GraphError(f"graph {name!r}: the join {list(join.sources)} -> {join.target!r} is added twice")
-            seen_joins.add((join.sources, join.target))
-
+        successors = _successors(name, edges, known)
+        routers = _routers(name, conditional, known)
+        _check_joins(name, joins or [], known)
         graph = cls(
             name=name,
             entry=entry,
@@ -333,3 +300,43 @@ def _walk(start: list[str], neighbours: Callable[[str], list[str]]) -> set[str]:
                 seen.add(nxt)
                 stack.append(nxt)
     return seen
+
+
+def _successors(graph: str, edges: list[tuple[str, str]], known: set[str]) -> dict[str, list[str]]:
+    successors: dict[str, list[str]] = {}
+    for source, target in edges:
+        _check_source(graph, source, known)
+        _check_target(graph, f"edge {source!r} -> {target!r}", target, known)
+        if target in successors.get(source, []):
+            raise GraphError(f"graph {graph!r}: the edge {source!r} -> {target!r} is added twice")
+        successors.setdefault(source, []).append(target)
+    return successors
+
+
+def _routers(graph: str, conditional: list[ConditionalEdge], known: set[str]) -> dict[str, ConditionalEdge]:
+    routers: dict[str, ConditionalEdge] = {}
+    for cond in conditional:
+        _check_source(graph, cond.source, known)
+        for key, target in cond.branches.items():
+            _check_target(graph, f"branch {key!r} of {cond.source!r}", target, known)
+        if cond.source in routers:
+            raise GraphError(
+                f"graph {graph!r}: node {cond.source!r} has two conditional edges; "
+                "give it one router that returns every branch to take"
+            )
+        routers[cond.source] = cond
+    return routers
+
+
+def _check_joins(graph: str, joins: list[Join], known: set[str]) -> None:
+    seen: set[tuple[tuple[str, ...], str]] = set()
+    for join in joins:
+        named = f"the join {list(join.sources)} -> {join.target!r}"
+        for source in join.sources:
+            if source == END or source not in known:
+                raise GraphError(f"graph {graph!r}: {named} starts at {source!r}, which is not a node")
+        if join.target == END or join.target not in known:
+            raise GraphError(f"graph {graph!r}: {named} must lead to a node")
+        if (join.sources, join.target) in seen:
+            raise GraphError(f"graph {graph!r}: {named} is added twice")
+        seen.add((join.sources, join.target))

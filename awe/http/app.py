@@ -37,5 +37,6 @@ def create_app(coordinator: Coordinator) -> web.Application:
 
 
 async def _close_websockets(app: web.Application) -> None:
-    for ws in set(app[WEBSOCKETS]):
+    sockets: weakref.WeakSet[web.WebSocketResponse] = app[WEBSOCKETS]
+    for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -4,8 +4,14 @@ The sender subscribes to live events *before* it reads the stored ones and
 skips any sequence number it has already sent, so an event committed while it
 reads appears exactly once. The live feed is bounded: a client too slow to
 keep up loses its place in the feed (never the engine's time) and catches up
-from the database instead. While the sender works, the handler reads the
+from the database instead. While the sender works, a reader task reads the
 socket, so a client that goes away is noticed at once.
+
+The handler closes the socket itself, once the sender and the reader have both
+stopped: only then does aiohttp's ``close()`` wait for the client's close frame.
+Closed from another task while a read is pending, aiohttp sends its close frame
+and drops the connection at once, and an aiohttp client whose reply then fails
+reports 1006 instead of 1000.
 """
 
 from __future__ import annotations
@@ -15,11 +21,15 @@ import asyncio
 import structlog
 from aiohttp import WSCloseCode, web
 
-from awe.coordinator import FINAL_EVENTS, Coordinator
+from awe.coordinator.coordinator import Coordinator
+from awe.coordinator.events import FINAL_EVENTS
 from awe.http.keys import COORDINATOR, WEBSOCKETS
 from awe.http.views import _int_query
 
 log = structlog.get_logger("awe.http.ws")
+
+CLOSE_TIMEOUT = 5.0
+"""How long the server waits for a client to answer its close frame before it drops the connection."""
 
 
 async def run_logs(request: web.Request) -> web.StreamResponse:
@@ -28,17 +38,42 @@ async def run_logs(request: web.Request) -> web.StreamResponse:
     since = _int_query(request, "since", 0, 0, 2**62)
     await coordinator.get_run(run_id)  # an unknown run is a 404 before any upgrade
 
-    ws = web.WebSocketResponse(heartbeat=20.0)
+    ws = web.WebSocketResponse(heartbeat=20.0, timeout=CLOSE_TIMEOUT)
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
     sender = asyncio.create_task(_send_events(coordinator, ws, run_id, since))
+    reader = asyncio.create_task(_read_until_closed(ws))
     try:
-        async for _ in ws:  # clients have nothing to say; reading notices when they leave
-            pass
-    finally:
+        await asyncio.wait((sender, reader), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # the run is sent or the client left (or the server stops): neither task outlives the handler
         sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+        reader.cancel()
+        sent, _ = await asyncio.gather(sender, reader, return_exceptions=True)
+    if isinstance(sent, Exception):
+        log.error("ws_sender_failed", run_id=run_id, exc_info=sent)
+        await _close(ws, WSCloseCode.INTERNAL_ERROR, b"internal error")
+    else:
+        await _close(ws, WSCloseCode.OK, b"run finished")  # a no-op if the client closed first
     return ws
+
+
+async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+    """Ignore what the client says: reading is how aiohttp answers its pings and notices it leave."""
+    async for _ in ws:
+        pass
+
+
+async def _close(ws: web.WebSocketResponse, code: WSCloseCode, message: bytes) -> None:
+    """Send our close frame, wait for the client's, then drop the connection, within a bound.
+
+    aiohttp bounds the wait for the client's frame (``timeout=CLOSE_TIMEOUT``) but not the
+    flush of ours to a client that stopped reading; the outer bound covers that too.
+    """
+    try:
+        async with asyncio.timeout(2 * CLOSE_TIMEOUT):
+            await ws.close(code=code, message=message)
+    except TimeoutError:
+        log.info("ws_close_timed_out", close_code=ws.close_code)
 
 
 async def _send_events(coordinator: Coordinator, ws: web.WebSocketResponse, run_id: str, since: int) -> None:
@@ -77,7 +112,6 @@ async def _send_events(coordinator: Coordinator, ws: web.WebSocketResponse, run_
             await ws.send_json(event.to_json())
             last = event.seq
             finished = event.event in FINAL_EVENTS
-        await ws.close(code=WSCloseCode.OK, message=b"run finished")
     except ConnectionResetError as exc:
         log.info("ws_client_gone", run_id=run_id, reason=str(exc))
     finally:

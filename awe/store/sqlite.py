@@ -110,9 +110,7 @@ class Store:
 
     # -- writes --------------------------------------------------------------
 
-    def submit(
-        self, records: list[Record], on_commit: OnCommit | None = None, on_error: OnError | None = None
-    ) -> None:
+    def submit(self, records: list[Record], on_commit: OnCommit | None = None, on_error: OnError | None = None) -> None:
         """Queue records for the next commit.
 
         ``on_commit`` runs once they are durable. If they cannot be written at all (a value the
@@ -289,24 +287,14 @@ class Store:
         return [_run_from_row(r) for r in rows]
 
     async def steps(self, run_id: str, *, step: int | None = None) -> list[StepRecord]:
-        """A run's step records (or one step's), by step, then branch (``work[2]`` before ``work[10]``), then attempt."""
+        """A run's step records (or one step's): by step, branch (``w[2]`` before ``w[10]``), attempt."""
         rows = await self._fetchall(
             "SELECT run_id, step, node, attempt, status, worker_id, started_at, finished_at, duration_ms,"
             " delta, removed, route, error, branch FROM steps WHERE run_id = ? AND (? IS NULL OR step = ?)"
             " ORDER BY step, node, length(branch), branch, attempt",
             (run_id, step, step),
         )
-        return [
-            StepRecord(
-                *r[:9],
-                delta=_loads(r[9]),
-                removed=_loads(r[10]),
-                route=_loads(r[11]),
-                error=_loads(r[12]),
-                branch=r[13],
-            )
-            for r in rows
-        ]
+        return [_step_from_row(r) for r in rows]
 
     async def events_after(self, run_id: str, seq: int, limit: int = 1000) -> list[EventRecord]:
         rows = await self._fetchall(
@@ -314,7 +302,12 @@ class Store:
             " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, seq, limit),
         )
-        return [EventRecord(*r[:7], fields=_loads(r[7])) for r in rows]
+        return [
+            EventRecord(
+                run_id=r[0], seq=r[1], time=r[2], event=r[3], level=r[4], node=r[5], worker=r[6], fields=_loads(r[7])
+            )
+            for r in rows
+        ]
 
     async def last_seq(self, run_id: str) -> int:
         row = await self._fetchone("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,))
@@ -397,6 +390,26 @@ def _step_row(s: StepRecord) -> tuple[Any, ...]:
         s.started_at,
         s.finished_at,
         s.duration_ms,
+    )
+
+
+def _step_from_row(r: Any) -> StepRecord:
+    (run_id, step, node, attempt, status, worker_id, started_at, finished_at, duration_ms) = r[:9]
+    return StepRecord(
+        run_id=run_id,
+        step=step,
+        node=node,
+        attempt=attempt,
+        status=status,
+        worker_id=worker_id,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_ms=duration_ms,
+        delta=_loads(r[9]),
+        removed=_loads(r[10]),
+        route=_loads(r[11]),
+        error=_loads(r[12]),
+        branch=r[13],
     )
 
 

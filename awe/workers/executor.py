@@ -34,7 +34,8 @@ class NodeOutputError(TypeError):
 
 def _copy(state: dict[str, Any]) -> dict[str, Any]:
     """An independent copy to diff against; msgpack round-trips plain data faster than deepcopy."""
-    return msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False)
+    copy: dict[str, Any] = msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False)
+    return copy
 
 
 def check_json(value: Any, path: str) -> None:
@@ -52,7 +53,7 @@ def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -128,23 +129,23 @@ async def run_job(
 
 async def _in_thread(
     threads: Executor,
-    timeout: float | None,
+    seconds: float | None,
     node: str,
     on_abandoned: AbandonedThread,
     fn: Callable[..., Any],
     *args: Any,
 ) -> Any:
-    """``fn(*args)`` in a thread, given up after ``timeout`` seconds or when the caller is cancelled."""
+    """``fn(*args)`` in a thread, given up after ``seconds`` or when the caller is cancelled."""
     future = threads.submit(fn, *args)
     waiter = asyncio.wrap_future(future)
     try:
-        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+        done, _ = await asyncio.wait({waiter}, timeout=seconds)
     except asyncio.CancelledError:
         _give_up(future, waiter, on_abandoned)
         raise
     if not done:
         _give_up(future, waiter, on_abandoned)
-        raise _timeout(node, timeout)
+        raise _timeout(node, seconds)
     return waiter.result()
 
 

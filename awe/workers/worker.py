@@ -8,6 +8,22 @@ SIGTERM or SIGINT, stop taking jobs, let the running ones finish for up to
 ``drain_timeout`` seconds, then say ``Goodbye`` so the coordinator sends the
 rest elsewhere at once.
 
+Each job writes two ``info`` lines to the worker's log file, ``job_received``
+and ``job_finished`` (with ``outcome``: ``completed``, ``failed``,
+``timed_out``, ``cancelled``, or ``returned`` when a drain ran out of time and
+the ``Goodbye`` hands it back). While a job runs, every line logged on its
+behalf, the node's own ``ctx.log`` lines included, carries the job's
+``run_id``, ``graph_id``, ``node``, ``branch``, ``step``, ``attempt`` and
+``job_id``, so ``grep run_id`` on the log files finds everything about a run.
+
+The receive, send and heartbeat loops run as :class:`~awe.tasks.BackgroundTasks`:
+if one dies its traceback is logged (``background_task_died``) and the worker
+leaves at once with ``EXIT_SOFTWARE``, handing its jobs back with a
+``Goodbye`` if it still can, rather than staying connected while doing
+nothing. A message that cannot be encoded is not such a death: the send loop
+logs and drops it, and a result that cannot be encoded becomes a ``JobFailed``
+that says why, so the run fails with a readable error instead of waiting forever.
+
 A sync node thread that outlives its timeout cannot be stopped; its slot is
 *stuck* until the thread returns, and the worker reports stuck slots in its
 heartbeats so the coordinator sends it fewer jobs. When every slot is stuck
@@ -18,16 +34,23 @@ its supervisor starts a fresh one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import os
 import signal
 import socket
 import time
+from collections.abc import Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import msgpack
 import structlog
 
+from awe.exit_codes import EXIT_SOFTWARE, EXIT_STUCK
 from awe.graph import CompiledGraph, Context
+from awe.graph.compiled import NodeTimeout
+from awe.tasks import BackgroundTasks
 from awe.transport import DealerEndpoint
 from awe.transport.messages import (
     CancelJob,
@@ -35,6 +58,7 @@ from awe.transport.messages import (
     Heartbeat,
     Hello,
     Job,
+    JobDone,
     JobFailed,
     Message,
     NodeLog,
@@ -42,14 +66,93 @@ from awe.transport.messages import (
     Welcome,
 )
 from awe.workers.executor import describe_error, run_job
-from awe.exit_codes import EXIT_STUCK
 from awe.workers.node_logger import NodeLogger
 
 log = structlog.get_logger("awe.worker")
 
+JOB_CANCELLED = "JobCancelled"
+"""The error type of a job stopped by the coordinator's ``CancelJob``."""
+
+RESULT_NOT_ENCODABLE = "ResultNotEncodable"
+"""The error type of a job whose result msgpack could not encode (see :meth:`Worker._send_one`)."""
+
+UNENCODABLE = (TypeError, ValueError, OverflowError)
+"""What msgpack raises for a value it cannot pack: ``TypeError`` for a type it does not know,
+``ValueError`` (``UnicodeEncodeError``) for a string holding a lone surrogate, ``OverflowError`` for
+an integer outside 64 bits. ZeroMQ's own errors (``ZMQError``) are none of these."""
+
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def job_fields(job: Job) -> dict[str, Any]:
+    """What every log line about ``job`` carries, so that one grep finds a run or a node."""
+    return {
+        "run_id": job.run_id,
+        "graph_id": job.graph_id,
+        "node": job.node,
+        "branch": job.branch or job.node,
+        "step": job.step,
+        "attempt": job.attempt,
+        "job_id": job.job_id,
+    }
+
+
+def outcome_fields(result: JobDone | JobFailed) -> dict[str, Any]:
+    """The ``job_finished`` fields for a result: one word for grep, then the error if any."""
+    if isinstance(result, JobDone):
+        return {"outcome": "completed"}
+    error_type = result.error.get("type")
+    if error_type == JOB_CANCELLED:
+        return {"outcome": "cancelled"}
+    return {
+        "outcome": "timed_out" if error_type == NodeTimeout.__name__ else "failed",
+        "error_type": error_type,
+        "error": result.error.get("message"),
+        "retryable": result.retryable,
+    }
+
+
+def _packs(value: Any) -> bool:
+    try:
+        msgpack.packb(value, use_bin_type=True)
+    except UNENCODABLE:
+        return False
+    return True
+
+
+def find_unpackable(value: Any, path: str) -> str | None:
+    """Where in ``value`` msgpack fails (``state['notes'][2]``), so the error names the culprit."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not _packs(key):
+                return f"the key {key!r} of {path}"
+            found = find_unpackable(item, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = find_unpackable(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return None if _packs(value) else path
+
+
+def unpackable_field(message: Message) -> str:
+    """The part of ``message`` that cannot be encoded, in a node author's words where possible."""
+    for f in dataclasses.fields(message):
+        found = find_unpackable(getattr(message, f.name), "state" if f.name == "delta" else f.name)
+        if found is not None:
+            return found
+    return "the message"
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates escaped: an error message about them must itself be sendable."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Worker:
@@ -77,56 +180,105 @@ class Worker:
         """Node threads still running after their attempt was given up: each holds a slot."""
         self.exit_code = 0
         self.jobs_received = 0
-        self.endpoint: DealerEndpoint | None = None
+        self.endpoint = DealerEndpoint(self.connect, self.worker_id)
+        self.tasks = BackgroundTasks()
+        self._sender: asyncio.Task[Any] | None = None
+        self._said_goodbye = False
         self._stopping = asyncio.Event()
         self._last_heard = time.monotonic()
         self._outbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until SIGTERM/SIGINT, then drain and leave."""
-        self._loop = loop = asyncio.get_running_loop()
+        """Serve until SIGTERM/SIGINT, then drain and leave; leave at once if a background task dies."""
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        self.endpoint = DealerEndpoint(self.connect, self.worker_id)
+        # Bound before the tasks start, so that they and every job task they create inherit it.
         structlog.contextvars.bind_contextvars(worker=self.worker_id)
-        tasks = [
-            asyncio.create_task(self._recv_loop(), name="worker-recv"),
-            asyncio.create_task(self._send_loop(), name="worker-send"),
-            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
-        ]
+        self._sender = self.tasks.spawn(self._send_loop(), name="worker-send")
+        self.tasks.spawn(self._recv_loop(), name="worker-recv")
+        self.tasks.spawn(self._heartbeat_loop(), name="worker-heartbeat")
         self._say_hello()
         log.info("worker_started", connect=self.connect, capacity=self.capacity, graphs=sorted(self.graphs))
         try:
-            await self._stopping.wait()
-            await self._drain()
+            if await self._unless_fatal(self._stopping.wait()):
+                await self._unless_fatal(self._drain())
+            if self.tasks.fatal.is_set():
+                await self._leave_broken()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.tasks.cancel()
             self.endpoint.close()
             self.threads.shutdown(wait=False, cancel_futures=True)
-            log.info("worker_stopped")
+            log.info("worker_stopped", exit_code=self.exit_code)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _unless_fatal(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Run ``work`` unless a background task dies first; False if one did (``work`` is cancelled)."""
+        task = asyncio.ensure_future(work)
+        fatal = asyncio.ensure_future(self.tasks.fatal.wait())
+        try:
+            await asyncio.wait({task, fatal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            task.cancel()
+            fatal.cancel()
+            await asyncio.gather(task, fatal, return_exceptions=True)
+        if task.done() and not task.cancelled():
+            task.result()  # re-raises what ``work`` raised
+        return not self.tasks.fatal.is_set()
 
     async def _drain(self) -> None:
         log.info("worker_draining", running=len(self.running), timeout=self.drain_timeout)
         if self.running:
             await asyncio.wait(list(self.running.values()), timeout=self.drain_timeout)
+        await self._say_goodbye()
+
+    async def _leave_broken(self) -> None:
+        """A background task died: hand the running jobs back if the send loop still can, and go.
+
+        Draining would be pointless: without the receive loop no cancel arrives, without the
+        heartbeat the coordinator soon takes this worker for dead, and without the send loop no
+        result gets out. A fresh process, started by the supervisor, does better.
+        """
+        self.exit_code = EXIT_SOFTWARE
+        self._stopping.set()  # no new jobs; a cancelled job goes back to the coordinator, not "failed"
+        can_send = self._sender is not None and not self._sender.done()
+        log.error("worker_leaving", reason="a background task died", failures=self.tasks.failures, goodbye=can_send)
+        if can_send:
+            await self._say_goodbye()
+        else:
+            self._cancel_running()
+
+    def _cancel_running(self) -> list[str]:
+        """Cancel every running job (they end as ``returned``); returns their ids."""
         unfinished = list(self.running)
         for task in self.running.values():
             task.cancel()
-        # Say goodbye after every result already queued (the send loop keeps the order), so the
-        # coordinator sees those results first and sends only the unfinished jobs elsewhere.
-        self.send(Goodbye(worker_id=self.worker_id, returned=unfinished))
-        try:
-            await asyncio.wait_for(self._outbox.join(), timeout=self.drain_timeout)
-        except TimeoutError:
+        return unfinished
+
+    async def _say_goodbye(self) -> None:
+        if not self._said_goodbye:
+            self._said_goodbye = True
+            # Say goodbye after every result already queued (the send loop keeps the order), so the
+            # coordinator sees those results first and sends only the unfinished jobs elsewhere.
+            self.send(Goodbye(worker_id=self.worker_id, returned=self._cancel_running()))
+        if not await self._flush():
             log.warning("goodbye_not_sent", queued=self._outbox.qsize())
+
+    async def _flush(self) -> bool:
+        """Wait until everything queued is sent; False after ``drain_timeout`` or if the send loop ended."""
+        flushed = asyncio.ensure_future(self._outbox.join())
+        waiting: set[asyncio.Future[Any]] = {flushed}
+        if self._sender is not None:
+            waiting.add(self._sender)
+        try:
+            await asyncio.wait(waiting, timeout=self.drain_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            flushed.cancel()
+        return flushed.done() and not flushed.cancelled()
 
     # -- sending ---------------------------------------------------------------------
 
@@ -138,9 +290,45 @@ class Worker:
         while True:
             message = await self._outbox.get()
             try:
-                await self.endpoint.send(message)  # type: ignore[union-attr]
+                await self._send_one(message)
             finally:
                 self._outbox.task_done()
+
+    async def _send_one(self, message: Message) -> None:
+        """Send ``message``; one msgpack cannot encode is logged and dropped, never fatal to the loop.
+
+        A dropped ``JobDone`` would leave its run waiting for a result that never comes, so a
+        ``JobFailed`` naming the value that could not be encoded goes in its place.
+        """
+        try:
+            await self.endpoint.send(message)
+        except UNENCODABLE as exc:
+            where = unpackable_field(message)
+            log.error(
+                "message_not_encodable",
+                kind=message.kind,
+                job_id=getattr(message, "job_id", None),
+                run_id=getattr(message, "run_id", None),
+                where=where,
+                error_type=type(exc).__name__,
+                error=_printable(str(exc)),
+                replaced_by=JobFailed.kind if isinstance(message, JobDone) else None,
+            )
+            if isinstance(message, JobDone):
+                await self.endpoint.send(self._result_not_encodable(message, where, exc))
+
+    @staticmethod
+    def _result_not_encodable(result: JobDone, where: str, exc: Exception) -> JobFailed:
+        problem = f"{type(exc).__name__}: {exc}"
+        return JobFailed(
+            job_id=result.job_id,
+            run_id=result.run_id,
+            error={
+                "type": RESULT_NOT_ENCODABLE,
+                "message": _printable(f"the node's result cannot be sent to the coordinator: {where} ({problem})"),
+            },
+            duration_ms=result.duration_ms,
+        )
 
     def _say_hello(self) -> None:
         self.send(
@@ -163,7 +351,7 @@ class Worker:
 
     async def _recv_loop(self) -> None:
         while True:
-            message = await self.endpoint.recv()  # type: ignore[union-attr]
+            message = await self.endpoint.recv()
             self._last_heard = time.monotonic()
             if isinstance(message, Job):
                 self.jobs_received += 1
@@ -191,51 +379,68 @@ class Worker:
         self.running[job.job_id] = asyncio.create_task(self._run_job(job), name=f"job-{job.job_id}")
 
     async def _run_job(self, job: Job) -> None:
-        bound = log.bind(run_id=job.run_id, node=job.node, worker=self.worker_id, step=job.step, attempt=job.attempt)
+        """Run one job and send its result, with its identity bound to every line logged meanwhile.
+
+        The binding is a context variable of this job's task, so concurrent jobs do not mix.
+        """
+        fields = job_fields(job)
+        with structlog.contextvars.bound_contextvars(**fields):
+            started = time.perf_counter()
+            log.info("job_received")
+            try:
+                result = await self._execute(job, fields)
+            except asyncio.CancelledError:
+                log.info("job_finished", outcome="returned", duration_ms=_ms_since(started))
+                raise
+            else:
+                log.info("job_finished", **outcome_fields(result), duration_ms=_ms_since(started))
+                self.send(result)
+            finally:
+                self.running.pop(job.job_id, None)
+
+    async def _execute(self, job: Job, fields: dict[str, Any]) -> JobDone | JobFailed:
+        """The job's result; a ``CancelJob`` gives a failure, a drain that ran out of time re-raises."""
+        graph = self.graphs.get(job.graph_id)
+        if graph is None:
+            return JobFailed(
+                job_id=job.job_id,
+                run_id=job.run_id,
+                error=describe_error(LookupError(f"worker {self.worker_id} has no graph {job.graph_id!r}")),
+            )
+        # A sync node logs from a thread, which does not see this task's context variables:
+        # its logger carries the job's fields itself.
+        forward = functools.partial(self._forward_log, asyncio.get_running_loop(), job)
+        ctx = Context(
+            run_id=job.run_id,
+            graph_id=job.graph_id,
+            node=job.node,
+            step=job.step,
+            attempt=job.attempt,
+            worker_id=self.worker_id,
+            branch=job.branch or job.node,
+            log=NodeLogger(log, forward, context={"worker": self.worker_id, **fields}),
+        )
         try:
-            graph = self.graphs.get(job.graph_id)
-            if graph is None:
-                result: Message = JobFailed(
-                    job_id=job.job_id,
-                    run_id=job.run_id,
-                    error=describe_error(LookupError(f"worker {self.worker_id} has no graph {job.graph_id!r}")),
-                )
-            else:
-                ctx = Context(
-                    run_id=job.run_id,
-                    graph_id=job.graph_id,
-                    node=job.node,
-                    step=job.step,
-                    attempt=job.attempt,
-                    worker_id=self.worker_id,
-                    branch=job.branch or job.node,
-                    log=NodeLogger(bound, lambda level, event, fields: self._forward_log(job, level, event, fields)),
-                )
-                bound.debug("job_started")
-                try:
-                    result = await run_job(graph, job, ctx, self.threads, on_abandoned=self._thread_abandoned)
-                except asyncio.CancelledError:
-                    if self._stopping.is_set():
-                        raise  # a drain that ran out of time: the Goodbye hands the job back
-                    # Cancelled on request. An async node stops here; a sync node's thread cannot be
-                    # interrupted and finishes in the background, its result discarded.
-                    result = JobFailed(
-                        job_id=job.job_id,
-                        run_id=job.run_id,
-                        error={"type": "JobCancelled", "message": "cancelled by the coordinator"},
-                    )
-            if isinstance(result, JobFailed):
-                bound.info("job_failed", error=result.error.get("message"), error_type=result.error.get("type"))
-            else:
-                bound.debug("job_done", duration_ms=round(result.duration_ms, 3))
-            self.send(result)
-        finally:
-            self.running.pop(job.job_id, None)
+            return await run_job(graph, job, ctx, self.threads, on_abandoned=self._thread_abandoned)
+        except asyncio.CancelledError:
+            if self._stopping.is_set():
+                raise  # a drain that ran out of time: the Goodbye hands the job back
+            # Cancelled on request. An async node stops here; a sync node's thread cannot be
+            # interrupted and finishes in the background, its result discarded.
+            return JobFailed(
+                job_id=job.job_id,
+                run_id=job.run_id,
+                error={"type": JOB_CANCELLED, "message": "cancelled by the coordinator"},
+            )
 
     def _thread_abandoned(self, future: Future[Any]) -> None:
-        """Count the slot as stuck, and tell the coordinator before the job's result goes out."""
+        """Count the slot as stuck, and tell the coordinator before the job's result goes out.
+
+        Called on the event loop (by the job's task), so the loop is the running one.
+        """
+        loop = asyncio.get_running_loop()
         self.abandoned.add(future)
-        future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._thread_returned, f))  # type: ignore[union-attr]
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._thread_returned, f))
         log.warning("slot_stuck", stuck=len(self.abandoned), capacity=self.capacity)
         self._beat()
         if len(self.abandoned) >= self.capacity and not self._stopping.is_set():
@@ -252,10 +457,12 @@ class Worker:
             log.info("slot_freed", stuck=len(self.abandoned))
             self._beat()
 
-    def _forward_log(self, job: Job, level: str, event: str, fields: dict[str, Any]) -> None:
+    def _forward_log(
+        self, loop: asyncio.AbstractEventLoop, job: Job, level: str, event: str, fields: dict[str, Any]
+    ) -> None:
         """Called from the node, which may be in a thread: hand the message to the loop."""
         message = NodeLog(job_id=job.job_id, run_id=job.run_id, node=job.node, level=level, event=event, fields=fields)
-        self._loop.call_soon_threadsafe(self.send, message)  # type: ignore[union-attr]
+        loop.call_soon_threadsafe(self.send, message)
 
     # -- heartbeats ------------------------------------------------------------------
 
@@ -268,3 +475,7 @@ class Worker:
                 log.warning("coordinator_silent", seconds=round(silent_for, 1))
                 self._last_heard = time.monotonic()  # one Hello per liveness period, not one per beat
                 self._say_hello()
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
