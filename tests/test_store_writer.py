@@ -1,0 +1,82 @@
+"""The store's writer: group commits in submission order, and a refused record stalls no one.
+
+These run a real Store on a real SQLite file in the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from awe.store import EventRecord, RunRecord
+from awe.store.sqlite import Store
+
+
+def _run(run_id: str, state: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        graph_id="g",
+        graph_version=1,
+        status="running",
+        state=state,
+        step_count=0,
+        current_node="a",
+        plan={},
+        error=None,
+        options={},
+        created_at="t0",
+        updated_at="t0",
+    )
+
+
+def _too_deep_to_write() -> list[Any]:
+    """A value no JSON encoder can write (it overflows the stack): it stands for any record the database refuses."""
+    value: list[Any] = []
+    for _ in range(100_000):
+        value = [value]
+    return value
+
+
+async def test_a_refused_record_fails_alone_and_the_rest_of_its_batch_commits(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "awe.db"))
+    await store.open()
+    outcomes: list[tuple[str, str]] = []
+    try:
+        for run_id, state in [("a", {"n": 1}), ("bad", {"deep": _too_deep_to_write()}), ("c", {"n": 3})]:
+            store.submit(
+                [_run(run_id, state), EventRecord(run_id=run_id, seq=1, time="t0", event="run_queued")],
+                on_commit=lambda r=run_id: outcomes.append((r, "committed")),
+                on_error=lambda error, r=run_id: outcomes.append((r, type(error).__name__)),
+            )
+        await asyncio.wait_for(store.write([]), timeout=10)  # once everything submitted before it is handled
+        assert outcomes == [("a", "committed"), ("bad", "RecursionError"), ("c", "committed")]
+        assert (await store.get_run("a")) is not None and (await store.get_run("c")) is not None
+        assert await store.get_run("bad") is None
+        assert await store.events_after("bad", 0) == []  # nothing half-written
+        assert [e.run_id for e in await store.events_after("c", 0)] == ["c"]
+
+        await store.write([_run("later", {"n": 4})])  # the writer is still there
+        assert await store.get_run("later") is not None
+    finally:
+        await store.close()
+
+
+async def test_a_locked_database_is_waited_for_and_nothing_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "awe.db"
+    store = Store(str(path))
+    await store.open()
+    blocker = sqlite3.connect(path, timeout=0)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        committed = asyncio.get_running_loop().create_future()
+        store.submit([_run("patient", {"n": 1})], on_commit=lambda: committed.set_result(True))
+        await asyncio.sleep(0.3)
+        assert not committed.done()  # still waiting, not dropped
+        blocker.rollback()
+        assert await asyncio.wait_for(committed, timeout=10)
+        assert await store.get_run("patient") is not None
+    finally:
+        blocker.close()
+        await store.close()
