@@ -204,3 +204,37 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert "cannot start the coordinator" in result.stderr
+
+
+def _wait_for_worker_pid(url: str, not_in: set[int]) -> int:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            pids = [w["pid"] for w in _get(f"{url}/workers")["workers"]]
+        except OSError:
+            pids = []
+        fresh = [p for p in pids if p not in not_in]
+        if fresh:
+            return int(fresh[0])
+        time.sleep(0.05)
+    raise AssertionError("no new worker joined")
+
+
+def test_a_worker_killed_twice_soon_after_its_start_comes_back_without_a_growing_delay(tmp_path: Path) -> None:
+    """Only a child failing to start (an error exit) waits longer each time; a killed one is back in 1 s."""
+    proc, url = start_awe_up(tmp_path, "--workers", "1", "--heartbeat-interval", "0.2", stdout=subprocess.PIPE)
+    try:
+        seen: set[int] = set()
+        for _ in range(3):
+            pid = _wait_for_worker_pid(url, seen)
+            seen.add(pid)
+            if len(seen) < 3:
+                os.kill(pid, signal.SIGKILL)  # each within seconds of its start
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    restarts = [line for line in output.splitlines() if "worker-1 exited with code -9" in line]
+    assert restarts == ["awe: worker-1 exited with code -9; restarting in 1s"] * 2, output
