@@ -161,6 +161,7 @@ async def test_jobs_a_rejoining_worker_still_runs_hold_its_slots_until_it_report
         assert {job.run_id for job in jobs} == runs
 
         for job in jobs:
+            running.discard(job.job_id)
             await worker.send(JobDone(job_id=job.job_id, run_id=job.run_id, delta={"slept": 1}))
         for _ in runs:
             after = await worker.next_job()
