@@ -66,7 +66,7 @@ class NodeSpec:
                 f"graph {graph!r}: node {name!r} must take (state) or (state, ctx), "
                 f"it takes {len(params)} positional parameters"
             )
-        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(fn.__call__)
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
         return cls(
             name=name,
             fn=fn,
