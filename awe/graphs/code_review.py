@@ -20,14 +20,31 @@ State produced (all JSON-serialisable):
 * ``iteration``: 1 after the first pass, +1 per loop.
 * ``functions``: one record per function or method (see :func:`extract_functions`).
 * ``syntax_error``: ``None``, or ``{"message", "line"}`` if ``code`` does not parse.
+  Source Python itself cannot compile counts: nested too deeply for the parser
+  (the message names the ``RecursionError``/``MemoryError``), a NUL byte, a
+  lone surrogate. ``line`` is ``None`` when no line can be named.
 * ``complexity``: ``{qualified function name: cyclomatic complexity}`` (radon).
-* ``maintainability``: radon's maintainability index (0-100), ``None`` on a syntax error.
+* ``maintainability``: radon's maintainability index (0-100), ``None`` on a syntax error
+  or when radon cannot measure the code.
+* ``analysis_errors``: ``[{"analysis", "error", "message"}]``, one per radon
+  analysis that could not handle code which does parse (see "Hostile input").
 * ``issues``: ``[{"function", "line", "kind", "message", "severity"}]``.
 * ``quality_score``: 0-100, see :func:`quality_score`.
 * ``history``: one ``{"iteration", "quality_score", "issues"}`` entry per pass.
 * ``summary``: e.g. ``"3 functions, 2 issues, quality 85/100"``.
 * ``refactorings``: one ``{"iteration", "changes": [{"kind", "function"}]}``
-  entry per ``refactor`` pass.
+  entry per ``refactor`` pass, plus ``"error"`` when the fixes could not be
+  written back (the code is then left as it was).
+
+Hostile input. ``ast.parse`` itself copes with a few thousand nesting levels,
+but radon's visitors and ``ast.unparse`` recurse once per level and give up
+after a few hundred: ``return 1+1+...+1`` with a thousand terms, or a long
+``elif`` chain, is valid Python they cannot handle. Such code is a finding,
+never a crash: a ``too_deep_to_analyse`` issue (high severity) naming the
+analysis and the exception, and the run completes. This module's own tree
+walks use explicit stacks, so they handle any tree the parser builds. Every
+node also has a timeout (:data:`NODE_TIMEOUT_SECONDS`) as the backstop for an
+input nobody foresaw.
 
 Quality score::
 
@@ -45,8 +62,8 @@ read it, never mutate it, and return the keys they change.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from radon.complexity import cc_visit
 from radon.metrics import mi_visit
@@ -76,6 +93,20 @@ MI_FLOOR = 40.0
 
 MODULE_SCOPE = "<module>"
 
+NODE_TIMEOUT_SECONDS = 60.0
+"""How long each node may run before the engine fails the run with ``NodeTimeout``.
+
+The nodes are deterministic CPU work on one source, so a retry cannot help and
+none is configured; the timeout is the backstop that turns an analysis that
+never ends into a clear failure. A 2 MB source of small functions takes
+4-12 s per node on one core (radon's pass is the slowest), so 60 s leaves
+about five times that for a loaded machine. A sync node past its timeout is abandoned, not stopped
+(see ``Graph.add_node``): this bounds the run, not the CPU its thread spends.
+"""
+
+_TOO_DEEP = (RecursionError, MemoryError)
+"""What the parser, radon and ``ast.unparse`` raise on a tree nested deeper than they can recurse."""
+
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _BLOCKS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.AsyncWith, ast.Match) + (
     (ast.TryStar,) if hasattr(ast, "TryStar") else ()
@@ -83,6 +114,8 @@ _BLOCKS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.Asyn
 _MUTABLE_LITERALS = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
 _MUTABLE_BUILTINS = ("list", "dict", "set")
 _CONSTANT_PARTS = (ast.Constant, ast.List, ast.Dict, ast.Set, ast.Tuple, ast.UnaryOp, ast.USub, ast.UAdd, ast.Load)
+
+_T = TypeVar("_T")
 
 
 # -- nodes --------------------------------------------------------------------
@@ -115,15 +148,22 @@ def check_complexity(state: dict[str, Any]) -> dict[str, Any]:
     score. Complexity is keyed by qualified name (``Class.method``), matched
     to radon's blocks by line number so that methods and closures line up
     with ``functions``.
+
+    Radon recurses once per nesting level, so code nested a few hundred
+    levels deep is recorded in ``analysis_errors`` (and the measurement left
+    empty) rather than failing the node.
     """
     if state.get("syntax_error"):
-        return {"complexity": {}, "maintainability": None}
+        return {"complexity": {}, "maintainability": None, "analysis_errors": []}
     code = state["code"]
     names = {f["lineno"]: f["qualname"] for f in state.get("functions", [])}
-    complexity = {}
-    for block in _radon_functions(cc_visit(code)):
-        complexity[names.get(block.lineno, block.fullname)] = int(block.complexity)
-    return {"complexity": complexity, "maintainability": round(float(mi_visit(code, True)), 2)}
+    complexity, cc_error = _attempt("radon cc_visit", lambda: _complexity(code, names))
+    maintainability, mi_error = _attempt("radon mi_visit", lambda: round(float(mi_visit(code, True)), 2))
+    return {
+        "complexity": complexity or {},
+        "maintainability": maintainability,
+        "analysis_errors": [e for e in (cc_error, mi_error) if e is not None],
+    }
 
 
 def detect_issues(state: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +179,7 @@ def detect_issues(state: dict[str, Any]) -> dict[str, Any]:
     if syntax_error:
         issues = [_issue(MODULE_SCOPE, syntax_error.get("line"), "syntax_error", syntax_error["message"], "high")]
     else:
-        issues = _function_issues(state) + _code_issues(state["code"])
+        issues = _function_issues(state) + _analysis_issues(state) + _code_issues(state["code"])
     issues.sort(key=lambda i: (i["line"] or 0, i["kind"]))
     score = quality_score(issues, state.get("maintainability"), syntax_error=bool(syntax_error))
     iteration = int(state.get("iteration") or 0)
@@ -193,15 +233,13 @@ def refactor(state: dict[str, Any]) -> dict[str, Any]:
 
     Complexity, length, parameter, ``print`` and nesting issues are reported
     only. If nothing applies the pass records an empty change list; the loop
-    is bounded by ``max_iterations``.
+    is bounded by ``max_iterations``. If ``ast.unparse`` cannot write a deeply
+    nested tree back, the code is kept and the pass records no changes and an
+    ``"error"`` saying why, which also ends the loop.
     """
-    code = state.get("code") or _raw_code(state)
-    tree, _ = _parse(code)
-    changes = [] if tree is None else _apply_fixes(tree)
+    code, record = _rewrite(state.get("code") or _raw_code(state))
     refactorings = list(state.get("refactorings") or [])
-    refactorings.append({"iteration": int(state.get("iteration") or 0), "changes": changes})
-    if changes:
-        code = ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+    refactorings.append({"iteration": int(state.get("iteration") or 0), **record})
     return {"code": code, "refactorings": refactorings}
 
 
@@ -215,19 +253,19 @@ def quality_score(issues: list[dict[str, Any]], maintainability: float | None, *
     """
     if syntax_error:
         return 0
-    penalty = sum(SEVERITY_WEIGHTS.get(i["severity"], 0) for i in issues)
+    penalty = float(sum(SEVERITY_WEIGHTS.get(i["severity"], 0) for i in issues))
     if maintainability is not None:
         penalty += max(0.0, MI_FLOOR - float(maintainability)) / 2
-    return int(round(min(100.0, max(0.0, 100.0 - penalty))))
+    return round(min(100.0, max(0.0, 100.0 - penalty)))
 
 
 # -- the graph ----------------------------------------------------------------
 
 code_review_agent = Graph("code_review_agent")
-code_review_agent.add_node("extract_functions", extract_functions)
-code_review_agent.add_node("check_complexity", check_complexity)
-code_review_agent.add_node("detect_issues", detect_issues)
-code_review_agent.add_node("refactor", refactor)
+code_review_agent.add_node("extract_functions", extract_functions, timeout=NODE_TIMEOUT_SECONDS)
+code_review_agent.add_node("check_complexity", check_complexity, timeout=NODE_TIMEOUT_SECONDS)
+code_review_agent.add_node("detect_issues", detect_issues, timeout=NODE_TIMEOUT_SECONDS)
+code_review_agent.add_node("refactor", refactor, timeout=NODE_TIMEOUT_SECONDS)
 code_review_agent.add_edge("extract_functions", "check_complexity")
 code_review_agent.add_edge("check_complexity", "detect_issues")
 code_review_agent.add_conditional_edge("detect_issues", quality_gate, {"done": END, "refactor": "refactor"})
@@ -251,25 +289,65 @@ def _setting(state: dict[str, Any], key: str, default: int) -> float:
 
 
 def _parse(code: str) -> tuple[ast.Module | None, dict[str, Any] | None]:
+    """The tree, or ``None`` and a ``{"message", "line"}`` record of why Python cannot parse ``code``.
+
+    Besides syntax errors, the parser raises ``UnicodeEncodeError`` on a lone
+    surrogate, ``SyntaxError`` or ``ValueError`` on a NUL byte (by Python
+    version), and ``RecursionError`` or ``MemoryError`` on input nested
+    thousands of levels deep; all are findings about the code, not crashes.
+    """
     try:
         return ast.parse(code), None
     except SyntaxError as exc:
-        return None, {"message": exc.msg or str(exc), "line": exc.lineno}
-    except ValueError as exc:  # e.g. source containing NUL bytes
-        return None, {"message": str(exc), "line": None}
+        return None, {"message": exc.msg or str(exc), "line": exc.lineno or _nul_line(code)}
+    except UnicodeEncodeError as exc:  # before ValueError, its base class
+        bad = exc.object[exc.start : exc.end]
+        return None, {"message": f"{bad!r} is not valid Unicode text ({exc.reason})", "line": _line_at(code, exc.start)}
+    except ValueError as exc:  # NUL bytes, on the Pythons that raise ValueError for them
+        return None, {"message": str(exc), "line": _nul_line(code)}
+    except _TOO_DEEP as exc:
+        return None, {"message": _too_deep_message("the Python parser", exc), "line": None}
 
 
-def _iter_functions(node: ast.AST, prefix: str = "", in_class: bool = False) -> Iterator[tuple[str, Any, bool]]:
-    """Yield ``(qualified name, def node, is_method)`` for every function, nested ones included."""
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, _FUNCS):
-            qualname = prefix + child.name
-            yield qualname, child, in_class
-            yield from _iter_functions(child, qualname + ".")
-        elif isinstance(child, ast.ClassDef):
-            yield from _iter_functions(child, prefix + child.name + ".", True)
-        else:
-            yield from _iter_functions(child, prefix, in_class)
+def _line_at(code: str, index: int) -> int:
+    return code.count("\n", 0, index) + 1
+
+
+def _nul_line(code: str) -> int | None:
+    """The line of the first NUL byte, which the parser rejects without saying where."""
+    index = code.find("\x00")
+    return None if index < 0 else _line_at(code, index)
+
+
+def _too_deep_message(analysis: str, exc: BaseException) -> str:
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"source is too deeply nested to analyse: {analysis} raised {detail}"
+
+
+def _attempt(analysis: str, measure: Callable[[], _T]) -> tuple[_T | None, dict[str, Any] | None]:
+    """``measure()``, or ``None`` and an ``analysis_errors`` record when the code is nested too deeply for it."""
+    try:
+        return measure(), None
+    except _TOO_DEEP as exc:
+        error = {"analysis": analysis, "error": type(exc).__name__, "message": _too_deep_message(analysis, exc)}
+        return None, error
+
+
+def _iter_functions(tree: ast.AST) -> Iterator[tuple[str, Any, bool]]:
+    """Yield ``(qualified name, def node, is_method)`` for every function, nested ones included, in source order.
+
+    It walks with an explicit stack: a tree the parser accepts can be
+    thousands of levels deep (a long ``elif`` chain), more than recursion allows.
+    """
+    stack: list[tuple[ast.AST, str, bool]] = [(tree, "", False)]
+    while stack:
+        node, prefix, in_class = stack.pop()
+        if isinstance(node, _FUNCS):
+            yield prefix + node.name, node, in_class
+            prefix, in_class = prefix + node.name + ".", False
+        elif isinstance(node, ast.ClassDef):
+            prefix, in_class = prefix + node.name + ".", True
+        stack.extend((child, prefix, in_class) for child in reversed(list(ast.iter_child_nodes(node))))
 
 
 def _own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
@@ -315,6 +393,11 @@ def _function_record(qualname: str, node: Any, is_method: bool) -> dict[str, Any
     }
 
 
+def _complexity(code: str, names: dict[int, str]) -> dict[str, int]:
+    """Radon's cyclomatic complexity per function, keyed by the qualified names in ``names`` (by line)."""
+    return {names.get(b.lineno, b.fullname): int(b.complexity) for b in _radon_functions(cc_visit(code))}
+
+
 def _radon_functions(blocks: list[Any]) -> Iterator[Any]:
     """Flatten radon's blocks (classes hold methods and inner classes, functions hold closures)."""
     for block in blocks:
@@ -355,6 +438,20 @@ def _function_issues(state: dict[str, Any]) -> list[dict[str, Any]]:
     return issues
 
 
+def _analysis_issues(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """One finding naming every analysis the code was nested too deeply for: the review is incomplete, and why.
+
+    One issue, not one per analysis, so a single cause costs the score once.
+    """
+    errors = state.get("analysis_errors") or []
+    if not errors:
+        return []
+    causes = "; ".join(f"{e['analysis']} raised {e['error']}" for e in errors)
+    return [
+        _issue(MODULE_SCOPE, None, "too_deep_to_analyse", f"source is too deeply nested to analyse: {causes}", "high")
+    ]
+
+
 def _counted_params(function: dict[str, Any]) -> int:
     """Parameter count, not counting a method's ``self``/``cls``."""
     args = function["args"]
@@ -364,10 +461,17 @@ def _counted_params(function: dict[str, Any]) -> int:
 
 
 def _code_issues(code: str) -> list[dict[str, Any]]:
-    """Issues found by scanning each scope's own AST nodes."""
-    tree, _ = _parse(code)
+    """Issues found by scanning each scope's own AST nodes.
+
+    The code parsed in ``extract_functions``, but the parser's depth limit
+    counts the caller's frames too: code at the very edge of it can fail here,
+    and that is reported, not skipped.
+    """
+    tree, error = _parse(code)
     if tree is None:
-        return []
+        error = error or {}
+        message = error.get("message", "the source could not be parsed again")
+        return [_issue(MODULE_SCOPE, error.get("line"), "too_deep_to_analyse", message, "high")]
     issues = []
     for name, scope in _scopes(tree):
         issues += _node_issues(name, scope)
@@ -391,8 +495,9 @@ def _node_issues(name: str, scope: ast.AST) -> list[dict[str, Any]]:
 def _defaults(args: ast.arguments) -> Iterator[tuple[str, ast.expr]]:
     """Yield ``(parameter name, default expression)`` for every parameter with a default."""
     positional = [*args.posonlyargs, *args.args]
-    yield from zip((a.arg for a in positional[len(positional) - len(args.defaults) :]), args.defaults)
-    for arg, default in zip(args.kwonlyargs, args.kw_defaults):
+    # Both pairs have equal lengths by construction (defaults belong to the last positional parameters).
+    yield from zip((a.arg for a in positional[len(positional) - len(args.defaults) :]), args.defaults, strict=True)
+    for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
         if default is not None:
             yield arg.arg, default
 
@@ -427,25 +532,29 @@ def _is_empty_builtin_call(node: ast.expr) -> bool:
 
 
 def _nesting_issues(name: str, func: Any) -> list[dict[str, Any]]:
-    depth, line = _nesting(func.body, 0)
+    depth, line = _nesting(func.body)
     if depth <= MAX_NESTING:
         return []
     return [_issue(name, line, "deep_nesting", f"blocks nested {depth} levels deep > {MAX_NESTING}", "medium")]
 
 
-def _nesting(stmts: list[ast.stmt], depth: int) -> tuple[int, int | None]:
-    """The deepest block level reached in ``stmts`` (which sit at ``depth``) and its line."""
-    deepest, line = depth, None
-    for stmt in stmts:
-        if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
-            continue  # a nested function or class is reviewed on its own
-        level = depth + 1 if isinstance(stmt, _BLOCKS) else depth
-        if level > deepest:
-            deepest, line = level, stmt.lineno
-        for block, block_depth in _sub_blocks(stmt, level, depth):
-            inner, inner_line = _nesting(block, block_depth)
-            if inner > deepest:
-                deepest, line = inner, inner_line
+def _nesting(body: list[ast.stmt]) -> tuple[int, int | None]:
+    """The deepest block level reached in a function ``body`` and the first line reaching it.
+
+    An explicit stack, not recursion: an ``elif`` chain is a tree as deep as it
+    is long, and a few hundred ``elif`` branches would exhaust the recursion limit.
+    """
+    deepest, line = 0, None
+    stack = [(body, 0)]
+    while stack:
+        stmts, depth = stack.pop()
+        for stmt in stmts:
+            if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
+                continue  # a nested function or class is reviewed on its own
+            level = depth + 1 if isinstance(stmt, _BLOCKS) else depth
+            if level > deepest or (level == deepest and line is not None and stmt.lineno < line):
+                deepest, line = level, stmt.lineno
+            stack.extend(_sub_blocks(stmt, level, depth))
     return deepest, line
 
 
@@ -463,15 +572,38 @@ def _summary(state: dict[str, Any], issues: list[dict[str, Any]], score: int) ->
     functions = state.get("functions") or []
     text = f"{len(functions)} functions, {len(issues)} issues, quality {score}/100"
     if state.get("syntax_error"):
-        err = state["syntax_error"]
-        text += f" (syntax error at line {err.get('line')}: {err['message']})"
+        text += f" ({_where('syntax error', state['syntax_error'].get('line'))}: {state['syntax_error']['message']})"
     placeholders = sum(1 for f in functions if f.get("placeholder_docstring"))
     if placeholders:
         text += f"; {placeholders} placeholder docstrings to fill in"
+    passes = state.get("refactorings") or []
+    if passes and passes[-1].get("error"):
+        text += f"; the last refactor pass changed nothing: {passes[-1]['error']}"
     return text + f" (pass {int(state.get('iteration') or 0)})"
 
 
+def _where(what: str, line: int | None) -> str:
+    return what if line is None else f"{what} at line {line}"
+
+
 # -- helpers: refactoring ----------------------------------------------------------
+
+
+def _rewrite(code: str) -> tuple[str, dict[str, Any]]:
+    """``code`` with the safe fixes applied, and the pass record: ``{"changes"}``, plus ``"error"`` if unwritable.
+
+    ``ast.unparse`` (and ``ast.fix_missing_locations``, which it needs for the
+    new nodes) recurse once per nesting level; on a tree too deep for them the
+    fixes are dropped and the code kept, so the run still completes.
+    """
+    tree, _ = _parse(code)
+    changes = [] if tree is None else _apply_fixes(tree)
+    if tree is None or not changes:
+        return code, {"changes": []}
+    try:
+        return ast.unparse(ast.fix_missing_locations(tree)) + "\n", {"changes": changes}
+    except _TOO_DEEP as exc:
+        return code, {"changes": [], "error": _too_deep_message("ast.unparse", exc)}
 
 
 def _apply_fixes(tree: ast.Module) -> list[dict[str, Any]]:
@@ -497,12 +629,13 @@ def _fix_function(name: str, func: Any) -> list[dict[str, Any]]:
     """Replace safe mutable defaults with ``None`` guards and add a missing docstring."""
     changes = []
     has_docstring = ast.get_docstring(func) is not None
-    guards = []
-    for arg, default in list(_defaults(func.args)):
+    guards, replaced = [], []
+    for arg, default in _defaults(func.args):
         if _is_mutable(default) and _is_fixable(default):
             guards.append(_none_guard(arg, default))
-            _replace_default(func.args, default)
+            replaced.append(default)
             changes.append({"kind": "mutable_default", "function": name, "argument": arg})
+    _replace_defaults(func.args, replaced)
     start = 1 if has_docstring else 0
     func.body[start:start] = guards
     if not has_docstring:
@@ -527,9 +660,14 @@ def _none_guard(arg: str, default: ast.expr) -> ast.If:
     return ast.If(test=test, body=[assign], orelse=[])
 
 
-def _replace_default(args: ast.arguments, default: ast.expr) -> None:
-    """Swap ``default`` for ``None`` wherever it sits in ``args``."""
+def _replace_defaults(args: ast.arguments, replaced: list[ast.expr]) -> None:
+    """Swap each of ``replaced`` for ``None`` wherever it sits in ``args``.
+
+    One pass over the defaults for all of them: replacing one at a time is
+    quadratic, and a 2 MB source can hold a function with 100,000 defaults.
+    """
+    ids = {id(d) for d in replaced}
     for defaults in (args.defaults, args.kw_defaults):
         for i, value in enumerate(defaults):
-            if value is default:
+            if id(value) in ids:
                 defaults[i] = ast.Constant(value=None)
