@@ -45,15 +45,16 @@ async def run_logs(request: web.Request) -> web.StreamResponse:
     reader = asyncio.create_task(_read_until_closed(ws))
     try:
         await asyncio.wait((sender, reader), return_when=asyncio.FIRST_COMPLETED)
-    finally:  # the run is sent or the client left (or the server stops): neither task outlives the handler
+    finally:
+        # The run is sent or the client left (or the server stops): neither task outlives the handler.
         sender.cancel()
         reader.cancel()
         sent, _ = await asyncio.gather(sender, reader, return_exceptions=True)
     if isinstance(sent, Exception):
         log.error("ws_sender_failed", run_id=run_id, exc_info=sent)
-        await _close(ws, WSCloseCode.INTERNAL_ERROR, b"internal error")
+        await _close(ws, run_id, WSCloseCode.INTERNAL_ERROR, b"internal error")
     else:
-        await _close(ws, WSCloseCode.OK, b"run finished")  # a no-op if the client closed first
+        await _close(ws, run_id, WSCloseCode.OK, b"run finished")  # a no-op if the client closed first
     return ws
 
 
@@ -63,7 +64,7 @@ async def _read_until_closed(ws: web.WebSocketResponse) -> None:
         pass
 
 
-async def _close(ws: web.WebSocketResponse, code: WSCloseCode, message: bytes) -> None:
+async def _close(ws: web.WebSocketResponse, run_id: str, code: WSCloseCode, message: bytes) -> None:
     """Send our close frame, wait for the client's, then drop the connection, within a bound.
 
     aiohttp bounds the wait for the client's frame (``timeout=CLOSE_TIMEOUT``) but not the
@@ -73,7 +74,7 @@ async def _close(ws: web.WebSocketResponse, code: WSCloseCode, message: bytes) -
         async with asyncio.timeout(2 * CLOSE_TIMEOUT):
             await ws.close(code=code, message=message)
     except TimeoutError:
-        log.info("ws_close_timed_out", close_code=ws.close_code)
+        log.info("ws_close_timed_out", run_id=run_id)
 
 
 async def _send_events(coordinator: Coordinator, ws: web.WebSocketResponse, run_id: str, since: int) -> None:
