@@ -10,8 +10,8 @@ rest elsewhere at once.
 
 Each job writes two ``info`` lines to the worker's log file, ``job_received``
 and ``job_finished`` (with ``outcome``: ``completed``, ``failed``,
-``timed_out``, ``cancelled``, or ``returned`` when a drain ran out of time and
-the ``Goodbye`` hands it back). While a job runs, every line logged on its
+``timed_out``, ``cancelled``, or ``returned``: given up unfinished as the
+worker left, for the coordinator to run elsewhere). While a job runs, every line logged on its
 behalf, the node's own ``ctx.log`` lines included, carries the job's
 ``run_id``, ``graph_id``, ``node``, ``branch``, ``step``, ``attempt`` and
 ``job_id``, so ``grep run_id`` on the log files finds everything about a run.
@@ -295,7 +295,7 @@ class Worker:
                 self._outbox.task_done()
 
     async def _send_one(self, message: Message) -> None:
-        """Send ``message``; one msgpack cannot encode is logged and dropped, never fatal to the loop.
+        """Send ``message``; if msgpack cannot encode it, log and drop it rather than end the loop.
 
         A dropped ``JobDone`` would leave its run waiting for a result that never comes, so a
         ``JobFailed`` naming the value that could not be encoded goes in its place.
@@ -381,22 +381,23 @@ class Worker:
     async def _run_job(self, job: Job) -> None:
         """Run one job and send its result, with its identity bound to every line logged meanwhile.
 
-        The binding is a context variable of this job's task, so concurrent jobs do not mix.
+        This coroutine is the whole of its task (see :meth:`_start_job`), and a task runs in its
+        own copy of the context: the binding reaches no other job and needs no undoing.
         """
         fields = job_fields(job)
-        with structlog.contextvars.bound_contextvars(**fields):
-            started = time.perf_counter()
-            log.info("job_received")
-            try:
-                result = await self._execute(job, fields)
-            except asyncio.CancelledError:
-                log.info("job_finished", outcome="returned", duration_ms=_ms_since(started))
-                raise
-            else:
-                log.info("job_finished", **outcome_fields(result), duration_ms=_ms_since(started))
-                self.send(result)
-            finally:
-                self.running.pop(job.job_id, None)
+        structlog.contextvars.bind_contextvars(**fields)
+        started = time.perf_counter()
+        log.info("job_received")
+        try:
+            result = await self._execute(job, fields)
+        except asyncio.CancelledError:
+            log.info("job_finished", outcome="returned", duration_ms=_ms_since(started))
+            raise
+        else:
+            log.info("job_finished", **outcome_fields(result), duration_ms=_ms_since(started))
+            self.send(result)
+        finally:
+            self.running.pop(job.job_id, None)
 
     async def _execute(self, job: Job, fields: dict[str, Any]) -> JobDone | JobFailed:
         """The job's result; a ``CancelJob`` gives a failure, a drain that ran out of time re-raises."""
