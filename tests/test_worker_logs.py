@@ -30,7 +30,7 @@ from awe import END, Graph, logs
 from awe.exit_codes import EXIT_SOFTWARE
 from awe.graph import CompiledGraph
 from awe.transport import DealerEndpoint
-from awe.transport.messages import Goodbye, Hello, Job, JobDone, JobFailed, Message, decode
+from awe.transport.messages import CancelJob, Goodbye, Hello, Job, JobDone, JobFailed, Message, decode
 from awe.workers import worker as worker_module
 from awe.workers.node_logger import NodeLogger
 from awe.workers.worker import Worker, outcome_fields
@@ -421,3 +421,23 @@ async def test_a_log_line_that_cannot_be_encoded_is_dropped_and_the_run_goes_on(
     # The worker's own file keeps the line, escaped.
     (odd,) = [line for line in lines if line["event"] == "odd_text"]
     assert odd["text"] == "a \ud800 b" and odd["run_id"] == run_id
+
+
+async def test_a_job_cancelled_before_its_task_starts_is_answered_and_frees_its_slot(
+    router: Router, log_file: Path
+) -> None:
+    # The CancelJob is sent right behind its Job: the worker reads both before the job's task first runs.
+    worker = Worker(connect=router.address, graphs=tiny_graph(), worker_id="w-cancel", heartbeat_interval=0.1)
+    async with serving(worker) as running:
+        identity, _ = await router.next(Hello)
+        await router.socket.send_multipart([identity, job("doomed").encode()], copy=True)
+        await router.socket.send_multipart([identity, CancelJob("doomed").encode()], copy=True)
+        _, failed = await router.next(JobFailed)
+        assert (failed.job_id, failed.error["type"]) == ("doomed", "JobCancelled")
+        assert worker.running == {}  # its slot is free again
+
+        await router.send(identity, job("next"))
+        _, done = await router.next(JobDone)
+        assert done.job_id == "next"
+        worker.stop()
+        await asyncio.wait_for(running, 10)

@@ -376,7 +376,28 @@ class Worker:
         if job.job_id in self.running:
             log.info("duplicate_job_ignored", job_id=job.job_id)
             return
-        self.running[job.job_id] = asyncio.create_task(self._run_job(job), name=f"job-{job.job_id}")
+        task = asyncio.create_task(self._run_job(job), name=f"job-{job.job_id}")
+        self.running[job.job_id] = task
+        task.add_done_callback(functools.partial(self._job_task_ended, job))
+
+    def _job_task_ended(self, job: Job, task: asyncio.Task[None]) -> None:
+        """A job cancelled before its task first ran never reaches its ``finally``: account for it here.
+
+        (A ``CancelJob`` right behind its ``Job`` is read before the job's task has started.)
+        Without this its slot would stay taken here, and the coordinator would wait for its answer.
+        """
+        if self.running.get(job.job_id) is not task:
+            return  # the task ran and cleaned up after itself
+        del self.running[job.job_id]
+        if task.cancelled() and not self._stopping.is_set():
+            log.info("job_finished", **job_fields(job), outcome="cancelled", duration_ms=0.0)
+            self.send(
+                JobFailed(
+                    job_id=job.job_id,
+                    run_id=job.run_id,
+                    error={"type": JOB_CANCELLED, "message": "cancelled by the coordinator before it started"},
+                )
+            )
 
     async def _run_job(self, job: Job) -> None:
         """Run one job and send its result, with its identity bound to every line logged meanwhile.
