@@ -416,6 +416,13 @@ async def test_router_enum_answer_is_sent_as_its_value(threads):
     assert result.route == "again"
 
 
+@pytest.mark.parametrize("answer", [2**64, "done \ud800", ["done", 2**64]], ids=["uint64+1", "surrogate", "in-a-list"])
+async def test_router_answer_the_engine_cannot_send_fails_the_job_naming_it(threads, answer):
+    result = await run(single(lambda s: None, router=lambda s: answer), {}, threads)
+    assert isinstance(result, JobFailed)
+    assert result.error["type"] == "NodeOutputError" and "the router of 'n'" in result.error["message"]
+
+
 @pytest.mark.parametrize("router_async", [False, True], ids=["sync-router", "async-router"])
 @pytest.mark.parametrize(
     "answer", [{"k": "done"}, 1.5, object(), ["done", 1.5]], ids=["dict", "float", "object", "list-with-a-float"]

@@ -401,24 +401,21 @@ async def test_a_dead_send_loop_leaves_at_once_without_waiting_to_say_goodbye(
 # -- a real worker meets a log line it cannot send ------------------------------------------
 
 
-async def test_a_log_line_that_cannot_be_encoded_is_dropped_and_the_run_goes_on(tmp_path: Path) -> None:
+async def test_a_log_field_msgpack_cannot_encode_reaches_the_event_stream_escaped(tmp_path: Path) -> None:
     engine = Engine(tmp_path, graphs=("sample_graphs", "test_worker_logs"))
     try:
         await engine.start(workers=1)
         run_id = await engine.start_run("odd_log")
         assert (await engine.wait_finished(run_id, timeout=15))["status"] == "completed"
-        again = await engine.start_run("counter_loop", {"count": 0, "target": 2})
-        assert (await engine.wait_finished(again, timeout=15))["status"] == "completed"
+        events = await engine.ws_events(run_id)
         assert engine.workers[0].alive()
     finally:
         await engine.close()
+    (logged,) = [e for e in events if e["event"] == "node_log"]
+    assert logged["fields"] == {"message": "odd_text", "text": "a \\ud800 b"}  # escaped, readable
     lines = worker_lines(engine)
-    (received,) = [j for j in job_lines(lines, run_id) if j["event"] == "job_received"]
-    (dropped,) = [line for line in lines if line["event"] == "message_not_encodable"]
-    assert (dropped["kind"], dropped["job_id"], dropped["run_id"]) == ("node_log", received["job_id"], run_id)
-    assert dropped["error_type"] == "UnicodeEncodeError" and dropped["where"] == "fields['text']"
-    assert dropped["replaced_by"] is None
-    # The worker's own file keeps the line, escaped.
+    assert [line for line in lines if line["event"] == "message_not_encodable"] == []
+    # The worker's own file keeps the line as it was.
     (odd,) = [line for line in lines if line["event"] == "odd_text"]
     assert odd["text"] == "a \ud800 b" and odd["run_id"] == run_id
 

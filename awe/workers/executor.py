@@ -243,10 +243,11 @@ def _plain_route_item(node: str, item: Any) -> Any:
                 f"the router of node {node!r} sent a {type(item.payload).__name__}; a Send's payload is a dict"
             )
         return item.to_wire()
-    if item is None or isinstance(item, (str, int, bool)):
-        return item
     if hasattr(item, "value") and isinstance(item.value, (str, int)):  # an Enum member
-        return item.value
+        item = item.value
+    if item is None or isinstance(item, (str, int, bool)):
+        check_json(item, f"the router of {node!r}: its answer")
+        return item
     raise NodeOutputError(
         f"the router of node {node!r} returned a {type(item).__name__}; return a branch key, a list of them, or Sends"
     )

@@ -15,9 +15,10 @@ the node's fields as they were, under ``fields``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
+
+from awe import jsondata
 
 Forward = Callable[[str, str, dict[str, Any]], None]
 
@@ -28,7 +29,8 @@ RENAMED_PREFIX = "field_"
 
 
 def _plain(fields: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(json.dumps(fields, default=repr))
+    """JSON data the event stream can carry: odd values become readable text, never an error."""
+    result: dict[str, Any] = jsondata.sanitize(fields)
     return result
 
 
