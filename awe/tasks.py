@@ -33,6 +33,7 @@ class BackgroundTasks:
         self.fatal = asyncio.Event()
         """Set when a task dies: the process can no longer do its job and should exit."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._ending: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         """Run ``coro`` as a task that is expected to run until it is cancelled."""
@@ -41,10 +42,16 @@ class BackgroundTasks:
         task.add_done_callback(self._ended)
         return task
 
+    def ending(self, task: asyncio.Task[Any]) -> None:
+        """``task`` is being told to finish (a store closing its writer): its return is not a death."""
+        self._ending.add(task)
+
     def _ended(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if task.cancelled():
+        if task.cancelled() or (task in self._ending and task.exception() is None):
+            self._ending.discard(task)
             return
+        self._ending.discard(task)
         error = task.exception()
         name = task.get_name()
         if error is None:

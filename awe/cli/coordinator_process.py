@@ -73,8 +73,8 @@ async def coordinator_services(
         finally:
             endpoint.close()
     finally:
+        await store.close()  # flushes what is queued; only then may the rest of the tasks go
         await tasks.cancel()
-        await store.close()
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

@@ -7,20 +7,21 @@ built the coordinator starts and stops it (:mod:`awe.cli.coordinator_process`).
 
 from __future__ import annotations
 
-import weakref
+import asyncio
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from awe.coordinator.coordinator import Coordinator
 from awe.http import views, websocket
-from awe.http.keys import COORDINATOR, WEBSOCKETS
+from awe.http.keys import COORDINATOR, STREAMS, OpenStream
 from awe.http.middlewares import errors_as_json
+from awe.http.websocket import CLOSE_TIMEOUT
 
 
 def create_app(coordinator: Coordinator) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=16 * 1024 * 1024)
     app[COORDINATOR] = coordinator
-    app[WEBSOCKETS] = weakref.WeakSet()
+    app[STREAMS] = set()
     app.router.add_post("/graph/run", views.start_run)
     app.router.add_get("/graph/state/{run_id}", views.run_state)
     app.router.add_get("/graphs", views.list_graphs)
@@ -37,6 +38,13 @@ def create_app(coordinator: Coordinator) -> web.Application:
 
 
 async def _close_websockets(app: web.Application) -> None:
-    sockets: weakref.WeakSet[web.WebSocketResponse] = app[WEBSOCKETS]
-    for ws in list(sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    """Ask every open event stream to close with 1001, and give them the close handshake's time."""
+    open_streams: set[OpenStream] = app[STREAMS]
+    streams = list(open_streams)
+    for stream in streams:
+        stream.going_away.set()
+    if streams:
+        closed = [asyncio.ensure_future(stream.closed.wait()) for stream in streams]
+        _, pending = await asyncio.wait(closed, timeout=2 * CLOSE_TIMEOUT + 1)
+        for waiter in pending:
+            waiter.cancel()

@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, web
 
 from awe.coordinator.coordinator import Coordinator
 from awe.coordinator.events import FINAL_EVENTS
-from awe.http.keys import COORDINATOR, WEBSOCKETS
+from awe.http.keys import COORDINATOR, STREAMS, OpenStream
 from awe.http.views import _int_query
 
 log = structlog.get_logger("awe.http.ws")
@@ -40,22 +40,35 @@ async def run_logs(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(heartbeat=20.0, timeout=CLOSE_TIMEOUT)
     await ws.prepare(request)
-    request.app[WEBSOCKETS].add(ws)
-    sender = asyncio.create_task(_send_events(coordinator, ws, run_id, since))
-    reader = asyncio.create_task(_read_until_closed(ws))
+    stream = OpenStream(run_id)
+    request.app[STREAMS].add(stream)
     try:
-        await asyncio.wait((sender, reader), return_when=asyncio.FIRST_COMPLETED)
+        await _serve(coordinator, ws, stream, since)
     finally:
-        # The run is sent or the client left (or the server stops): neither task outlives the handler.
-        sender.cancel()
-        reader.cancel()
-        sent, _ = await asyncio.gather(sender, reader, return_exceptions=True)
-    if isinstance(sent, Exception):
-        log.error("ws_sender_failed", run_id=run_id, exc_info=sent)
-        await _close(ws, run_id, WSCloseCode.INTERNAL_ERROR, b"internal error")
-    else:
-        await _close(ws, run_id, WSCloseCode.OK, b"run finished")  # a no-op if the client closed first
+        request.app[STREAMS].discard(stream)
+        stream.closed.set()
     return ws
+
+
+async def _serve(coordinator: Coordinator, ws: web.WebSocketResponse, stream: OpenStream, since: int) -> None:
+    """Stream until the run ends, the client leaves or the server stops; then close from here."""
+    sender = asyncio.create_task(_send_events(coordinator, ws, stream.run_id, since))
+    reader = asyncio.create_task(_read_until_closed(ws))
+    leaving = asyncio.create_task(stream.going_away.wait())
+    try:
+        await asyncio.wait((sender, reader, leaving), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Neither task outlives the handler.
+        for task in (sender, reader, leaving):
+            task.cancel()
+        sent, _, _ = await asyncio.gather(sender, reader, leaving, return_exceptions=True)
+    if stream.going_away.is_set():
+        await _close(ws, stream.run_id, WSCloseCode.GOING_AWAY, b"server shutting down")
+    elif isinstance(sent, Exception):
+        log.error("ws_sender_failed", run_id=stream.run_id, exc_info=sent)
+        await _close(ws, stream.run_id, WSCloseCode.INTERNAL_ERROR, b"internal error")
+    else:
+        await _close(ws, stream.run_id, WSCloseCode.OK, b"run finished")  # a no-op if the client closed first
 
 
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:

@@ -62,6 +62,7 @@ class Store:
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks()
         self.commits = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -71,8 +72,8 @@ class Store:
         self._writer = await self._connect()
         await self._migrate(self._writer)
         self._reader = await self._connect()
-        tasks = tasks or BackgroundTasks()
-        self._writer_task = tasks.spawn(self._write_loop(), name="store-writer")
+        self._tasks = tasks or BackgroundTasks()
+        self._writer_task = self._tasks.spawn(self._write_loop(), name="store-writer")
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -100,6 +101,7 @@ class Store:
         """Commit everything already submitted, then close both connections."""
         if self._writer_task is not None:
             if not self._writer_task.done():
+                self._tasks.ending(self._writer_task)
                 await self._queue.put(None)
                 await asyncio.gather(self._writer_task, return_exceptions=True)
             self._writer_task = None
