@@ -13,6 +13,7 @@ from awe.transport.messages import (
     PROTOCOL_VERSION,
     CancelJob,
     Goodbye,
+    GraphDefined,
     Heartbeat,
     Hello,
     Job,
@@ -36,6 +37,7 @@ SAMPLES: list[Message] = [
         running=["j1", "j2"],
         stuck=1,
         jobs_received=3,
+        tools=["code_review.refactor"],
     ),
     Heartbeat(sender="w-1", running=3, stuck=1),
     JobDone(
@@ -55,8 +57,14 @@ SAMPLES: list[Message] = [
     ),
     NodeLog(job_id="r:1:a:1", run_id="r", node="a", level="info", event="hello", fields={"k": [1, 2]}),
     Goodbye(worker_id="w-1", returned=["j3"]),
-    Welcome(coordinator_id="c-1", heartbeat_interval=2.5),
+    Welcome(
+        coordinator_id="c-1",
+        heartbeat_interval=2.5,
+        graphs=[{"graph_id": "j", "version": 2, "definition": {"graph_id": "j", "nodes": []}}],
+    ),
+    GraphDefined(graph_id="j", version=2, definition={"graph_id": "j", "nodes": [{"name": "a", "tool": "t"}]}),
     Job(job_id="r:1:a:1", run_id="r", graph_id="g", node="a", step=1, attempt=2, state={"raw_code": "x = 1"}),
+    Job(job_id="r:1:b:1", run_id="r", graph_id="j", node="b", step=1, attempt=1, state={}, graph_version=2),
     Rejoin(coordinator_id="c-1"),
     CancelJob(job_id="r:1:a:1"),
 ]

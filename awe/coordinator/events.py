@@ -19,6 +19,9 @@ from awe.store import EventRecord
 class RunEvent(StrEnum):
     RUN_QUEUED = "run_queued"
     RUN_STARTED = "run_started"
+    RUN_WAITING = "run_waiting"
+    """No connected worker can run the run's next node (``fields.reason`` says what is missing);
+    the run waits, and goes on when such a worker connects."""
     NODE_STARTED = "node_started"
     NODE_LOG = "node_log"
     NODE_COMPLETED = "node_completed"

@@ -22,6 +22,9 @@ class JobSpec:
     attempt: int
     branch: str = ""
     """Unique within the step; defaults to the node's name (a Send's branch is ``node[i]``)."""
+    graph_version: int = field(default=0, compare=False)
+    """The run's graph version, which a worker needs to find a JSON graph's definition. Not part of
+    the job's identity: the run determines it."""
 
     def __post_init__(self) -> None:
         if not self.branch:

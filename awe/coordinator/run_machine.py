@@ -421,6 +421,14 @@ class Run:
         node = self.current_node or self.graph.entry
         return self._fail(Instructions(), now, node=node, branch=node, error=error)
 
+    def waiting(self, job: JobSpec, reason: str, now: str) -> Instructions:
+        """No connected worker can run ``job``: say so in the run's stream; the job stays queued."""
+        self._require_active("waiting")
+        fields = {**self._where(job), "reason": reason}
+        return Instructions(
+            records=[self._event(now, RunEvent.RUN_WAITING, node=job.node, level="warning", fields=fields)]
+        )
+
     def node_log(
         self, *, node: str, worker_id: str, level: str, event: str, fields: dict[str, Any], now: str
     ) -> Instructions:
@@ -562,7 +570,9 @@ class Run:
         return next((t for t in self.tasks.values() if t.error is not None), None)
 
     def _job(self, task: Task) -> JobSpec:
-        return JobSpec(self.run_id, self.graph.name, task.node, self.step, task.attempt, task.branch)
+        return JobSpec(
+            self.run_id, self.graph.name, task.node, self.step, task.attempt, task.branch, self.graph_version
+        )
 
     @staticmethod
     def _where(job: JobSpec) -> dict[str, Any]:

@@ -92,13 +92,25 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class GraphRecord:
-    """One version of a graph's topology, as ``CompiledGraph.describe()`` gives it."""
+    """One version of a graph: a Python graph's topology (``CompiledGraph.describe()``), or a JSON
+    graph's whole definition, from which any process can rebuild it."""
 
     graph_id: str
     version: int
     fingerprint: str
     definition: dict[str, Any]
     created_at: str
+    source: str = "python"
+    """``python`` (defined in a graph module) or ``json`` (created over the API)."""
+    deleted_at: str | None = None
 
 
-Record = RunRecord | StepRecord | EventRecord | GraphRecord
+@dataclass(frozen=True)
+class GraphDeletion:
+    """Every version of a graph is withdrawn: no new run may start on it (its runs stay readable)."""
+
+    graph_id: str
+    deleted_at: str
+
+
+Record = RunRecord | StepRecord | EventRecord | GraphRecord | GraphDeletion

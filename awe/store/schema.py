@@ -5,7 +5,7 @@ statements that bring a database from each version to the next, so an older
 file is upgraded in place when the coordinator opens it.
 """
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 CREATE_GRAPHS = """
 CREATE TABLE IF NOT EXISTS graphs (
@@ -108,10 +108,18 @@ TO_PARALLEL_BRANCHES = (
     "ALTER TABLE runs DROP COLUMN next_attempt",
 )
 
+# Version 4: graphs created over the API. A version is a Python graph's topology or a JSON graph's
+# whole definition (``source``); a deleted graph keeps its versions for the runs that used them.
+TO_JSON_GRAPHS = (
+    "ALTER TABLE graphs ADD COLUMN source TEXT NOT NULL DEFAULT 'python'",
+    "ALTER TABLE graphs ADD COLUMN deleted_at TEXT",
+)
+
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: (CREATE_GRAPHS, CREATE_RUNS, *CREATE_RUNS_INDEXES, CREATE_STEPS_V0, CREATE_EVENTS),
     1: ("ALTER TABLE runs ADD COLUMN next_attempt INTEGER NOT NULL DEFAULT 1",),
     2: TO_PARALLEL_BRANCHES,
+    3: TO_JSON_GRAPHS,
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 
@@ -143,5 +151,7 @@ INSERT OR IGNORE INTO events (run_id, seq, time, event, level, node, worker, fie
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
 
 INSERT_GRAPH = """
-INSERT OR IGNORE INTO graphs (graph_id, version, fingerprint, definition, created_at)
-VALUES (?, ?, ?, ?, ?)"""
+INSERT OR IGNORE INTO graphs (graph_id, version, fingerprint, definition, created_at, source)
+VALUES (?, ?, ?, ?, ?, ?)"""
+
+DELETE_GRAPH = "UPDATE graphs SET deleted_at = ? WHERE graph_id = ? AND deleted_at IS NULL"

@@ -25,7 +25,7 @@ import aiosqlite
 import structlog
 
 from awe.store import schema
-from awe.store.records import EventRecord, GraphRecord, Record, RunRecord, StepRecord, utcnow
+from awe.store.records import EventRecord, GraphDeletion, GraphRecord, Record, RunRecord, StepRecord, utcnow
 from awe.tasks import BackgroundTasks
 
 log = structlog.get_logger("awe.store")
@@ -212,6 +212,7 @@ class Store:
         steps: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         graphs: list[tuple[Any, ...]] = []
+        deletions: list[tuple[Any, ...]] = []
         for submission in batch:
             for record in submission.records:
                 if isinstance(record, RunRecord):
@@ -222,6 +223,8 @@ class Store:
                     events.append(_event_row(record))
                 elif isinstance(record, GraphRecord):
                     graphs.append(_graph_row(record))
+                elif isinstance(record, GraphDeletion):
+                    deletions.append((record.deleted_at, record.graph_id))
         conn = self._writer
         assert conn is not None, "store is not open"
         await conn.execute("BEGIN")
@@ -233,22 +236,51 @@ class Store:
             await conn.executemany(schema.INSERT_EVENT, events)
         if graphs:
             await conn.executemany(schema.INSERT_GRAPH, graphs)
+        if deletions:
+            await conn.executemany(schema.DELETE_GRAPH, deletions)
         await conn.execute("COMMIT")
         self.commits += 1
 
     # -- graphs --------------------------------------------------------------
 
     async def register_graph(self, graph_id: str, fingerprint: str, definition: dict[str, Any]) -> int:
-        """The version under which this topology is stored; a changed topology gets a new one."""
+        """The version under which this Python graph's topology is stored; a changed one gets a new one."""
         latest = await self._fetchone(
-            "SELECT version, fingerprint FROM graphs WHERE graph_id = ? ORDER BY version DESC LIMIT 1",
+            "SELECT version, fingerprint, source, deleted_at FROM graphs WHERE graph_id = ?"
+            " ORDER BY version DESC LIMIT 1",
             (graph_id,),
         )
-        if latest is not None and latest[1] == fingerprint:
+        if latest is not None and tuple(latest[1:]) == (fingerprint, "python", None):
             return int(latest[0])
         version = 1 if latest is None else int(latest[0]) + 1
         await self.write([GraphRecord(graph_id, version, fingerprint, definition, utcnow())])
         return version
+
+    async def next_graph_version(self, graph_id: str) -> int:
+        """The number a new version of ``graph_id`` takes (versions are never reused, even after a delete)."""
+        row = await self._fetchone("SELECT MAX(version) FROM graphs WHERE graph_id = ?", (graph_id,))
+        return int(row[0] or 0) + 1
+
+    async def graph_records(self, *, source: str | None = None, graph_id: str | None = None) -> list[GraphRecord]:
+        """Stored graph versions that are not deleted, oldest first."""
+        rows = await self._fetchall(
+            "SELECT graph_id, version, fingerprint, definition, created_at, source, deleted_at FROM graphs"
+            " WHERE deleted_at IS NULL AND (? IS NULL OR source = ?) AND (? IS NULL OR graph_id = ?)"
+            " ORDER BY graph_id, version",
+            (source, source, graph_id, graph_id),
+        )
+        return [
+            GraphRecord(
+                graph_id=r[0],
+                version=r[1],
+                fingerprint=r[2],
+                definition=_loads(r[3]),
+                created_at=r[4],
+                source=r[5],
+                deleted_at=r[6],
+            )
+            for r in rows
+        ]
 
     # -- reads ---------------------------------------------------------------
 
@@ -416,7 +448,7 @@ def _step_from_row(r: Any) -> StepRecord:
 
 
 def _graph_row(g: GraphRecord) -> tuple[Any, ...]:
-    return (g.graph_id, g.version, g.fingerprint, _dumps(g.definition), g.created_at)
+    return (g.graph_id, g.version, g.fingerprint, _dumps(g.definition), g.created_at, g.source)
 
 
 def _event_row(e: EventRecord) -> tuple[Any, ...]:

@@ -58,6 +58,8 @@ class Hello(Message):
     jobs_received: int = 0
     """``Job`` messages this process had received when it said this: a job the coordinator sent
     after that number is on its way, not lost, even though ``running`` cannot name it."""
+    tools: list[str] = field(default_factory=list)
+    """The tools this worker has, by name: it can run a JSON graph's node only if it has its tool."""
 
 
 @dataclass
@@ -130,6 +132,18 @@ class Welcome(Message):
     kind: ClassVar[str] = "welcome"
     coordinator_id: str
     heartbeat_interval: float
+    graphs: list[dict[str, Any]] = field(default_factory=list)
+    """Every JSON graph version the worker may be sent jobs of, each as ``GraphDefined``'s fields."""
+
+
+@dataclass
+class GraphDefined(Message):
+    """A JSON graph version created over the API: the worker compiles it to run its nodes."""
+
+    kind: ClassVar[str] = "graph_defined"
+    graph_id: str
+    version: int
+    definition: dict[str, Any]
 
 
 @dataclass
@@ -148,6 +162,8 @@ class Job(Message):
     """Unique within the step: the node's name, or ``node[i]`` for its i-th Send."""
     from_send: bool = False
     """``state`` is a Send's payload, not the run's state: only the node's returned dict updates the run."""
+    graph_version: int = 0
+    """The version of a JSON graph (0 for a Python graph, which workers know by name)."""
 
 
 @dataclass
@@ -167,7 +183,8 @@ class Rejoin(Message):
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (Hello, Heartbeat, JobDone, JobFailed, NodeLog, Goodbye, Welcome, Job, CancelJob, Rejoin)
+    cls.kind: cls
+    for cls in (Hello, Heartbeat, JobDone, JobFailed, NodeLog, Goodbye, Welcome, GraphDefined, Job, CancelJob, Rejoin)
 }
 
 
