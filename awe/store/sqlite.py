@@ -18,7 +18,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
@@ -52,6 +52,48 @@ class _Submission:
     records: list[Record]
     on_commit: OnCommit | None
     on_error: OnError | None
+
+
+@dataclass
+class _Rows:
+    """A batch's records as table rows, grouped by statement."""
+
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    steps: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    graphs: list[tuple[Any, ...]] = field(default_factory=list)
+    deletions: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, batch: list[_Submission]) -> _Rows:
+        rows = cls()
+        for submission in batch:
+            for record in submission.records:
+                rows.add(record)
+        return rows
+
+    def add(self, record: Record) -> None:
+        if isinstance(record, RunRecord):
+            self.runs[record.run_id] = record  # only the newest snapshot of a run matters
+        elif isinstance(record, StepRecord):
+            self.steps.append(_step_row(record))
+        elif isinstance(record, EventRecord):
+            self.events.append(_event_row(record))
+        elif isinstance(record, GraphRecord):
+            self.graphs.append(_graph_row(record))
+        elif isinstance(record, GraphDeletion):
+            self.deletions.append((record.deleted_at, record.graph_id))
+
+    def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """Each statement with its rows, graphs last (a deletion applies to versions written before it)."""
+        groups = [
+            (schema.UPSERT_RUN, [_run_row(r) for r in self.runs.values()]),
+            (schema.INSERT_STEP, self.steps),
+            (schema.INSERT_EVENT, self.events),
+            (schema.INSERT_GRAPH, self.graphs),
+            (schema.DELETE_GRAPH, self.deletions),
+        ]
+        return [(statement, params) for statement, params in groups if params]
 
 
 class Store:
@@ -208,36 +250,12 @@ class Store:
             await self._writer.execute("ROLLBACK")
 
     async def _commit(self, batch: list[_Submission]) -> None:
-        runs: dict[str, RunRecord] = {}
-        steps: list[tuple[Any, ...]] = []
-        events: list[tuple[Any, ...]] = []
-        graphs: list[tuple[Any, ...]] = []
-        deletions: list[tuple[Any, ...]] = []
-        for submission in batch:
-            for record in submission.records:
-                if isinstance(record, RunRecord):
-                    runs[record.run_id] = record  # only the newest snapshot of a run matters
-                elif isinstance(record, StepRecord):
-                    steps.append(_step_row(record))
-                elif isinstance(record, EventRecord):
-                    events.append(_event_row(record))
-                elif isinstance(record, GraphRecord):
-                    graphs.append(_graph_row(record))
-                elif isinstance(record, GraphDeletion):
-                    deletions.append((record.deleted_at, record.graph_id))
+        rows = _Rows.of(batch)
         conn = self._writer
         assert conn is not None, "store is not open"
         await conn.execute("BEGIN")
-        if runs:
-            await conn.executemany(schema.UPSERT_RUN, [_run_row(r) for r in runs.values()])
-        if steps:
-            await conn.executemany(schema.INSERT_STEP, steps)
-        if events:
-            await conn.executemany(schema.INSERT_EVENT, events)
-        if graphs:
-            await conn.executemany(schema.INSERT_GRAPH, graphs)
-        if deletions:
-            await conn.executemany(schema.DELETE_GRAPH, deletions)
+        for statement, params in rows.statements():
+            await conn.executemany(statement, params)
         await conn.execute("COMMIT")
         self.commits += 1
 
