@@ -7,6 +7,7 @@ from awe.graph.errors import GraphError
 from awe.graph.policy import RetryPolicy
 from awe.graph.reducers import Reducer, Write, WriteConflict, apply_writes
 from awe.graph.registry import GraphLoadError, load_graphs, load_graphs_or_exit
+from awe.graph.tools import Tool, ToolError, registered_tools, tool
 
 __all__ = [
     "END",
@@ -21,9 +22,13 @@ __all__ = [
     "RetryPolicy",
     "RouteError",
     "Send",
+    "Tool",
+    "ToolError",
     "Write",
     "WriteConflict",
     "apply_writes",
     "load_graphs",
     "load_graphs_or_exit",
+    "registered_tools",
+    "tool",
 ]

@@ -69,6 +69,7 @@ from radon.complexity import cc_visit
 from radon.metrics import mi_visit
 
 from awe.graph import END, Graph
+from awe.graph.tools import tool
 
 __all__ = [
     "check_complexity",
@@ -121,6 +122,7 @@ _T = TypeVar("_T")
 # -- nodes --------------------------------------------------------------------
 
 
+@tool("code_review.extract_functions")
 def extract_functions(state: dict[str, Any]) -> dict[str, Any]:
     """Parse the current code and list its functions, so later nodes know what to measure.
 
@@ -141,6 +143,7 @@ def extract_functions(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@tool("code_review.check_complexity")
 def check_complexity(state: dict[str, Any]) -> dict[str, Any]:
     """Measure cyclomatic complexity per function and the module's maintainability (radon).
 
@@ -166,6 +169,7 @@ def check_complexity(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@tool("code_review.detect_issues")
 def detect_issues(state: dict[str, Any]) -> dict[str, Any]:
     """Turn the measurements and an AST scan into issues, a quality score and a summary.
 
@@ -213,6 +217,7 @@ def quality_gate(state: dict[str, Any]) -> str:
     return "refactor"
 
 
+@tool("code_review.refactor")
 def refactor(state: dict[str, Any]) -> dict[str, Any]:
     """Apply the fixes that are safe to automate, so the next pass reviews better code.
 
