@@ -474,6 +474,21 @@ PROBLEMS = {
         "/state_schema/properties/x/$ref",
         ["fetches nothing", "#/$defs/"],
     ),
+    "state schema bad pattern": (
+        mutated(lambda d: d.update(state_schema={"properties": {"x": {"pattern": "(unclosed"}}})),
+        "/state_schema/properties/x/pattern",
+        ["not a valid JSON Schema", "regex"],
+    ),
+    "not JSON data": (
+        mutated(lambda d: d["nodes"][0].update(args={"n": float("nan")})),
+        "",
+        ["NaN", "plain JSON data"],
+    ),
+    "too deep": (
+        mutated(lambda d: d["nodes"][0].update(args={"deep": json.loads("[" * 500 + "]" * 500)})),
+        "",
+        ["nested deeper than"],
+    ),
     "state schema type": (mutated(lambda d: d.update(state_schema=[1])), "/state_schema", ["expected object"]),
     "description type": (mutated(lambda d: d.update(description=5)), "/description", ["an integer", "string"]),
 }
@@ -551,6 +566,8 @@ REFUSED_CONDITIONS = {
     "9**9**9**9": "too large",
     "'a'*10**10": "too large",
     "[1] * 10**6": "too large",
+    "[[1] * 10**5] * 10**5 == [[1] * 10**5] * 10**5": "too large",
+    "str([1] * 10**5)": "str() converts numbers",
     "2 ** 100000": "too large",
     "round(5, -10**9)": "too large",
     "().__class__.__bases__": "'_' are never read",
@@ -569,6 +586,8 @@ REFUSED_CONDITIONS = {
     "getattr(state, 'a')": "unknown function 'getattr'",
     "type(state)": "unknown function 'type'",
     "len": "can only be called",
+    "(1)(2)": "cannot be called",
+    "state['f'](1)": "cannot be called",
     "os.system": "unknown name 'os'",
     "'%0999999999d' % 1": "always fails",
     "1 / 0": "always fails",
@@ -597,6 +616,9 @@ STOPPED_AT_RUN_TIME = [
     ("state.s * state.k", {"s": "a", "k": 10**10}, "IterableTooLong"),
     ("state.a * state.a * state.a", {"a": 2**2000}, "NumberTooHigh"),
     ("state.s + state.s", {"s": "a" * 60_000}, "IterableTooLong"),
+    ("[state.s] * 100 == [state.t] * 100", {"s": "a" * 10_000, "t": "a" * 10_000}, "IterableTooLong"),
+    ("state.items * 2", {"items": [{"a": 1}]}, "IterableTooLong"),
+    ("str(state.items)", {"items": [1]}, "str() converts numbers"),
     ("state.fmt % state.n", {"fmt": "%0999999999d", "n": 1}, "formats strings"),
     ("round(state.x, state.d)", {"x": 5, "d": -(10**9)}, "NumberTooHigh"),
     ("state.missing > 3", {}, "TypeError"),
@@ -632,7 +654,7 @@ CONDITIONS = [
     ("len(state.items) == 2 and max(state.items) == 5 and min(state.items) == 1", {"items": [1, 5]}, True),
     ("abs(state.x) == round(2.4) and int('3') == 3 and float(state.x) == -2.0", {"x": -2}, True),
     ("state.kind in ['a', 'b'] and state.kind not in ('c',)", {"kind": "b"}, True),
-    ("'err' in str(state.log)", {"log": ["an error"]}, True),
+    ("'err' in state.log[0] and str(state.n) == '5'", {"log": ["an error"], "n": 5}, True),
     ("(state.n % 2 == 0) if state.n is not None else False", {"n": 4}, True),
     ("state.items[1:] == [2, 3]", {"items": [1, 2, 3]}, True),
     ("{'a': 1}['a'] == 1 and {1, 2} and bool(state.x)", {"x": 1}, True),
@@ -742,6 +764,11 @@ def test_state_problems_never_fetch_a_reference():
     definition = {"state_schema": {"$ref": "http://127.0.0.1:9/schema.json"}}
     (problem,) = state_problems(definition, {})
     assert problem.path == "" and "http://127.0.0.1:9/schema.json" in problem.message
+
+
+def test_state_problems_of_an_unchecked_schema_with_a_bad_pattern():
+    (problem,) = state_problems({"state_schema": {"properties": {"x": {"pattern": "("}}}}, {"x": "a"})
+    assert problem.path == "" and "does not compile" in problem.message
 
 
 # -- Mermaid ------------------------------------------------------------------------

@@ -10,11 +10,12 @@ Python internals or run for long:
 * Literals, arithmetic (``+ - * / // % **``), comparisons (``== != < <= > >= in not in is is not``),
   ``and`` / ``or`` / ``not``, ``x if c else y``, list/tuple/dict/set displays and slices.
 * Calls only of :data:`FUNCTIONS`, with positional arguments: ``len min max abs round int float
-  str bool`` and ``get(container, key, default=None)``. No methods (``state.get(...)``), no names
-  starting with ``_``, no lambdas, comprehensions, f-strings or ``:=``.
+  str bool`` and ``get(container, key, default=None)`` (``str`` of scalars only). No methods
+  (``state.get(...)``), no names starting with ``_``, no lambdas, comprehensions, f-strings or ``:=``.
 * At most :data:`MAX_CONDITION_LENGTH` characters and :data:`MAX_CONDITION_NODES` syntax nodes, so
   there are no loops and every operation is bounded; numbers past :data:`MAX_INT_BITS` bits and
-  strings or lists past :data:`MAX_SEQUENCE_LENGTH` items are refused as they are computed.
+  strings or lists past :data:`MAX_SEQUENCE_LENGTH` items (a repeated list counts its strings'
+  characters, and may hold no containers) are refused as they are computed.
 
 A condition holds when its value is truthy, as in Python. One that fails while evaluated (a
 ``TypeError`` comparing ``None`` with a number, a missing index, a number too large) raises
@@ -27,8 +28,9 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from simpleeval import EvalWithCompoundTypes, FeatureNotAvailable, IterableTooLong, NumberTooHigh
@@ -86,6 +88,13 @@ def _round(number: Any, ndigits: Any = None) -> Any:
     return round(number, ndigits)
 
 
+def _str(value: Any) -> str:
+    """``str`` of a scalar: of a list it would copy out every item, which a repetition makes cheap to ask for."""
+    if isinstance(value, (list, tuple, dict, set)):
+        raise TypeError(f"str() converts numbers, booleans and null, not {json_kind(value)}; test its items instead")
+    return str(value)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len,
     "min": min,
@@ -94,7 +103,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "round": _round,
     "int": int,
     "float": float,
-    "str": str,
+    "str": _str,
     "bool": bool,
     "get": _get,
 }
@@ -110,13 +119,27 @@ def _is_sequence(value: Any) -> bool:
 
 
 def _mult(a: Any, b: Any) -> Any:
-    """``a * b``, refusing integers past MAX_INT_BITS and repeated sequences past MAX_SEQUENCE_LENGTH."""
+    """``a * b``, refusing integers past MAX_INT_BITS and repetitions weighing more than MAX_SEQUENCE_LENGTH."""
     if _is_int(a) and _is_int(b) and a.bit_length() + b.bit_length() > MAX_INT_BITS:
         raise NumberTooHigh(f"the product would have more than {MAX_INT_BITS} bits")
     for seq, times in ((a, b), (b, a)):
-        if _is_sequence(seq) and _is_int(times) and len(seq) * times > MAX_SEQUENCE_LENGTH:
-            raise IterableTooLong(f"the repetition would be longer than {MAX_SEQUENCE_LENGTH} items")
+        if _is_sequence(seq) and _is_int(times) and times > 1 and _weight(seq) * times > MAX_SEQUENCE_LENGTH:
+            raise IterableTooLong(f"the repetition would weigh more than {MAX_SEQUENCE_LENGTH} items")
     return a * b
+
+
+def _weight(seq: str | list[Any] | tuple[Any, ...]) -> float:
+    """What repeating ``seq`` costs per copy: its characters, or its items with their strings' characters.
+
+    A list holding a container weighs infinitely much: ``[[1] * 10**5] * 10**5`` holds only two
+    lists, but comparing two of them takes 10**10 steps. A list of one long string from the state
+    weighs that string's length, since comparing copies of it compares the characters.
+    """
+    if isinstance(seq, str):
+        return len(seq)
+    if any(isinstance(item, (list, tuple, dict, set)) for item in seq):
+        return float("inf")
+    return sum(len(item) if isinstance(item, str) else 1 for item in seq)
 
 
 def _power(a: Any, b: Any) -> Any:
@@ -219,12 +242,7 @@ class Condition:
     @classmethod
     def parse(cls, text: Any) -> Condition:
         """Parse and check ``text``; raises :class:`InvalidCondition` listing every reason it is refused."""
-        tree, problems = _parse(text)
-        if tree is not None and not problems:
-            problems = _node_problems(tree) or _constant_problems(tree.body)
-        if tree is None or problems:
-            raise InvalidCondition(str(text), problems)
-        return cls(text, tree.body)
+        return _checked(text) if isinstance(text, str) else _checked_now(text)
 
     def holds(self, state: Mapping[str, Any]) -> bool:
         """Whether the condition is truthy on ``state``; :class:`ConditionFailed` if evaluating it raises."""
@@ -232,6 +250,22 @@ class Condition:
             return bool(_evaluate(self.tree, self.text, state))
         except Exception as exc:
             raise ConditionFailed(f"condition {self.text!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+@lru_cache(maxsize=4096)
+def _checked(text: str) -> Condition:
+    """Conditions are parsed when a graph is validated and again when it is compiled: once is enough."""
+    return _checked_now(text)
+
+
+def _checked_now(text: Any) -> Condition:
+    """Parse, refuse what is not allowed, then compute the parts that do not read the state."""
+    tree, problems = _parse(text)
+    if tree is not None and not problems:
+        problems = _node_problems(tree) or _constant_problems(tree.body)
+    if tree is None or problems:
+        raise InvalidCondition(str(text), problems)
+    return Condition(text, tree.body)
 
 
 def _parse(text: Any) -> tuple[ast.Expression | None, list[str]]:
@@ -263,6 +297,8 @@ def _node_problems(tree: ast.Expression) -> list[str]:
 
 def _node_problem(node: ast.AST, is_called: bool) -> str | None:
     """Why ``node`` is refused, or None; ``is_called`` when it is the function of a call."""
+    if is_called and not isinstance(node, (ast.Name, ast.Attribute)):
+        return f"{ast.unparse(node)!r} cannot be called: only the functions {', '.join(FUNCTIONS)} can"
     if isinstance(node, ast.Name):
         return _name_problem(node.id, is_called)
     if isinstance(node, ast.Attribute):
@@ -308,14 +344,35 @@ def _constant_problems(tree: ast.expr) -> list[str]:
     return problems
 
 
-def _constant_parts(node: ast.AST) -> Iterator[ast.expr]:
-    """The largest sub-expressions that do not mention ``state`` (bare names and literals aside)."""
-    mentions_state = any(isinstance(n, ast.Name) and n.id == "state" for n in ast.walk(node))
-    if not mentions_state and isinstance(node, ast.expr) and not isinstance(node, _TRIVIAL):
-        yield node
-        return
-    for child in ast.iter_child_nodes(node):
-        yield from _constant_parts(child)
+def _constant_parts(tree: ast.expr) -> list[ast.expr]:
+    """The largest sub-expressions that do not mention ``state`` (bare names and literals aside), in order."""
+    mentioning = _mentioning_state(tree)
+    parts: list[ast.expr] = []
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if id(node) not in mentioning and isinstance(node, ast.expr) and not isinstance(node, _TRIVIAL):
+            parts.append(node)
+        else:
+            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    return parts
+
+
+def _mentioning_state(tree: ast.AST) -> set[int]:
+    """The ids of the nodes that have ``state`` somewhere below them: each name marks its ancestors once."""
+    parents: dict[int, ast.AST] = {}
+    names: list[ast.Name] = []
+    for node in ast.walk(tree):
+        parents.update((id(child), node) for child in ast.iter_child_nodes(node))
+        if isinstance(node, ast.Name) and node.id == "state":
+            names.append(node)
+    marked: set[int] = set()
+    for name in names:
+        current: ast.AST | None = name
+        while current is not None and id(current) not in marked:
+            marked.add(id(current))
+            current = parents.get(id(current))
+    return marked
 
 
 _TRIVIAL = (ast.Name, ast.Constant, ast.Starred, ast.Slice)
@@ -330,6 +387,7 @@ def _evaluate(tree: ast.expr, text: str, state: Mapping[str, Any]) -> Any:
         evaluator.nodes.pop(refused, None)
 
     def read_key(node: ast.Attribute) -> Any:
+        """``x.key`` is ``x.get("key")`` on an object, so no Python attribute (``dict.items``) is ever read."""
         if node.attr.startswith("_"):
             raise FeatureNotAvailable(f"'.{node.attr}' is not allowed")
         value = evaluator._eval(node.value)

@@ -27,6 +27,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.validators import validator_for
 from referencing.exceptions import Unresolvable
 
+from awe import jsondata
 from awe.graph.builder import Graph
 from awe.graph.compiled import END, CompiledGraph, _walk
 from awe.graph.conditions import Condition, ConditionFailed, InvalidCondition, json_kind
@@ -143,6 +144,8 @@ def state_problems(definition: dict[str, Any], state: dict[str, Any]) -> list[Pr
         errors = list(validator.iter_errors(state))
     except Unresolvable as exc:
         return [Problem("", f"the graph's state_schema cannot be used: it refers to {exc.ref!r}, which is not in it")]
+    except re.error as exc:  # a definition validated by this module has only patterns that compile
+        return [Problem("", f"the graph's state_schema cannot be used: a pattern does not compile: {exc}")]
     return _sorted(p for error in errors for p in _schema_error_problems(error, ""))
 
 
@@ -153,6 +156,10 @@ def _check(definition: Any, tools: Mapping[str, Tool]) -> tuple[dict[str, Any], 
     """The normalized definition, its graph (None if it has problems) and every problem found."""
     if not isinstance(definition, dict):
         return {}, None, [Problem("", f"a graph definition is a JSON object, not {json_kind(definition)}")]
+    try:
+        jsondata.check(definition, "the definition")
+    except jsondata.NotJsonData as exc:  # too deep or not JSON: the checks below could not walk it safely
+        return definition, None, [Problem("", f"{exc}; a definition must be plain JSON data")]
     validator = Draft202012Validator(graph_schema())
     problems = [p for error in validator.iter_errors(definition) for p in _schema_error_problems(error, "")]
     problems += _node_problems(definition, tools)
@@ -359,9 +366,10 @@ def _state_schema_problems(schema: Any) -> list[Problem]:
     if not isinstance(schema, (dict, bool)):
         return []
     cls = validator_for(schema, default=Draft202012Validator)
+    meta = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)  # the formats: a pattern must compile
     problems = [
         Problem("/state_schema" + _pointer(error.absolute_path), f"not a valid JSON Schema: {_shorten(error.message)}")
-        for error in cls(cls.META_SCHEMA).iter_errors(schema)
+        for error in meta.iter_errors(schema)
     ]
     problems += [
         Problem(
