@@ -80,3 +80,20 @@ async def test_a_locked_database_is_waited_for_and_nothing_is_dropped(tmp_path: 
     finally:
         blocker.close()
         await store.close()
+
+
+async def test_a_read_cancelled_midway_hides_no_later_commit_from_the_next_read(tmp_path: Path) -> None:
+    # A WebSocket whose client leaves cancels its handler's reads; the next request must still see every commit.
+    store = Store(str(tmp_path / "awe.db"))
+    await store.open()
+    try:
+        await store.write([_run(f"old-{n}", {"n": n}) for n in range(3)])  # rows for the cancelled read to stop at
+        for attempt in range(5):
+            reading = asyncio.ensure_future(store.list_runs(limit=1000))
+            await asyncio.sleep(0)  # the query is on its way to the reader's thread
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+            await store.write([_run(f"new-{attempt}", {"n": attempt})])
+            assert await store.get_run(f"new-{attempt}") is not None, attempt
+    finally:
+        await store.close()

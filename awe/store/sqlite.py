@@ -303,14 +303,20 @@ class Store:
     # -- reads ---------------------------------------------------------------
 
     async def _fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        assert self._reader is not None, "store is not open"
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        """The first row of a query that returns at most one (see :meth:`_fetchall`)."""
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """Every row, in one call on the reader's thread, so that a cancelled read leaves no statement open.
+
+        A read cancelled while its cursor was being opened (the handler of a WebSocket whose client
+        left) never got the cursor to close it, and aiosqlite's thread holds its last result until
+        its next call has run. An open statement holds the connection's snapshot: that next read
+        missed what was committed meanwhile, and a run just answered with 202 was a 404.
+        """
         assert self._reader is not None, "store is not open"
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = await self._fetchone(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
