@@ -587,6 +587,8 @@ REFUSED_CONDITIONS = {
     "type(state)": "unknown function 'type'",
     "len": "can only be called",
     "(1)(2)": "cannot be called",
+    "max(*state.items)": "unpacks only inside a list",
+    "(*state.items,)": "unpacks only inside a list",
     "state['f'](1)": "cannot be called",
     "os.system": "unknown name 'os'",
     "'%0999999999d' % 1": "always fails",
@@ -656,7 +658,7 @@ CONDITIONS = [
     ("state.kind in ['a', 'b'] and state.kind not in ('c',)", {"kind": "b"}, True),
     ("'err' in state.log[0] and str(state.n) == '5'", {"log": ["an error"], "n": 5}, True),
     ("(state.n % 2 == 0) if state.n is not None else False", {"n": 4}, True),
-    ("state.items[1:] == [2, 3]", {"items": [1, 2, 3]}, True),
+    ("state.items[1:] == [2, 3] and [*state.items, 4][-1] == 4", {"items": [1, 2, 3]}, True),
     ("{'a': 1}['a'] == 1 and {1, 2} and bool(state.x)", {"x": 1}, True),
     ("2 ** 10 == 1024 and 'ab' * 2 == 'abab' and state.n // 3 == 1", {"n": 5}, True),
 ]

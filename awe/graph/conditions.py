@@ -291,8 +291,17 @@ def _parse(text: Any) -> tuple[ast.Expression | None, list[str]]:
 def _node_problems(tree: ast.Expression) -> list[str]:
     """Every construct of ``tree`` that a condition may not use, each named once."""
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    problems = [_node_problem(node, id(node) in called) for node in ast.walk(tree)]
+    listed = {id(item) for node in ast.walk(tree) if isinstance(node, ast.List) for item in node.elts}
+    problems = [
+        _STARRED
+        if isinstance(node, ast.Starred) and id(node) not in listed
+        else _node_problem(node, id(node) in called)
+        for node in ast.walk(tree)
+    ]
     return list(dict.fromkeys(p for p in problems if p))
+
+
+_STARRED = "'*' unpacks only inside a list, e.g. [*state.a, *state.b]; pass the list itself: max(state.items)"
 
 
 def _node_problem(node: ast.AST, is_called: bool) -> str | None:
