@@ -33,9 +33,9 @@ from typing import Any
 
 import aiohttp
 from bench_graphs import SOAK_LENGTH  # this script's folder is on sys.path
-from harness import free_port, wait_healthy
+from harness import HERE, start_awe_up
 
-HERE = Path(__file__).parent
+from awe.testing import Client
 
 GRAPH_ID = "soak_chain"
 NODES = [f"s{i}" for i in range(SOAK_LENGTH)]
@@ -59,35 +59,26 @@ class Tally:
     """run_id -> what is wrong with it (a failed, unfinished or wrong run)."""
 
 
-def start_engine(args: argparse.Namespace, folder: Path, http_port: int, zmq_port: int) -> subprocess.Popen[bytes]:
-    """``awe up`` in its own process group, so that the group can be killed as a last resort."""
-    argv = [
-        sys.executable,
-        "-m",
-        "awe",
-        "up",
-        "--graphs",
-        "bench_graphs",
-        "--port",
-        str(http_port),
-        "--bind",
-        f"tcp://127.0.0.1:{zmq_port}",
-        "--db",
-        str(folder / "soak.db"),
-        "--log-dir",
-        str(folder / "logs"),
-        "--workers",
-        str(args.workers),
-        "--capacity",
-        str(args.capacity),
-        "--heartbeat-interval",
-        "0.5",
-    ]
+def start_engine(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Popen[str], str]:
+    """``awe up`` in its own process group (so that the group can be killed as a last resort), and its URL."""
+    flags = ["--graphs", "bench_graphs", "--workers", str(args.workers), "--capacity", str(args.capacity)]
     with open(folder / "up.out", "wb") as out:
-        return subprocess.Popen(argv, cwd=HERE, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return start_awe_up(folder, *flags, "--heartbeat-interval", "0.5", cwd=HERE, stdout=out)
 
 
-def stop_engine(engine: subprocess.Popen[bytes]) -> None:
+async def wait_up(url: str, workers: int, engine: subprocess.Popen[str]) -> None:
+    """Until ``workers`` workers have joined; exits if ``awe up`` exits first."""
+    async with Client(url) as api:
+
+        async def ready() -> bool:
+            if engine.poll() is not None:
+                raise SystemExit(f"awe up exited with {engine.returncode} before {workers} workers joined")
+            return len(await api.workers_info()) >= workers
+
+        await api.wait_until(ready, what=f"awe up with {workers} workers", timeout=30)
+
+
+def stop_engine(engine: subprocess.Popen[str]) -> None:
     """SIGTERM ``awe up`` (it stops its children); SIGKILL whatever is left of its process group."""
     engine.terminate()
     try:
@@ -135,7 +126,7 @@ async def wait_all_finished(session: aiohttp.ClientSession, url: str) -> None:
         await asyncio.sleep(POLL_SECONDS)
 
 
-def in_engine(pid: int, engine: subprocess.Popen[bytes]) -> bool:
+def in_engine(pid: int, engine: subprocess.Popen[str]) -> bool:
     """Whether ``pid`` is a live process of this soak's ``awe up`` (never kill anything else)."""
     try:
         return os.getpgid(pid) == engine.pid
@@ -144,7 +135,7 @@ def in_engine(pid: int, engine: subprocess.Popen[bytes]) -> bool:
 
 
 async def kill_workers(
-    session: aiohttp.ClientSession, url: str, args: argparse.Namespace, engine: subprocess.Popen[bytes], tally: Tally
+    session: aiohttp.ClientSession, url: str, args: argparse.Namespace, engine: subprocess.Popen[str], tally: Tally
 ) -> None:
     """Every ``args.kill_every`` seconds, SIGKILL one random live worker; runs until cancelled."""
     while True:
@@ -221,12 +212,10 @@ def report(args: argparse.Namespace, tally: Tally, soak_s: float, drain_s: float
         print(f"  {run_id}: {problem}")
 
 
-async def soak(
-    args: argparse.Namespace, engine: subprocess.Popen[bytes], url: str, tally: Tally
-) -> tuple[float, float]:
+async def soak(args: argparse.Namespace, engine: subprocess.Popen[str], url: str, tally: Tally) -> tuple[float, float]:
     """Returns the seconds spent submitting and the seconds spent waiting for the last runs."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
-        await wait_healthy(session, url, args.workers, engine)
+        await wait_up(url, args.workers, engine)
         started = time.monotonic()
         killer = asyncio.create_task(kill_workers(session, url, args, engine, tally))
         try:
@@ -252,11 +241,10 @@ def main() -> int:
         parser.error("--in-flight must be between 1 and 1000")
 
     folder = Path(tempfile.mkdtemp(prefix="awe-soak-"))
-    http_port, zmq_port = free_port(), free_port()
     tally = Tally()
-    engine = start_engine(args, folder, http_port, zmq_port)
+    engine, url = start_engine(args, folder)
     try:
-        soak_s, drain_s = asyncio.run(soak(args, engine, f"http://127.0.0.1:{http_port}", tally))
+        soak_s, drain_s = asyncio.run(soak(args, engine, url, tally))
     finally:
         stop_engine(engine)
     report(args, tally, soak_s, drain_s, folder)

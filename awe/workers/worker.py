@@ -166,7 +166,11 @@ class Worker:
         heartbeat_interval: float = 1.0,
         heartbeat_liveness: int = 3,
         drain_timeout: float = 10.0,
+        handle_signals: bool = True,
     ) -> None:
+        """``handle_signals=False`` leaves SIGTERM and SIGINT alone: for a worker that shares its process
+        and event loop with others (tests, :mod:`awe.testing`), where :meth:`stop` is how it is stopped.
+        """
         self.connect = connect
         self.graphs = graphs
         self.worker_id = worker_id or default_worker_id()
@@ -174,6 +178,7 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_liveness = heartbeat_liveness
         self.drain_timeout = drain_timeout
+        self.handle_signals = handle_signals
         self.threads = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="node")
         self.running: dict[str, asyncio.Task[None]] = {}
         self.abandoned: set[Future[Any]] = set()
@@ -191,10 +196,11 @@ class Worker:
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until SIGTERM/SIGINT, then drain and leave; leave at once if a background task dies."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopping.set)
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT), then drain and leave; leave at once if a task dies."""
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stopping.set)
         # Bound before the tasks start, so that they and every job task they create inherit it.
         structlog.contextvars.bind_contextvars(worker=self.worker_id)
         self._sender = self.tasks.spawn(self._send_loop(), name="worker-send")
