@@ -1,11 +1,12 @@
-"""The seed README's flow, end to end, against real processes."""
+"""The seed README's flow, end to end, against an engine in the test's event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
-from engine import Engine
+from engine import InProcessEngine
 
 SEED_BODY = """{
            "graph_id": "code_review_agent",
@@ -15,9 +16,11 @@ SEED_BODY = """{
          }"""
 
 
-async def test_seed_curl_flow_completes_and_streams_its_events(engine: Engine) -> None:
-    # The seed's command, word for word (only the host and port differ).
-    posted = subprocess.run(
+async def test_seed_curl_flow_completes_and_streams_its_events(engine: InProcessEngine) -> None:
+    # The seed's command, word for word (only the host and port differ); in a thread, since the
+    # engine answering it runs on this event loop.
+    posted = await asyncio.to_thread(
+        subprocess.run,
         [
             "curl",
             "-s",
@@ -38,8 +41,12 @@ async def test_seed_curl_flow_completes_and_streams_its_events(engine: Engine) -
     assert accepted["status"] in ("queued", "running")
 
     final = await engine.wait_finished(run_id)
-    polled = subprocess.run(
-        ["curl", "-s", "-X", "GET", f"{engine.url}/graph/state/{run_id}"], capture_output=True, text=True, check=True
+    polled = await asyncio.to_thread(
+        subprocess.run,
+        ["curl", "-s", "-X", "GET", f"{engine.url}/graph/state/{run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(polled.stdout) == final
     assert final["status"] == "completed", final
@@ -63,7 +70,7 @@ async def test_seed_curl_flow_completes_and_streams_its_events(engine: Engine) -
     assert all(e["worker"] for e in completed)
 
 
-async def test_conditional_loop_runs_the_expected_number_of_iterations(engine: Engine) -> None:
+async def test_conditional_loop_runs_the_expected_number_of_iterations(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 7})
     final = await engine.wait_finished(run_id)
     assert final["status"] == "completed"
@@ -75,7 +82,7 @@ async def test_conditional_loop_runs_the_expected_number_of_iterations(engine: E
     assert [s["route"] for s in steps] == ["again"] * 6 + ["done"]
 
 
-async def test_a_failing_node_fails_the_run_with_error_and_traceback(engine: Engine) -> None:
+async def test_a_failing_node_fails_the_run_with_error_and_traceback(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("failing", {"payload": "xyz"})
     final = await engine.wait_finished(run_id)
     assert final["status"] == "failed"
@@ -91,7 +98,7 @@ async def test_a_failing_node_fails_the_run_with_error_and_traceback(engine: Eng
     assert any(e["event"] == "node_failed" and e["node"] == "explode" for e in events)
 
 
-async def test_two_workers_share_the_jobs_of_many_concurrent_runs(engine: Engine) -> None:
+async def test_two_workers_share_the_jobs_of_many_concurrent_runs(engine: InProcessEngine) -> None:
     run_ids = [await engine.start_run("slow_pair", {"delay": 0.05}) for _ in range(20)]
     workers_seen = set()
     for run_id in run_ids:
@@ -104,7 +111,7 @@ async def test_two_workers_share_the_jobs_of_many_concurrent_runs(engine: Engine
     assert info["w1"]["jobs_done"] > 0 and info["w2"]["jobs_done"] > 0
 
 
-async def test_node_logs_reach_the_run_stream(engine: Engine) -> None:
+async def test_node_logs_reach_the_run_stream(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("chatty", {"lines": 4})
     events = await engine.ws_events(run_id)
     logs = [e for e in events if e["event"] == "node_log"]
@@ -113,7 +120,7 @@ async def test_node_logs_reach_the_run_stream(engine: Engine) -> None:
     assert events[-1]["event"] == "run_completed"
 
 
-async def test_listings_show_graphs_runs_and_workers(engine: Engine) -> None:
+async def test_listings_show_graphs_runs_and_workers(engine: InProcessEngine) -> None:
     done = await engine.start_run("counter_loop", {"count": 0, "target": 1})
     failed = await engine.start_run("failing", {})
     await engine.wait_finished(done)

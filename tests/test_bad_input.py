@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from engine import Engine
+from engine import InProcessEngine
 
 BAD_RUN_REQUESTS = [
     # (body bytes, status, words the error must contain)
@@ -24,7 +24,7 @@ BAD_RUN_REQUESTS = [
 ]
 
 
-async def test_bad_run_requests_get_json_errors_and_store_nothing(engine: Engine) -> None:
+async def test_bad_run_requests_get_json_errors_and_store_nothing(engine: InProcessEngine) -> None:
     assert engine.session is not None
     for body, status, words in BAD_RUN_REQUESTS:
         async with engine.session.post(
@@ -55,13 +55,15 @@ async def test_bad_run_requests_get_json_errors_and_store_nothing(engine: Engine
         ("DELETE", "/graph/run", 405, "Method Not Allowed"),
     ],
 )
-async def test_bad_lookups_get_json_errors(engine: Engine, method: str, path: str, status: int, words: str) -> None:
+async def test_bad_lookups_get_json_errors(
+    engine: InProcessEngine, method: str, path: str, status: int, words: str
+) -> None:
     got, body = await engine.request(method, path)
     assert got == status, body
     assert words in body["error"]
 
 
-async def test_unknown_run_websocket_is_refused_before_upgrade(engine: Engine) -> None:
+async def test_unknown_run_websocket_is_refused_before_upgrade(engine: InProcessEngine) -> None:
     assert engine.session is not None
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await engine.session.ws_connect(f"{engine.url}/ws/logs/nope")

@@ -9,7 +9,7 @@ normal run must complete right after.
 from __future__ import annotations
 
 import pytest
-from engine import Engine
+from engine import InProcessEngine
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -28,7 +28,7 @@ BAD_BODIES = [
 ]
 
 
-async def _post(engine: Engine, body: str) -> tuple[int, dict]:
+async def _post(engine: InProcessEngine, body: str) -> tuple[int, dict]:
     assert engine.session is not None
     async with engine.session.post(
         f"{engine.url}/graph/run", data=body.encode(), headers={"Content-Type": "application/json"}
@@ -36,13 +36,13 @@ async def _post(engine: Engine, body: str) -> tuple[int, dict]:
         return r.status, await r.json(content_type=None)
 
 
-async def _a_normal_run_completes(engine: Engine) -> None:
+async def _a_normal_run_completes(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 2})
     assert (await engine.wait_finished(run_id))["status"] == "completed"
 
 
 @pytest.mark.parametrize("state, words", BAD_BODIES, ids=[w[:24] for _, w in BAD_BODIES])
-async def test_a_bad_value_in_initial_state_is_a_400_naming_it(engine: Engine, state: str, words: str) -> None:
+async def test_a_bad_value_in_initial_state_is_a_400_naming_it(engine: InProcessEngine, state: str, words: str) -> None:
     status, body = await _post(engine, '{"graph_id": "code_review_agent", "initial_state": ' + state + "}")
     assert status == 400, body
     assert words in body["error"], body["error"]
@@ -51,14 +51,16 @@ async def test_a_bad_value_in_initial_state_is_a_400_naming_it(engine: Engine, s
     await _a_normal_run_completes(engine)
 
 
-async def test_a_run_id_with_a_trailing_newline_is_refused(engine: Engine) -> None:
+async def test_a_run_id_with_a_trailing_newline_is_refused(engine: InProcessEngine) -> None:
     status, body = await _post(engine, '{"graph_id": "counter_loop", "initial_state": {}, "run_id": "abc\\n"}')
     assert status == 400 and "'run_id' must be" in body["error"], body
     await _a_normal_run_completes(engine)
 
 
 @pytest.mark.parametrize("kind", ["uint64_plus_one", "huge_integer", "lone_surrogate", "nan", "infinity", "deep"])
-async def test_a_bad_value_returned_by_a_node_fails_that_node_and_nothing_else(engine: Engine, kind: str) -> None:
+async def test_a_bad_value_returned_by_a_node_fails_that_node_and_nothing_else(
+    engine: InProcessEngine, kind: str
+) -> None:
     run_id = await engine.start_run("bad_output", {"kind": kind})
     run = await engine.wait_finished(run_id)
     assert run["status"] == "failed", run

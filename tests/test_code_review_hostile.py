@@ -1,8 +1,8 @@
-"""Hostile sources for the built-in code_review_agent, end to end: real workers, every run completes."""
+"""Hostile sources for the built-in code_review_agent, end to end through the engine: every run completes."""
 
 from __future__ import annotations
 
-from engine import Engine
+from engine import InProcessEngine
 
 from awe.graphs.code_review import NODE_TIMEOUT_SECONDS
 
@@ -13,7 +13,7 @@ ELIF_CHAIN = "def g(x):\n    if x == 0:\n        return 0\n" + "".join(
 )
 
 
-async def test_hostile_sources_complete_with_a_finding(engine: Engine) -> None:
+async def test_hostile_sources_complete_with_a_finding(engine: InProcessEngine) -> None:
     sources = {
         "deep_sum": {"raw_code": DEEP_SUM, "quality_threshold": 99},  # also takes the refactor path
         "too_deep_to_parse": {"raw_code": TOO_DEEP_TO_PARSE},
@@ -42,7 +42,7 @@ async def test_hostile_sources_complete_with_a_finding(engine: Engine) -> None:
     )
 
 
-async def test_a_lone_surrogate_is_refused_before_any_node_runs(engine: Engine) -> None:
+async def test_a_lone_surrogate_is_refused_before_any_node_runs(engine: InProcessEngine) -> None:
     # The engine cannot store or send it (msgpack and SQLite take UTF-8 only), so the API refuses it by path;
     # the nodes' own handling of it is covered in test_code_review_nodes.py.
     status, body = await engine.request(

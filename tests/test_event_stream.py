@@ -8,10 +8,10 @@ import json
 import os
 import socket
 
-from engine import Engine
+from engine import InProcessEngine
 
 
-async def test_late_client_gets_every_event_once_in_order(engine: Engine) -> None:
+async def test_late_client_gets_every_event_once_in_order(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 5})
     await engine.wait_finished(run_id)
     late = await engine.ws_events(run_id)
@@ -20,7 +20,7 @@ async def test_late_client_gets_every_event_once_in_order(engine: Engine) -> Non
     assert sum(e["event"] == "node_completed" for e in late) == 5
 
 
-async def test_since_resumes_after_the_given_sequence_number(engine: Engine) -> None:
+async def test_since_resumes_after_the_given_sequence_number(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 4})
     await engine.wait_finished(run_id)
     everything = await engine.ws_events(run_id)
@@ -29,7 +29,7 @@ async def test_since_resumes_after_the_given_sequence_number(engine: Engine) -> 
     assert await engine.ws_events(run_id, since=everything[-1]["seq"]) == []
 
 
-async def test_client_joining_mid_run_sees_no_gap_and_no_duplicate(engine: Engine) -> None:
+async def test_client_joining_mid_run_sees_no_gap_and_no_duplicate(engine: InProcessEngine) -> None:
     # A run that takes a while: 12 log lines 50 ms apart.
     run_id = await engine.start_run("chatty", {"lines": 12, "pause": 0.05})
     first_part: list[dict] = []
@@ -48,11 +48,12 @@ async def test_client_joining_mid_run_sees_no_gap_and_no_duplicate(engine: Engin
     assert await engine.ws_events(run_id) == combined
 
 
-def _stalled_websocket(engine: Engine, run_id: str) -> tuple[socket.socket, bytes]:
+def _stalled_websocket(engine: InProcessEngine, run_id: str) -> tuple[socket.socket, bytes]:
     """A WebSocket client that completes the handshake and then reads nothing, with a tiny receive buffer.
 
     A plain blocking socket: nothing reads it in the background, so the server's writes back up.
-    Returns the socket and any bytes received after the handshake's headers.
+    Returns the socket and any bytes received after the handshake's headers. Call it in a thread:
+    it blocks until the server, which may run on the test's event loop, answers.
     """
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -94,11 +95,11 @@ def _read_frames(data: bytes) -> list[dict]:
     return events
 
 
-async def test_a_stalled_client_does_not_hold_the_run_back_and_catches_up_later(engine: Engine) -> None:
+async def test_a_stalled_client_does_not_hold_the_run_back_and_catches_up_later(engine: InProcessEngine) -> None:
     # More events than a live feed buffers (1024) and more bytes than the sockets hold,
     # while one client reads nothing at all.
     run_id = await engine.start_run("chatty", {"lines": 3000, "pad": 2000})
-    sock, early = _stalled_websocket(engine, run_id)
+    sock, early = await asyncio.to_thread(_stalled_websocket, engine, run_id)
     try:
         readers = await asyncio.gather(*(engine.ws_events(run_id) for _ in range(3)))
         final = await engine.wait_finished(run_id)

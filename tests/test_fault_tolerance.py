@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import signal
 
-from engine import Engine
+from engine import Engine, InProcessEngine
 
 
-async def test_a_flaky_node_is_retried_and_completes(engine: Engine) -> None:
+async def test_a_flaky_node_is_retried_and_completes(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("retrying", {"fail_times": 2})
     final = await engine.wait_finished(run_id)
     assert final["status"] == "completed", final
@@ -19,7 +19,7 @@ async def test_a_flaky_node_is_retried_and_completes(engine: Engine) -> None:
     assert events.count("node_retrying") == 2 and events[-1] == "run_completed"
 
 
-async def test_a_node_that_always_fails_fails_the_run_after_its_attempts(engine: Engine) -> None:
+async def test_a_node_that_always_fails_fails_the_run_after_its_attempts(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("retrying", {"fail_times": 99})
     final = await engine.wait_finished(run_id)
     assert final["status"] == "failed"
@@ -28,14 +28,14 @@ async def test_a_node_that_always_fails_fails_the_run_after_its_attempts(engine:
     assert [s["attempt"] for s in await engine.steps(run_id)] == [1, 2, 3]
 
 
-async def test_programming_errors_are_not_retried(engine: Engine) -> None:
+async def test_programming_errors_are_not_retried(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("not_retried", {})
     final = await engine.wait_finished(run_id)
     assert final["status"] == "failed" and final["error"]["type"] == "KeyError"
     assert [s["attempt"] for s in await engine.steps(run_id)] == [1]
 
 
-async def test_the_step_limit_stops_an_endless_loop(engine: Engine) -> None:
+async def test_the_step_limit_stops_an_endless_loop(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 10**9}, max_steps=15)
     final = await engine.wait_finished(run_id)
     assert final["status"] == "failed"
@@ -44,7 +44,7 @@ async def test_the_step_limit_stops_an_endless_loop(engine: Engine) -> None:
     assert final["step_count"] == 15 and final["state"]["count"] == 15
 
 
-async def test_cancel_stops_a_running_run_and_keeps_its_state(engine: Engine) -> None:
+async def test_cancel_stops_a_running_run_and_keeps_its_state(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("slow", {"seconds": 30, "keep": "me"})
 
     async def sleeping() -> bool:
@@ -68,7 +68,7 @@ async def test_cancel_stops_a_running_run_and_keeps_its_state(engine: Engine) ->
     assert status == 404
 
 
-async def test_the_same_run_id_twice_gives_one_run(engine: Engine) -> None:
+async def test_the_same_run_id_twice_gives_one_run(engine: InProcessEngine) -> None:
     body = {"graph_id": "counter_loop", "initial_state": {"count": 0, "target": 2}, "run_id": "order-17"}
     first = await engine.request("POST", "/graph/run", json=body)
     second = await engine.request("POST", "/graph/run", json=body)
@@ -82,7 +82,8 @@ async def test_the_same_run_id_twice_gives_one_run(engine: Engine) -> None:
     assert len(await engine.steps("order-17")) == 2
 
 
-async def test_a_worker_killed_mid_node_loses_its_attempt_and_another_worker_finishes(engine: Engine) -> None:
+async def test_a_worker_killed_mid_node_loses_its_attempt_and_another_worker_finishes(process_engine: Engine) -> None:
+    engine = process_engine
     run_id = await engine.start_run("slow", {"seconds": 1.5})
     busy: list[dict] = []
 

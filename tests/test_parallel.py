@@ -1,19 +1,17 @@
-"""Parallel branches on real workers: fan-out and joins, reducers, Send maps, failures and kills mid-step."""
+"""Parallel branches: fan-out, joins, reducers, Send maps, failures; CPU parallelism and kills on real processes."""
 
 from __future__ import annotations
 
 import signal
-from datetime import datetime
 from pathlib import Path
 
-from engine import Engine
+from engine import Engine, InProcessEngine
+
+from awe.testing import timestamp
 
 
 def _seconds(run: dict) -> float:
-    def ts(text: str) -> float:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
-
-    return ts(run["finished_at"]) - ts(run["started_at"])
+    return timestamp(run["finished_at"]) - timestamp(run["started_at"])
 
 
 async def _calibrated_iterations(engine: Engine, target_s: float = 0.2) -> int:
@@ -25,7 +23,9 @@ async def _calibrated_iterations(engine: Engine, target_s: float = 0.2) -> int:
     return max(10_000, int(probe * target_s / per_branch))
 
 
-async def test_four_cpu_branches_on_two_workers_beat_the_same_work_in_a_row(engine: Engine) -> None:
+async def test_four_cpu_branches_on_two_workers_beat_the_same_work_in_a_row(process_engine: Engine) -> None:
+    # Two worker processes: in one process the branches' threads would take turns holding the GIL.
+    engine = process_engine
     iterations = await _calibrated_iterations(engine)
     parallel, serial = [], []
     for _ in range(3):  # alternate, and keep each kind's best: the machine is shared and noisy
@@ -53,7 +53,7 @@ async def test_four_cpu_branches_on_two_workers_beat_the_same_work_in_a_row(engi
     assert fan["state"]["joined"] == ["cpu_a", "cpu_b", "cpu_c", "cpu_d"]
 
 
-async def test_reducers_give_the_same_state_whatever_order_the_branches_finish_in(engine: Engine) -> None:
+async def test_reducers_give_the_same_state_whatever_order_the_branches_finish_in(engine: InProcessEngine) -> None:
     orders = [
         {"left": 0.0, "middle": 0.1, "right": 0.2},
         {"left": 0.2, "middle": 0.1, "right": 0.0},
@@ -78,7 +78,7 @@ async def test_reducers_give_the_same_state_whatever_order_the_branches_finish_i
     }
 
 
-async def test_two_branches_writing_a_key_without_a_reducer_fail_the_run_naming_both(engine: Engine) -> None:
+async def test_two_branches_writing_a_key_without_a_reducer_fail_the_run_naming_both(engine: InProcessEngine) -> None:
     final = await engine.wait_finished(await engine.start_run("fan_conflict", {}))
     assert final["status"] == "failed"
     error = final["error"]
@@ -89,7 +89,7 @@ async def test_two_branches_writing_a_key_without_a_reducer_fail_the_run_naming_
     assert "result" not in final["state"]  # neither write was applied
 
 
-async def test_a_send_map_over_50_items_collects_50_results(engine: Engine) -> None:
+async def test_a_send_map_over_50_items_collects_50_results(engine: InProcessEngine) -> None:
     items = list(range(50))
     final = await engine.wait_finished(await engine.start_run("map_square", {"items": items}))
     assert final["status"] == "completed", final
@@ -103,7 +103,7 @@ async def test_a_send_map_over_50_items_collects_50_results(engine: Engine) -> N
     assert [s["node"] for s in steps if s["step"] == 3] == ["collect"]  # triggered 50 times, runs once
 
 
-async def test_a_failing_branch_lets_the_others_finish_then_fails_the_run_naming_it(engine: Engine) -> None:
+async def test_a_failing_branch_lets_the_others_finish_then_fails_the_run_naming_it(engine: InProcessEngine) -> None:
     final = await engine.wait_finished(await engine.start_run("fan_failing", {"seconds": 0.5}))
     assert final["status"] == "failed"
     assert final["error"]["node"] == "broken" and final["error"]["type"] == "RuntimeError"
@@ -123,7 +123,8 @@ def _starts(path: Path, branch: str) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.startswith(f"start {branch} ")]
 
 
-async def test_a_worker_killed_mid_step_reruns_only_its_own_branch(engine: Engine, tmp_path: Path) -> None:
+async def test_a_worker_killed_mid_step_reruns_only_its_own_branch(process_engine: Engine, tmp_path: Path) -> None:
+    engine = process_engine
     witness = tmp_path / "executions"
     run_id = await engine.start_run(
         "fan_witnessed", {"witness_file": str(witness), "seconds": {"slow": 3.0, "quick_a": 0.05, "quick_b": 0.05}}
@@ -170,7 +171,7 @@ async def test_a_coordinator_killed_mid_step_keeps_the_branches_already_done(
     assert final["state"]["after"] is True
 
 
-async def test_the_graph_description_shows_joins_and_reducers(engine: Engine) -> None:
+async def test_the_graph_description_shows_joins_and_reducers(engine: InProcessEngine) -> None:
     status, graph = await engine.request("GET", "/graphs/fan_cpu")
     assert status == 200
     assert graph["joins"] == [{"sources": ["cpu_a", "cpu_b", "cpu_c", "cpu_d"], "target": "total"}]
@@ -180,7 +181,7 @@ async def test_the_graph_description_shows_joins_and_reducers(engine: Engine) ->
     assert reduce_graph["reducers"]["finished"] == "sample_graphs.keep_order"
 
 
-async def test_the_event_stream_shows_each_step_and_its_branches(engine: Engine) -> None:
+async def test_the_event_stream_shows_each_step_and_its_branches(engine: InProcessEngine) -> None:
     final = await engine.wait_finished(
         await engine.start_run("fan_reduce", {"delays": {"left": 0, "middle": 0, "right": 0}})
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine import Engine, Proc
+from engine import Engine, InProcessEngine, Proc
 
 from awe.exit_codes import EXIT_STUCK
 
 
-async def test_a_node_past_its_timeout_is_retried_then_fails(engine: Engine) -> None:
+async def test_a_node_past_its_timeout_is_retried_then_fails(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("timed_out", {"seconds": 30})
     final = await engine.wait_finished(run_id)
     assert final["status"] == "failed"
@@ -24,7 +24,7 @@ async def test_a_node_past_its_timeout_is_retried_then_fails(engine: Engine) -> 
     assert all(s["duration_ms"] < 5000 for s in steps)  # given up at the deadline, not after the 30 s sleep
 
 
-async def test_an_async_node_within_its_timeout_completes(engine: Engine) -> None:
+async def test_an_async_node_within_its_timeout_completes(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("timed_out", {"seconds": 0.01})
     final = await engine.wait_finished(run_id)
     assert final["status"] == "completed" and final["state"]["woke"] is True

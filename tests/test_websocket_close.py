@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from engine import Engine
+from engine import InProcessEngine
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
@@ -31,7 +31,7 @@ TEXT, CLOSE = 0x1, 0x8
 
 
 @pytest.fixture(params=["live", "finished"])
-async def ten_steps(request: pytest.FixtureRequest, engine: Engine) -> str:
+async def ten_steps(request: pytest.FixtureRequest, engine: InProcessEngine) -> str:
     """A run of ten node executions, read while it runs (connect right after the start) or once it is over."""
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 10})
     if request.param == "finished":
@@ -40,7 +40,7 @@ async def ten_steps(request: pytest.FixtureRequest, engine: Engine) -> str:
 
 
 @pytest.fixture
-async def slow_run(engine: Engine) -> AsyncIterator[str]:
+async def slow_run(engine: InProcessEngine) -> AsyncIterator[str]:
     """A run whose only node sleeps for the whole test, cancelled afterwards so the engine stops at once.
 
     Once its client has the node's ``node_log`` event, the handler has nothing left to send: only
@@ -51,7 +51,7 @@ async def slow_run(engine: Engine) -> AsyncIterator[str]:
     await engine.request("POST", f"/runs/{run_id}/cancel")
 
 
-def logs_url(engine: Engine, run_id: str, scheme: str = "http") -> str:
+def logs_url(engine: InProcessEngine, run_id: str, scheme: str = "http") -> str:
     return f"{engine.url.replace('http', scheme, 1)}/ws/logs/{run_id}"
 
 
@@ -61,13 +61,13 @@ def assert_whole_run(events: list[dict[str, Any]]) -> None:
     assert events[-1]["event"] == "run_completed"
 
 
-async def event_subscribers(engine: Engine) -> int:
+async def event_subscribers(engine: InProcessEngine) -> int:
     status, body = await engine.request("GET", "/healthz")
     assert status == 200, body
     return int(body["event_subscribers"])
 
 
-async def wait_no_subscribers(engine: Engine) -> None:
+async def wait_no_subscribers(engine: InProcessEngine) -> None:
     """Every handler's sender stopped and closed its subscription to the event bus."""
 
     async def none_left() -> bool:
@@ -76,7 +76,7 @@ async def wait_no_subscribers(engine: Engine) -> None:
     await engine.wait_until(none_left, what="the WebSocket subscriptions to close", timeout=TIMEOUT)
 
 
-async def assert_server_still_streams(engine: Engine) -> None:
+async def assert_server_still_streams(engine: InProcessEngine) -> None:
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 3})
     assert_whole_run(await engine.ws_events(run_id, timeout=TIMEOUT))
 
@@ -89,7 +89,7 @@ class RawClient:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, engine: Engine, run_id: str) -> RawClient:
+    async def connect(cls, engine: InProcessEngine, run_id: str) -> RawClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", engine.http_port)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(
@@ -143,7 +143,7 @@ OpenRawClient = Callable[[str], Awaitable[RawClient]]
 
 
 @pytest.fixture
-async def raw_client(engine: Engine) -> AsyncIterator[OpenRawClient]:
+async def raw_client(engine: InProcessEngine) -> AsyncIterator[OpenRawClient]:
     """Connect with ``await raw_client(run_id)``; every client is closed after the test."""
     clients: list[RawClient] = []
 
@@ -159,7 +159,9 @@ async def raw_client(engine: Engine) -> AsyncIterator[OpenRawClient]:
 # -- every kind of client sees 1000 at the end of a run --------------------------------------------
 
 
-async def read_with_wait_for(engine: Engine, run_id: str) -> tuple[list[dict[str, Any]], aiohttp.WSMessage, int | None]:
+async def read_with_wait_for(
+    engine: InProcessEngine, run_id: str
+) -> tuple[list[dict[str, Any]], aiohttp.WSMessage, int | None]:
     """The way that saw 1006: each read in its own ``wait_for``, until a message that is not an event."""
     assert engine.session is not None
     events = []
@@ -169,7 +171,7 @@ async def read_with_wait_for(engine: Engine, run_id: str) -> tuple[list[dict[str
     return events, msg, ws.close_code
 
 
-async def test_aiohttp_client_reading_with_wait_for_sees_1000(engine: Engine, ten_steps: str) -> None:
+async def test_aiohttp_client_reading_with_wait_for_sees_1000(engine: InProcessEngine, ten_steps: str) -> None:
     # Several clients at once: against a server that hangs up too early, each sees 1006 often, not always.
     for events, last, close_code in await asyncio.gather(*(read_with_wait_for(engine, ten_steps) for _ in range(4))):
         assert (last.type, last.data, last.extra) == (aiohttp.WSMsgType.CLOSE, 1000, "run finished")
@@ -177,7 +179,7 @@ async def test_aiohttp_client_reading_with_wait_for_sees_1000(engine: Engine, te
         assert_whole_run(events)
 
 
-async def test_aiohttp_client_iterating_sees_1000(engine: Engine, ten_steps: str) -> None:
+async def test_aiohttp_client_iterating_sees_1000(engine: InProcessEngine, ten_steps: str) -> None:
     assert engine.session is not None
     async with engine.session.ws_connect(logs_url(engine, ten_steps)) as ws:
         async with asyncio.timeout(TIMEOUT):
@@ -186,7 +188,7 @@ async def test_aiohttp_client_iterating_sees_1000(engine: Engine, ten_steps: str
     assert_whole_run(events)
 
 
-async def test_websockets_client_sees_1000(engine: Engine, ten_steps: str) -> None:
+async def test_websockets_client_sees_1000(engine: InProcessEngine, ten_steps: str) -> None:
     events = []
     async with asyncio.timeout(TIMEOUT), connect(logs_url(engine, ten_steps, "ws")) as ws:
         with pytest.raises(ConnectionClosedOK) as closed:
@@ -202,7 +204,7 @@ async def test_websockets_client_sees_1000(engine: Engine, ten_steps: str) -> No
 
 
 async def test_the_server_waits_for_the_clients_close_frame_before_hanging_up(
-    engine: Engine, raw_client: OpenRawClient
+    engine: InProcessEngine, raw_client: OpenRawClient
 ) -> None:
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 3})
     await engine.wait_finished(run_id)
@@ -218,7 +220,7 @@ async def test_the_server_waits_for_the_clients_close_frame_before_hanging_up(
 
 
 async def test_a_client_that_never_answers_the_close_is_dropped_within_the_bound(
-    engine: Engine, raw_client: OpenRawClient
+    engine: InProcessEngine, raw_client: OpenRawClient
 ) -> None:
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 3})
     client = await raw_client(run_id)
@@ -232,7 +234,7 @@ async def test_a_client_that_never_answers_the_close_is_dropped_within_the_bound
 # -- clients that leave first ---------------------------------------------------------------------
 
 
-async def test_a_client_closing_first_mid_run_gets_a_clean_close(engine: Engine, slow_run: str) -> None:
+async def test_a_client_closing_first_mid_run_gets_a_clean_close(engine: InProcessEngine, slow_run: str) -> None:
     assert engine.session is not None
     async with engine.session.ws_connect(logs_url(engine, slow_run)) as ws:
         async with asyncio.timeout(TIMEOUT):
@@ -248,7 +250,7 @@ async def test_a_client_closing_first_mid_run_gets_a_clean_close(engine: Engine,
 
 
 async def test_a_client_vanishing_mid_run_leaves_nothing_behind(
-    engine: Engine, slow_run: str, raw_client: OpenRawClient
+    engine: InProcessEngine, slow_run: str, raw_client: OpenRawClient
 ) -> None:
     client = await raw_client(slow_run)
     await client.read_until_event("node_log")

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
-from engine import Engine
+from engine import Engine, InProcessEngine
 
 
-async def test_runs_queued_before_any_worker_are_picked_up_by_a_worker_started_later(bare_engine: Engine) -> None:
-    engine = bare_engine
-    await engine.start_coordinator()
-    run_ids = [await engine.start_run("counter_loop", {"count": 0, "target": 2}) for _ in range(5)]
-    await asyncio.sleep(1.0)  # nothing can happen: there is no worker
-    for run_id in run_ids:
-        state = await engine.state(run_id)
-        assert state["status"] == "queued" and state["step_count"] == 0
-    engine.start_worker()
-    for run_id in run_ids:
-        final = await engine.wait_finished(run_id)
-        assert final["status"] == "completed" and final["state"]["count"] == 2
+async def test_runs_queued_before_any_worker_are_picked_up_by_a_worker_started_later(tmp_path: Path) -> None:
+    async with InProcessEngine(tmp_path) as engine:
+        await engine.start_coordinator()
+        run_ids = [await engine.start_run("counter_loop", {"count": 0, "target": 2}) for _ in range(5)]
+        await asyncio.sleep(1.0)  # nothing can happen: there is no worker
+        for run_id in run_ids:
+            state = await engine.state(run_id)
+            assert state["status"] == "queued" and state["step_count"] == 0
+        engine.start_worker()
+        for run_id in run_ids:
+            final = await engine.wait_finished(run_id)
+            assert final["status"] == "completed" and final["state"]["count"] == 2
 
 
 async def test_with_every_worker_gone_runs_wait_and_finish_when_a_worker_connects(bare_engine: Engine) -> None:

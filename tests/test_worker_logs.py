@@ -71,7 +71,8 @@ def job_lines(lines: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
 # -- job lines from real workers ----------------------------------------------------------
 
 
-async def test_worker_logs_name_the_run_and_each_node_it_ran(engine: Engine) -> None:
+async def test_worker_logs_name_the_run_and_each_node_it_ran(process_engine: Engine) -> None:
+    engine = process_engine
     run_id = await engine.start_run("chatty", {"lines": 2})
     assert (await engine.wait_finished(run_id))["status"] == "completed"
 
@@ -99,7 +100,8 @@ async def test_worker_logs_name_the_run_and_each_node_it_ran(engine: Engine) -> 
     )
 
 
-async def test_a_failing_node_is_logged_as_failed_with_its_error_type(engine: Engine) -> None:
+async def test_a_failing_node_is_logged_as_failed_with_its_error_type(process_engine: Engine) -> None:
+    engine = process_engine
     run_id = await engine.start_run("failing", {"payload": "xyz"})
     assert (await engine.wait_finished(run_id))["status"] == "failed"
 
@@ -114,7 +116,10 @@ async def test_a_failing_node_is_logged_as_failed_with_its_error_type(engine: En
     assert (explode["step"], explode["attempt"], explode["retryable"]) == (2, 1, False)
 
 
-async def test_a_timed_out_node_is_logged_as_such_and_so_is_the_slot_it_holds(engine: Engine, tmp_path: Path) -> None:
+async def test_a_timed_out_node_is_logged_as_such_and_so_is_the_slot_it_holds(
+    process_engine: Engine, tmp_path: Path
+) -> None:
+    engine = process_engine
     release = tmp_path / "release"
     run_id = await engine.start_run("hung", {"release_file": str(release)})
     final = await engine.wait_finished(run_id)
