@@ -83,6 +83,8 @@ def test_awe_up_serves_runs_and_stops_every_process_on_sigterm(tmp_path: Path) -
         for pid in children:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        assert proc.stdout is not None
+        proc.stdout.close()  # left to the garbage collector, it is a ResourceWarning, an error here
 
 
 def test_awe_up_replaces_a_worker_that_dies(tmp_path: Path) -> None:
