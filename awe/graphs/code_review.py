@@ -62,6 +62,8 @@ read it, never mutate it, and return the keys they change.
 from __future__ import annotations
 
 import ast
+import functools
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -119,10 +121,27 @@ _CONSTANT_PARTS = (ast.Constant, ast.List, ast.Dict, ast.Set, ast.Tuple, ast.Una
 _T = TypeVar("_T")
 
 
+_AST_LOCK = threading.Lock()
+"""CPython 3.11 keeps the AST constructor's recursion depth in a way that two threads building deep
+trees at the same moment can break (``SystemError: AST constructor recursion depth mismatch``). A
+worker runs sync nodes in threads, so the agent's steps, which all parse, run one at a time in a
+process; they are CPU-bound, so the GIL would have serialised them anyway."""
+
+
+def _one_at_a_time(step: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    @functools.wraps(step)
+    def locked(state: dict[str, Any]) -> dict[str, Any]:
+        with _AST_LOCK:
+            return step(state)
+
+    return locked
+
+
 # -- nodes --------------------------------------------------------------------
 
 
 @tool("code_review.extract_functions")
+@_one_at_a_time
 def extract_functions(state: dict[str, Any]) -> dict[str, Any]:
     """Parse the current code and list its functions, so later nodes know what to measure.
 
@@ -144,6 +163,7 @@ def extract_functions(state: dict[str, Any]) -> dict[str, Any]:
 
 
 @tool("code_review.check_complexity")
+@_one_at_a_time
 def check_complexity(state: dict[str, Any]) -> dict[str, Any]:
     """Measure cyclomatic complexity per function and the module's maintainability (radon).
 
@@ -170,6 +190,7 @@ def check_complexity(state: dict[str, Any]) -> dict[str, Any]:
 
 
 @tool("code_review.detect_issues")
+@_one_at_a_time
 def detect_issues(state: dict[str, Any]) -> dict[str, Any]:
     """Turn the measurements and an AST scan into issues, a quality score and a summary.
 
@@ -218,6 +239,7 @@ def quality_gate(state: dict[str, Any]) -> str:
 
 
 @tool("code_review.refactor")
+@_one_at_a_time
 def refactor(state: dict[str, Any]) -> dict[str, Any]:
     """Apply the fixes that are safe to automate, so the next pass reviews better code.
 
