@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-UP, COORDINATOR, WORKER = "up", "coordinator", "worker"
+UP, COORDINATOR, WORKER, GRAPH = "up", "coordinator", "worker", "graph"
 EVERY_PROCESS = frozenset({UP, COORDINATOR, WORKER})
+CLIENTS = frozenset({GRAPH})
+"""Commands that talk to a running engine over its API."""
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -106,6 +108,8 @@ class Settings:
     connect: str = _setting("tcp://127.0.0.1:5555", "the coordinator's ZeroMQ address", commands=frozenset({WORKER}))
     worker_id: str | None = _setting(None, "this worker's name (default: <host>-<pid>)", commands=frozenset({WORKER}))
     capacity: int = _setting(4, "jobs a worker runs at once", commands=frozenset({UP, WORKER}), parse=positive_int)
+    # -- clients of the API -------------------------------------------------------------------
+    url: str = _setting("http://127.0.0.1:8000", "the engine's API", commands=CLIENTS)
     # -- awe up ------------------------------------------------------------------------------
     workers: int = _setting(2, "worker processes to run", commands=frozenset({UP}), parse=positive_int)
 

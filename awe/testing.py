@@ -454,9 +454,10 @@ class ProcessEngine(BaseEngine):
 
     # -- processes -------------------------------------------------------------------
 
-    def _spawn(self, name: str, args: list[str]) -> Proc:
+    def _spawn(self, name: str, args: list[str], graphs: Sequence[str] | None = None) -> Proc:
         out = self.folder / f"{name}.out"
-        graph_flags = [flag for module in self.graphs for flag in ("--graphs", module)]
+        modules = self.graphs if graphs is None else graphs
+        graph_flags = [flag for module in modules for flag in ("--graphs", module)]
         with open(out, "ab") as stream:  # the child has its own copy of the descriptor
             popen = subprocess.Popen(
                 [
@@ -492,14 +493,25 @@ class ProcessEngine(BaseEngine):
         await self.wait_until(healthy, what="the coordinator to answer /healthz")
         return coordinator
 
-    def start_worker(self, *, capacity: int = 4, worker_id: str | None = None, log_level: str | None = None) -> Proc:
-        """A worker process (named ``w<n>`` unless ``worker_id`` is given); it joins on its own."""
+    def start_worker(
+        self,
+        *,
+        capacity: int = 4,
+        worker_id: str | None = None,
+        log_level: str | None = None,
+        graphs: Sequence[str] | None = None,
+    ) -> Proc:
+        """A worker process (named ``w<n>`` unless ``worker_id`` is given); it joins on its own.
+
+        ``graphs``: other graph modules than the engine's, for a worker that has fewer (or more) tools.
+        """
         self._worker_count += 1
         worker_id = worker_id or f"w{self._worker_count}"
         level_flags = ["--log-level", log_level] if log_level else []
         proc = self._spawn(
             f"worker-{worker_id}",
             ["worker", "--connect", self.bind, "--capacity", str(capacity), "--worker-id", worker_id, *level_flags],
+            graphs,
         )
         self.workers.append(proc)
         return proc

@@ -22,7 +22,7 @@ from awe.coordinator.rejoin import (
     RejoinDecision,
     decide_rejoin,
 )
-from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
+from awe.coordinator.worker_pool import Assignment, Needs, WorkerInfo, WorkerPool
 from awe.transport.messages import CancelJob, Heartbeat, Hello, Welcome
 
 PID, OTHER_PID = 100, 200
@@ -224,11 +224,11 @@ def test_the_pool_picks_no_worker_whose_slots_orphans_hold():
     pool = WorkerPool(heartbeat_interval=1.0, liveness=3)
     pool.add(worker(identity=b"busy", orphans=["o1", "o2"]))
     assert pool.free_slots == 0
-    assert pool.pick("g", "fp") is None
+    assert pool.pick(Needs("g", fingerprint="fp")) is None
     pool.add(worker(identity=b"over", running=["a"], orphans=["o1", "o2"]))  # over-filled: counts 0, not -1
     assert pool.free_slots == 0
     pool.add(worker(identity=b"free", capacity=2, orphans=["o1"]))
-    picked = pool.pick("g", "fp")
+    picked = pool.pick(Needs("g", fingerprint="fp"))
     assert picked is not None and picked.identity == b"free"
 
 
@@ -264,12 +264,21 @@ class RecordingOwner:
     def job_unsendable(self, job: JobSpec, error: BaseException) -> None:
         raise AssertionError("nothing is sent here")
 
+    def job_needs(self, job: JobSpec) -> Needs | None:
+        return Needs(job.graph_id, fingerprint="fp")
+
+    def job_waiting(self, job: JobSpec, reason: str) -> None:
+        raise AssertionError("no job waits here")
+
+    def graphs_for_workers(self) -> list[dict[str, Any]]:
+        return []
+
 
 def dispatcher(wanted: Set[str] = frozenset()) -> tuple[Dispatcher, RecordingEndpoint, RecordingOwner]:
     pool = WorkerPool(heartbeat_interval=1.0, liveness=3)
     endpoint = RecordingEndpoint(pool)
     owner = RecordingOwner(set(wanted))
-    return Dispatcher(endpoint, pool, owner, lambda graph_id: "fp", "coordinator-test"), endpoint, owner
+    return Dispatcher(endpoint, pool, owner, "coordinator-test"), endpoint, owner
 
 
 def hello_message(running=(), *, capacity: int = 2, jobs_received: int = 0, pid: int = PID) -> Hello:

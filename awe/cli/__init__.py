@@ -12,11 +12,16 @@ import sys
 from collections.abc import Sequence
 
 from awe.cli.parser import parse
-from awe.settings import COORDINATOR, WORKER
+from awe.settings import COORDINATOR, GRAPH, WORKER
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command, settings = parse(argv)
+    invocation = parse(argv)
+    command, settings = invocation.command, invocation.settings
+    if command == GRAPH:
+        from awe.cli.client import run_graph_command
+
+        return run_graph_command(settings, invocation.arguments)
     if command == COORDINATOR:
         from awe.cli.coordinator_process import run_coordinator
 

@@ -12,15 +12,25 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from awe.settings import COORDINATOR, UP, WORKER, Settings, fields_for
+from awe.settings import COORDINATOR, GRAPH, UP, WORKER, Settings, fields_for
 
 COMMANDS = {
     UP: "start the coordinator (HTTP API) and a pool of workers",
     COORDINATOR: "start the coordinator and its HTTP API",
     WORKER: "start one worker process",
+    GRAPH: "create and list graphs on a running engine (awe graph push FILE.json | awe graph list)",
 }
+
+
+@dataclass(frozen=True)
+class Invocation:
+    command: str
+    settings: Settings
+    arguments: dict[str, Any] = field(default_factory=dict)
+    """What the command takes besides settings (``awe graph push``'s action and file)."""
 
 
 def env_name(setting: str) -> str:
@@ -64,22 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, summary in COMMANDS.items():
         sub = commands.add_parser(name, help=summary)
+        if name == GRAPH:
+            _add_graph_actions(sub)
+            continue
         for f in fields_for(name):
             _add_setting(sub, f)
     return parser
 
 
-def parse(argv: Sequence[str] | None = None) -> tuple[str, Settings]:
-    """The command and its settings."""
+def _add_graph_actions(parser: argparse.ArgumentParser) -> None:
+    """``awe graph ACTION ... [--url URL]``: each action takes the client settings after its arguments."""
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    push = actions.add_parser("push", help="create a graph (or a new version of it) from a JSON file")
+    push.add_argument("file", metavar="FILE.json", help="a graph in awe's JSON graph language")
+    listing = actions.add_parser("list", help="list the engine's graphs with their versions")
+    for action in (push, listing):
+        for f in fields_for(GRAPH):
+            _add_setting(action, f)
+
+
+def parse(argv: Sequence[str] | None = None) -> Invocation:
+    """The command, its settings and its other arguments."""
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
     values: dict[str, Any] = {}
     for f in fields_for(command):
         if isinstance(f.default, tuple):
-            values[f.name] = (*args[f"env_{f.name}"], *(args[f.name] or ()))
+            values[f.name] = (*args.pop(f"env_{f.name}"), *(args.pop(f.name) or ()))
         else:
-            values[f.name] = args[f.name]
-    return command, Settings(**values)
+            values[f.name] = args.pop(f.name)
+    return Invocation(command, Settings(**values), args)
 
 
 def to_flags(command: str, settings: Settings) -> list[str]:

@@ -20,16 +20,20 @@ import structlog
 from awe import jsondata
 from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
 from awe.coordinator.events import EventBus, Subscription
+from awe.coordinator.graph_registry import GraphConflict, GraphInUse, GraphRegistry, GraphVersion
 from awe.coordinator.run_machine import Run, RunStatus
 from awe.coordinator.runs import ActiveRuns
 from awe.coordinator.worker_messages import WorkerMessages
 from awe.coordinator.worker_pool import WorkerPool
 from awe.graph import CompiledGraph
+from awe.graph.json_graph import state_problems
+from awe.graph.tools import registered_tools
 from awe.settings import Settings
-from awe.store import EventRecord, RunRecord, StepRecord, utcnow
+from awe.store import EventRecord, GraphDeletion, GraphRecord, RunRecord, StepRecord, utcnow
 from awe.store.sqlite import Store
 from awe.tasks import BackgroundTasks
 from awe.transport import RouterEndpoint
+from awe.transport.messages import GraphDefined
 
 log = structlog.get_logger("awe.coordinator")
 
@@ -44,8 +48,8 @@ class Coordinator:
         tasks: BackgroundTasks,
         settings: Settings,
     ) -> None:
-        self.graphs = graphs
-        self.graph_versions: dict[str, int] = {}
+        self.python_graphs = graphs
+        self.graphs = GraphRegistry(registered_tools())
         self.store = store
         self.endpoint = endpoint
         self.tasks = tasks
@@ -54,7 +58,7 @@ class Coordinator:
         self.bus = EventBus()
         self.pool = WorkerPool(heartbeat_interval=settings.heartbeat_interval, liveness=settings.heartbeat_liveness)
         self.runs = ActiveRuns(
-            graphs=graphs,
+            graphs=self.graphs,
             store=store,
             bus=self.bus,
             endpoint=endpoint,
@@ -65,15 +69,14 @@ class Coordinator:
         self.messages = WorkerMessages(endpoint, self.runs, coordinator_id=self.coordinator_id)
         self._accepting = False
         self._serving: list[asyncio.Task[Any]] = []
+        self._graph_changes = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         """Register the graphs, recover unfinished runs, then start dispatching and listening."""
-        for name, graph in self.graphs.items():
-            self.graph_versions[name] = await self.store.register_graph(name, graph.fingerprint, graph.describe())
+        await self._load_graphs()
         await self.runs.recover(
-            self.graph_versions,
             heartbeat_interval=self.settings.heartbeat_interval,
             liveness=self.settings.heartbeat_liveness,
         )
@@ -83,8 +86,22 @@ class Coordinator:
         ]
         self._accepting = True
         log.info(
-            "coordinator_started", bind=self.endpoint.address, graphs=sorted(self.graphs), recovered_runs=len(self.runs)
+            "coordinator_started",
+            bind=self.endpoint.address,
+            graphs=[v.graph_id for v in self.graphs.newest()],
+            recovered_runs=len(self.runs),
         )
+
+    async def _load_graphs(self) -> None:
+        """The Python graphs of the loaded modules, then every stored JSON graph version."""
+        for name, graph in self.python_graphs.items():
+            version = await self.store.register_graph(name, graph.fingerprint, graph.describe())
+            self.graphs.add(GraphVersion(name, version, "python", graph, graph.describe(), created_at=utcnow()))
+        for record in await self.store.graph_records(source="json"):
+            try:
+                self.graphs.add(self.graphs.compile_record(record))
+            except Exception as exc:  # a tool its modules no longer have: its runs cannot go on here
+                log.error("graph_not_loaded", graph_id=record.graph_id, version=record.version, error=repr(exc))
 
     async def stop(self) -> None:
         """Stop taking runs and sending jobs; give the jobs in flight ``drain_timeout`` seconds to report.
@@ -109,22 +126,25 @@ class Coordinator:
     # -- the API the HTTP layer uses ----------------------------------------------------
 
     async def submit_run(
-        self, graph_id: str, initial_state: dict[str, Any], *, run_id: str | None = None, max_steps: int
+        self,
+        graph_id: str,
+        initial_state: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        max_steps: int,
+        version: int | None = None,
     ) -> tuple[RunRecord, bool]:
-        """Start a run; returns its record and whether it was created (False: that run_id exists).
+        """Start a run on a graph's newest version (or ``version``); returns its record and whether
+        it was created (False: that run_id exists).
 
         ``initial_state`` is checked here, where data from clients enters the engine: a value the
-        engine could not store or send is refused with its path.
+        engine could not store or send is refused with its path, and so is a state that breaks a
+        JSON graph's ``state_schema``.
         """
         if not self._accepting:
             raise ShuttingDown()
-        graph = self.graphs.get(graph_id)
-        if graph is None:
-            raise UnknownGraph(graph_id)
-        try:
-            jsondata.check(initial_state, "initial_state")
-        except jsondata.NotJsonData as exc:
-            raise RequestError(str(exc)) from None
+        graph = self._runnable(graph_id, version)
+        _check_initial_state(graph, initial_state)
         if run_id is None:
             run_id = uuid.uuid4().hex
         else:
@@ -135,8 +155,8 @@ class Coordinator:
                 return existing, False
         run, out = Run.create(
             run_id=run_id,
-            graph=graph,
-            graph_version=self.graph_versions[graph_id],
+            graph=graph.graph,
+            graph_version=graph.version,
             state=initial_state,
             options={"max_steps": max_steps},
             now=utcnow(),
@@ -144,8 +164,71 @@ class Coordinator:
         self.runs.add(run)
         out.dispatch = run.next_jobs()
         await self.runs.apply_and_wait(run, out)
-        log.info("run_queued", run_id=run_id, graph_id=graph_id)
+        log.info("run_queued", run_id=run_id, graph_id=graph_id, version=graph.version)
         return run.snapshot(), True
+
+    def _runnable(self, graph_id: str, version: int | None) -> GraphVersion:
+        graph = self.graphs.get(graph_id, version)
+        if graph is None:
+            if version is not None and self.graphs.get(graph_id) is not None:
+                known = [v.version for v in self.graphs.versions(graph_id)]
+                raise UnknownGraph(f"{graph_id} version {version}", hint=f"its versions are {known}")
+            raise UnknownGraph(graph_id)
+        return graph
+
+    # -- graphs created over the API -------------------------------------------------------
+
+    async def create_graph(self, definition: Any) -> GraphVersion:
+        """Store a JSON graph as a new version of its id and teach it to every connected worker.
+
+        Raises :class:`InvalidGraph` listing every problem (nothing is stored then), or
+        :class:`GraphConflict` if the id belongs to a Python graph.
+        """
+        if not self._accepting:
+            raise ShuttingDown()
+        # Checking and compiling a large definition is CPU work (up to a second at the size limit):
+        # a thread keeps the event loop, and every run's dispatch, moving meanwhile.
+        normalised = await asyncio.to_thread(self.graphs.check, definition)
+        async with self._graph_changes:  # two posts of one id must not take the same number
+            number = await self.store.next_graph_version(normalised["graph_id"])
+            version = await asyncio.to_thread(self.graphs.compile_json, normalised, version=number, created_at=utcnow())
+            await self.store.write([_graph_record(version)])
+            self.graphs.add(version)
+        await self.dispatcher.tell_every_worker(GraphDefined(version.graph_id, version.version, normalised))
+        log.info("graph_created", graph_id=version.graph_id, version=version.version)
+        return version
+
+    async def delete_graph(self, graph_id: str) -> None:
+        """Withdraw every version of a JSON graph; refused while any of its runs is in flight."""
+        graph = self._runnable(graph_id, None)
+        if graph.source != "json":
+            raise GraphConflict(f"graph {graph_id!r} is defined in a Python graph module; remove it from there")
+        async with self._graph_changes:
+            in_flight = sum(1 for run in self.runs.runs.values() if run.graph.name == graph_id)
+            if in_flight:
+                raise GraphInUse(graph_id, in_flight)
+            versions = self.graphs.versions(graph_id)
+            self.graphs.remove(graph_id)  # no new run starts on it from here on
+            try:
+                await self.store.write([GraphDeletion(graph_id, utcnow())])
+            except BaseException:
+                for version in versions:
+                    self.graphs.add(version)
+                raise
+        log.info("graph_deleted", graph_id=graph_id)
+
+    def describe_graph(self, graph_id: str) -> dict[str, Any]:
+        """The newest version in full (definition, Mermaid text), and every version's number and date."""
+        graph = self._runnable(graph_id, None)
+        versions = [{"version": v.version, "created_at": v.created_at} for v in self.graphs.versions(graph_id)]
+        return {**graph.describe(), "versions": versions}
+
+    def describe_tools(self) -> list[dict[str, Any]]:
+        """The tools this coordinator knows, with how many connected workers have each."""
+        return [
+            {**tool.describe(), "workers": sum(1 for w in self.pool if name in w.tools)}
+            for name, tool in sorted(self.graphs.tools.items())
+        ]
 
     async def _existing_run(self, run_id: str) -> RunRecord | None:
         active = self.runs.get(run_id)
@@ -177,9 +260,10 @@ class Coordinator:
         return await self.store.steps(run_id)
 
     def describe_graphs(self) -> list[dict[str, Any]]:
+        """The newest version of every graph (without its definition and Mermaid text)."""
         return [
-            {**graph.describe(), "version": self.graph_versions.get(name)}
-            for name, graph in sorted(self.graphs.items())
+            {k: v for k, v in graph.describe().items() if k not in ("definition", "mermaid")}
+            for graph in self.graphs.newest()
         ]
 
     def describe_workers(self) -> list[dict[str, Any]]:
@@ -205,3 +289,26 @@ class Coordinator:
 
     def subscribe(self, run_id: str) -> Subscription:
         return self.bus.subscribe(run_id)
+
+
+def _check_initial_state(graph: GraphVersion, initial_state: dict[str, Any]) -> None:
+    try:
+        jsondata.check(initial_state, "initial_state")
+    except jsondata.NotJsonData as exc:
+        raise RequestError(str(exc)) from None
+    if graph.source == "json":
+        problems = state_problems(graph.definition, initial_state)
+        if problems:
+            listed = "; ".join(f"{p.path or '/'}: {p.message}" for p in problems)
+            raise RequestError(f"initial_state does not match the state_schema of graph {graph.graph_id!r}: {listed}")
+
+
+def _graph_record(version: GraphVersion) -> GraphRecord:
+    return GraphRecord(
+        graph_id=version.graph_id,
+        version=version.version,
+        fingerprint=version.graph.fingerprint,
+        definition=version.definition,
+        created_at=version.created_at,
+        source="json",
+    )

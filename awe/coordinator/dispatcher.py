@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Set
+from collections.abc import Set
 from typing import Any, Protocol
 
 import structlog
 
 from awe.coordinator.plan import JobSpec
 from awe.coordinator.rejoin import HelloReport, PreviousEntry, RejoinDecision, decide_rejoin
-from awe.coordinator.worker_pool import Assignment, WorkerInfo, WorkerPool
+from awe.coordinator.worker_pool import Assignment, Needs, WorkerInfo, WorkerPool
 from awe.store import utcnow
 from awe.tasks import BackgroundTasks
-from awe.transport import PeerGone, RouterEndpoint
+from awe.transport import Message, PeerGone, RouterEndpoint
 from awe.transport.messages import CancelJob, Goodbye, Heartbeat, Hello, Job, Welcome
 
 log = structlog.get_logger("awe.coordinator.dispatcher")
@@ -40,6 +40,15 @@ class DispatchOwner(Protocol):
     def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None: ...
 
     def job_lost(self, job: JobSpec, worker: WorkerInfo, reason: str, started_at: str) -> None: ...
+
+    def job_needs(self, job: JobSpec) -> Needs | None:
+        """What a worker must have to run ``job``; None if its graph is unknown (it then never leaves)."""
+
+    def job_waiting(self, job: JobSpec, reason: str) -> None:
+        """No connected worker can run ``job`` (said once per job): its run says why it waits."""
+
+    def graphs_for_workers(self) -> list[dict[str, Any]]:
+        """Every JSON graph version, as ``GraphDefined``'s fields: a joining worker learns them in its Welcome."""
 
     def job_unsendable(self, job: JobSpec, error: BaseException) -> None:
         """The job could not be encoded: its run must fail, since sending it again would fail again."""
@@ -62,6 +71,7 @@ def _new_entry(identity: bytes, msg: Hello, decision: RejoinDecision) -> WorkerI
         host=msg.host,
         capacity=max(1, msg.capacity),
         graphs=dict(msg.graphs),
+        tools=frozenset(msg.tools),
         stuck=max(0, msg.stuck),
         orphans=set(decision.orphans),
         jobs_sent=decision.jobs_sent,
@@ -74,13 +84,11 @@ class Dispatcher:
         endpoint: RouterEndpoint,
         pool: WorkerPool,
         owner: DispatchOwner,
-        fingerprints: Callable[[str], str | None],
         coordinator_id: str,
     ) -> None:
         self.endpoint = endpoint
         self.pool = pool
         self.owner = owner
-        self.fingerprints = fingerprints
         self.coordinator_id = coordinator_id
         self.queue: deque[JobSpec] = deque()
         self.held: dict[str, JobSpec] = {}
@@ -88,6 +96,8 @@ class Dispatcher:
         self._paused = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._told_waiting: set[str] = set()
+        """Jobs whose runs were told that no connected worker can run them (told once per job)."""
 
     def start(self, tasks: BackgroundTasks) -> list[asyncio.Task[None]]:
         """Start sending jobs and watching workers, as tasks of the process that must not die quietly."""
@@ -136,11 +146,15 @@ class Dispatcher:
         if self._paused or self.pool.free_slots <= 0:
             return None
         for index, job in enumerate(self.queue):
-            fingerprint = self.fingerprints(job.graph_id)
-            worker = self.pool.pick(job.graph_id, fingerprint) if fingerprint else None
+            needs = self.owner.job_needs(job)
+            worker = self.pool.pick(needs) if needs is not None else None
             if worker is not None:
                 del self.queue[index]
+                self._told_waiting.discard(job.job_id)
                 return job, worker
+            if needs is not None and job.job_id not in self._told_waiting and not self.pool.anyone_meets(needs):
+                self._told_waiting.add(job.job_id)
+                self.owner.job_waiting(job, f"no connected worker has {needs.describe()}")
         return None
 
     async def _pump_loop(self) -> None:
@@ -166,6 +180,7 @@ class Dispatcher:
             state=state,
             branch=job.branch,
             from_send=from_send,
+            graph_version=job.graph_version,
         )
         try:
             frame = message.encode()
@@ -230,7 +245,8 @@ class Dispatcher:
             adopted=len(decision.adopted),
             orphans=len(decision.orphans),
         )
-        await self._send(worker, Welcome(self.coordinator_id, self.pool.heartbeat_interval))
+        welcome = Welcome(self.coordinator_id, self.pool.heartbeat_interval, graphs=self.owner.graphs_for_workers())
+        await self._send(worker, welcome)
         await self._cancel_orphans(worker, decision.cancel)
         self._wakeup.set()
 
@@ -326,6 +342,11 @@ class Dispatcher:
         for assignment in running.values():
             self.owner.job_lost(assignment.job, worker, reason, assignment.started_at)
         self._wakeup.set()
+
+    async def tell_every_worker(self, message: Message) -> None:
+        """Send ``message`` to every connected worker (a new JSON graph, for instance)."""
+        for worker in self.pool:
+            await self._send(worker, message)
 
     async def _send(self, worker: WorkerInfo, message: Any) -> None:
         try:

@@ -6,8 +6,8 @@ class RequestError(Exception):
 
 
 class UnknownGraph(LookupError):
-    def __init__(self, graph_id: object) -> None:
-        super().__init__(f"unknown graph {graph_id!r}")
+    def __init__(self, graph_id: object, *, hint: str = "") -> None:
+        super().__init__(f"unknown graph {graph_id!r}" + (f"; {hint}" if hint else ""))
 
 
 class UnknownRun(LookupError):

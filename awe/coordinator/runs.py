@@ -22,10 +22,10 @@ import structlog
 
 from awe.coordinator.dispatcher import Dispatcher
 from awe.coordinator.events import EventBus
+from awe.coordinator.graph_registry import GraphRegistry
 from awe.coordinator.plan import Instructions, JobSpec
 from awe.coordinator.run_machine import Run
-from awe.coordinator.worker_pool import WorkerInfo, WorkerPool
-from awe.graph import CompiledGraph
+from awe.coordinator.worker_pool import Needs, WorkerInfo, WorkerPool
 from awe.store import EventRecord, utcnow
 from awe.store.sqlite import Store
 from awe.transport import RECONNECT_MAX_S, RouterEndpoint
@@ -41,7 +41,7 @@ class ActiveRuns:
     def __init__(
         self,
         *,
-        graphs: dict[str, CompiledGraph],
+        graphs: GraphRegistry,
         store: Store,
         bus: EventBus,
         endpoint: RouterEndpoint,
@@ -52,7 +52,7 @@ class ActiveRuns:
         self.store = store
         self.bus = bus
         self.runs: dict[str, Run] = {}
-        self.dispatcher = Dispatcher(endpoint, pool, self, self._fingerprint, coordinator_id=coordinator_id)
+        self.dispatcher = Dispatcher(endpoint, pool, self, coordinator_id=coordinator_id)
 
     def __len__(self) -> int:
         return len(self.runs)
@@ -117,11 +117,11 @@ class ActiveRuns:
 
     # -- runs a previous coordinator left unfinished --------------------------------------
 
-    async def recover(self, versions: dict[str, int], *, heartbeat_interval: float, liveness: int) -> None:
+    async def recover(self, *, heartbeat_interval: float, liveness: int) -> None:
         """Pick up, from their last committed step, the runs a previous coordinator left unfinished."""
         for record in await self.store.unfinished_runs():
-            graph = self.graphs.get(record.graph_id)
-            if graph is None or versions.get(record.graph_id) != record.graph_version:
+            version = self.graphs.get(record.graph_id, record.graph_version)
+            if version is None:
                 log.warning(
                     "run_not_recovered",
                     run_id=record.run_id,
@@ -132,7 +132,7 @@ class ActiveRuns:
             finished_branches = await self.store.steps(record.run_id, step=record.step_count + 1)
             last_seq = await self.store.last_seq(record.run_id)
             run = Run(
-                graph=graph,
+                graph=version.graph,
                 graph_version=record.graph_version,
                 record=record,
                 last_seq=last_seq,
@@ -175,6 +175,22 @@ class ActiveRuns:
             message = f"the job for node {job.node!r} could not be sent to a worker: {type(error).__name__}: {error}"
             self.fail(run, {"type": "JobNotSendable", "message": message})
 
-    def _fingerprint(self, graph_id: str) -> str | None:
-        graph = self.graphs.get(graph_id)
-        return graph.fingerprint if graph is not None else None
+    def job_needs(self, job: JobSpec) -> Needs | None:
+        version = self.graphs.get(job.graph_id, job.graph_version)
+        if version is None:
+            return None
+        if version.source == "json":
+            return Needs(job.graph_id, tool=version.node_tools.get(job.node))
+        return Needs(job.graph_id, fingerprint=version.graph.fingerprint)
+
+    def job_waiting(self, job: JobSpec, reason: str) -> None:
+        run = self.runs.get(job.run_id)
+        if run is not None and not run.is_finished:
+            self.apply(run, run.waiting(job, reason, utcnow()))
+            log.info("run_waiting", run_id=run.run_id, node=job.node, reason=reason)
+
+    def graphs_for_workers(self) -> list[dict[str, Any]]:
+        return [
+            {"graph_id": v.graph_id, "version": v.version, "definition": v.definition}
+            for v in self.graphs.json_versions()
+        ]

@@ -25,6 +25,19 @@ class Assignment:
     """This job's number among the jobs sent to the worker process (0: the worker reported it)."""
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What a worker must have to run a job: a Python graph's code (the same topology), or, for a
+    node of a JSON graph, that node's tool (the graph's definition it learns from the coordinator)."""
+
+    graph_id: str
+    fingerprint: str | None = None
+    tool: str | None = None
+
+    def describe(self) -> str:
+        return f"the tool {self.tool!r}" if self.tool is not None else f"the Python graph {self.graph_id!r}"
+
+
 @dataclass
 class WorkerInfo:
     worker_id: str
@@ -33,6 +46,7 @@ class WorkerInfo:
     host: str
     capacity: int
     graphs: dict[str, str]
+    tools: frozenset[str] = frozenset()
     connected_at: str = field(default_factory=utcnow)
     last_seen: float = field(default_factory=time.monotonic)
     last_heartbeat_at: str = field(default_factory=utcnow)
@@ -71,8 +85,10 @@ class WorkerInfo:
         self.orphans.difference_update(sorted(self.orphans)[:excess])
         return True
 
-    def can_run(self, graph_id: str, fingerprint: str) -> bool:
-        return self.graphs.get(graph_id) == fingerprint
+    def meets(self, needs: Needs) -> bool:
+        if needs.tool is not None:
+            return needs.tool in self.tools
+        return self.graphs.get(needs.graph_id) == needs.fingerprint
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -123,14 +139,18 @@ class WorkerPool:
         deadline = (now if now is not None else time.monotonic()) - self.heartbeat_interval * self.liveness
         return [w for w in self._workers.values() if w.last_seen < deadline]
 
-    def pick(self, graph_id: str, fingerprint: str) -> WorkerInfo | None:
-        """The least loaded worker that can run this graph and has a free slot."""
+    def pick(self, needs: Needs) -> WorkerInfo | None:
+        """The least loaded worker that can run the job and has a free slot."""
         best: WorkerInfo | None = None
         for worker in self._workers.values():
-            fits = worker.free_slots > 0 and worker.can_run(graph_id, fingerprint)
+            fits = worker.free_slots > 0 and worker.meets(needs)
             if fits and (best is None or worker.free_slots > best.free_slots):
                 best = worker
         return best
+
+    def anyone_meets(self, needs: Needs) -> bool:
+        """Whether some connected worker, busy or not, could run the job."""
+        return any(worker.meets(needs) for worker in self._workers.values())
 
     @property
     def free_slots(self) -> int:

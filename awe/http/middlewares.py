@@ -8,6 +8,8 @@ import structlog
 from aiohttp import web
 
 from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
+from awe.coordinator.graph_registry import GraphConflict, GraphInUse
+from awe.graph.json_graph import InvalidGraph
 from awe.http.requests import BadRequest
 
 log = structlog.get_logger("awe.http")
@@ -19,6 +21,8 @@ STATUS_FOR: dict[type[Exception], int] = {
     UnknownGraph: 404,
     UnknownRun: 404,
     RunFinished: 409,
+    GraphConflict: 409,
+    GraphInUse: 409,
     ShuttingDown: 503,
 }
 
@@ -38,6 +42,9 @@ async def errors_as_json(
             raise
         default_text = f"{exc.status}: {exc.reason}"
         return json_error(exc.status, exc.reason if exc.text in (None, default_text) else exc.text)
+    except InvalidGraph as exc:
+        problems = [{"path": p.path, "message": p.message} for p in exc.problems]
+        return web.json_response({"error": str(exc), "problems": problems}, status=400)
     except tuple(STATUS_FOR) as exc:
         return json_error(STATUS_FOR[type(exc)], str(exc))
     except Exception:

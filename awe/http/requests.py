@@ -16,6 +16,7 @@ from typing import Any
 
 from awe.coordinator.errors import RequestError
 from awe.coordinator.run_machine import DEFAULT_MAX_STEPS
+from awe.graph.json_graph import MAX_DEFINITION_BYTES, InvalidGraph, Problem
 
 
 class BadRequest(Exception):
@@ -53,7 +54,9 @@ class RunRequest:
     run_id: str | None = None
     max_steps: int = DEFAULT_MAX_STEPS
 
-    FIELDS = frozenset({"graph_id", "initial_state", "run_id", "max_steps"})
+    version: int | None = None
+
+    FIELDS = frozenset({"graph_id", "initial_state", "run_id", "max_steps", "version"})
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> RunRequest:
@@ -68,7 +71,13 @@ class RunRequest:
         initial_state = body.get("initial_state", {})
         if not isinstance(initial_state, dict):
             raise RequestError("'initial_state' must be a JSON object")
-        return cls(graph_id, initial_state, _run_id(body.get("run_id")), _max_steps(body.get("max_steps")))
+        return cls(
+            graph_id,
+            initial_state,
+            _run_id(body.get("run_id")),
+            _max_steps(body.get("max_steps")),
+            _version(body.get("version")),
+        )
 
 
 def _run_id(value: Any) -> str | None:
@@ -87,3 +96,22 @@ def _max_steps(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
         raise RequestError("'max_steps' must be a whole number from 1 to 1000000")
     return value
+
+
+def _version(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RequestError("'version' must be a graph version number (1 or more); leave it out for the newest")
+    return value
+
+
+def graph_definition(raw: bytes) -> dict[str, Any]:
+    """``POST /graph/create``'s body: a JSON object within the size limit, or InvalidGraph saying why not."""
+    if len(raw) > MAX_DEFINITION_BYTES:
+        message = f"the definition is {len(raw)} bytes; the limit is {MAX_DEFINITION_BYTES}"
+        raise InvalidGraph([Problem("", message)])
+    try:
+        return json_object(raw)
+    except BadRequest as exc:
+        raise InvalidGraph([Problem("", str(exc))]) from None

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from awe.coordinator.errors import UnknownGraph
 from awe.http.keys import COORDINATOR
-from awe.http.requests import BadRequest, RunRequest, json_object
+from awe.http.requests import BadRequest, RunRequest, graph_definition, json_object
 from awe.http.serialize import run_view, step_view
 
 
@@ -26,12 +25,32 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
 async def start_run(request: web.Request) -> web.Response:
     run = RunRequest.parse(json_object(await request.read()))
     record, created = await request.app[COORDINATOR].submit_run(
-        run.graph_id, run.initial_state, run_id=run.run_id, max_steps=run.max_steps
+        run.graph_id, run.initial_state, run_id=run.run_id, max_steps=run.max_steps, version=run.version
     )
-    return web.json_response(
-        {"run_id": record.run_id, "status": record.status, "graph_id": record.graph_id, "created": created},
-        status=202 if created else 200,
-    )
+    answer = {
+        "run_id": record.run_id,
+        "status": record.status,
+        "graph_id": record.graph_id,
+        "graph_version": record.graph_version,
+        "created": created,
+    }
+    return web.json_response(answer, status=202 if created else 200)
+
+
+async def create_graph(request: web.Request) -> web.Response:
+    definition = graph_definition(await request.read())
+    version = await request.app[COORDINATOR].create_graph(definition)
+    return web.json_response({"graph_id": version.graph_id, "version": version.version}, status=201)
+
+
+async def delete_graph(request: web.Request) -> web.Response:
+    graph_id = request.match_info["graph_id"]
+    await request.app[COORDINATOR].delete_graph(graph_id)
+    return web.json_response({"graph_id": graph_id, "deleted": True})
+
+
+async def list_tools(request: web.Request) -> web.Response:
+    return web.json_response({"tools": request.app[COORDINATOR].describe_tools()})
 
 
 async def run_state(request: web.Request) -> web.Response:
@@ -63,11 +82,7 @@ async def list_graphs(request: web.Request) -> web.Response:
 
 
 async def get_graph(request: web.Request) -> web.Response:
-    graph_id = request.match_info["graph_id"]
-    for graph in request.app[COORDINATOR].describe_graphs():
-        if graph["graph_id"] == graph_id:
-            return web.json_response(graph)
-    raise UnknownGraph(graph_id)
+    return web.json_response(request.app[COORDINATOR].describe_graph(request.match_info["graph_id"]))
 
 
 async def list_workers(request: web.Request) -> web.Response:

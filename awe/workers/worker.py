@@ -50,11 +50,13 @@ import structlog
 from awe.exit_codes import EXIT_SOFTWARE, EXIT_STUCK
 from awe.graph import CompiledGraph, Context
 from awe.graph.compiled import NodeTimeout
+from awe.graph.tools import registered_tools
 from awe.tasks import BackgroundTasks
 from awe.transport import DealerEndpoint
 from awe.transport.messages import (
     CancelJob,
     Goodbye,
+    GraphDefined,
     Heartbeat,
     Hello,
     Job,
@@ -66,6 +68,7 @@ from awe.transport.messages import (
     Welcome,
 )
 from awe.workers.executor import describe_error, run_job
+from awe.workers.known_graphs import KnownGraphs
 from awe.workers.node_logger import NodeLogger
 
 log = structlog.get_logger("awe.worker")
@@ -173,6 +176,7 @@ class Worker:
         """
         self.connect = connect
         self.graphs = graphs
+        self.known = KnownGraphs(graphs, registered_tools())
         self.worker_id = worker_id or default_worker_id()
         self.capacity = max(1, capacity)
         self.heartbeat_interval = heartbeat_interval
@@ -343,7 +347,8 @@ class Worker:
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 capacity=self.capacity,
-                graphs={name: g.fingerprint for name, g in self.graphs.items()},
+                graphs=self.known.fingerprints(),
+                tools=self.known.tool_names(),
                 running=list(self.running),
                 stuck=len(self.abandoned),
                 jobs_received=self.jobs_received,
@@ -373,8 +378,20 @@ class Worker:
             elif isinstance(message, Welcome):
                 self.heartbeat_interval = message.heartbeat_interval
                 log.info("worker_welcomed", coordinator=message.coordinator_id)
+                self._learn_graphs(message.graphs)
+            elif isinstance(message, GraphDefined):
+                self.known.learn(message.graph_id, message.version, message.definition)
             elif not isinstance(message, Heartbeat):
                 log.warning("message_dropped", kind=message.kind, reason="not for a worker")
+
+    def _learn_graphs(self, graphs: list[dict[str, Any]]) -> None:
+        """The JSON graphs a ``Welcome`` teaches; an entry that is not well formed is logged and skipped."""
+        for entry in graphs:
+            graph_id, version, definition = entry.get("graph_id"), entry.get("version"), entry.get("definition")
+            if isinstance(graph_id, str) and isinstance(version, int) and isinstance(definition, dict):
+                self.known.learn(graph_id, version, definition)
+            else:
+                log.warning("graph_entry_dropped", reason="not a graph_id, version and definition")
 
     def _start_job(self, job: Job) -> None:
         if self._stopping.is_set():
@@ -428,7 +445,7 @@ class Worker:
 
     async def _execute(self, job: Job, fields: dict[str, Any]) -> JobDone | JobFailed:
         """The job's result; a ``CancelJob`` gives a failure, a drain that ran out of time re-raises."""
-        graph = self.graphs.get(job.graph_id)
+        graph = self.known.find(job.graph_id, job.graph_version)
         if graph is None:
             return JobFailed(
                 job_id=job.job_id,
