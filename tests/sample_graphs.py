@@ -7,7 +7,7 @@ import itertools
 import os
 import time
 
-from awe import END, Graph, RetryPolicy, Send
+from awe import END, Graph, RetryPolicy, Send, tool
 
 # -- counter_loop: a conditional edge that loops back until a target is reached ----------
 
@@ -377,3 +377,68 @@ bad_output = Graph("bad_output")
 bad_output.add_node("emit_bad_value", emit_bad_value)
 bad_output.add_edge("emit_bad_value", END)
 bad_output.set_entry_point("emit_bad_value")
+
+
+# -- a person in the loop ------------------------------------------------------------------
+
+
+def ask_for_approval(state, ctx):
+    """Asks a person; runs again from the start once they answer, and ctx.interrupt returns the answer."""
+    answer = ctx.interrupt({"question": f"ship {state['release']}?"})
+    return {"approved": answer, "asked_attempt": ctx.attempt}
+
+
+def ship(state):
+    return {"shipped": bool(state["approved"])}
+
+
+approval = Graph("approval")
+approval.add_node("ask", ask_for_approval)
+approval.add_node("ship", ship)
+approval.add_edge("ask", "ship")
+approval.add_edge("ship", END)
+approval.set_entry_point("ask")
+
+
+def divide(state):
+    return {"result": 10 / state["divisor"]}
+
+
+fragile = Graph("fragile")
+fragile.add_node("divide", divide)
+fragile.add_edge("divide", END)
+fragile.set_entry_point("divide")
+
+
+def add_step(state):
+    """Adds ``step_size`` to ``total`` and notes which pass it was: a fork from step k skips passes 1..k."""
+    passes = [*state.get("passes", []), len(state.get("passes", [])) + 1]
+    return {"total": state.get("total", 0) + state.get("step_size", 1), "passes": passes}
+
+
+def four_passes(state):
+    return "done" if len(state["passes"]) >= 4 else "again"
+
+
+accumulate = Graph("accumulate")
+accumulate.add_node("add", add_step)
+accumulate.add_conditional_edge("add", four_passes, {"again": "add", "done": END})
+accumulate.set_entry_point("add")
+
+
+def double(state):
+    return {"n": state["n"] * 2}
+
+
+reviewed_sum = Graph("reviewed_sum", interrupt_after=["double"])  # a person checks each doubling
+reviewed_sum.add_node("double", double)
+reviewed_sum.add_node("double_again", double)
+reviewed_sum.add_edge("double", "double_again")
+reviewed_sum.add_edge("double_again", END)
+reviewed_sum.set_entry_point("double")
+
+
+@tool("hitl.mark")
+def mark(state, *, key):
+    """Sets ``state[key]`` to true."""
+    return {key: True}

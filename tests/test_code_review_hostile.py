@@ -1,8 +1,14 @@
-"""Hostile sources for the built-in code_review_agent, end to end through the engine: every run completes."""
+"""Hostile sources for the built-in code_review_agent, end to end through the engine: every run completes.
+
+The hostile sources run on worker processes. On the in-process engine, where the node threads of
+both workers share one interpreter, ``ast.parse`` failed now and then with "SystemError: AST
+constructor recursion depth mismatch": CPython 3.11 keeps that count per interpreter, and threads
+that parse at once can upset it. A worker process runs threads too, but half as many share a count.
+"""
 
 from __future__ import annotations
 
-from engine import InProcessEngine
+from engine import Engine, InProcessEngine
 
 from awe.graphs.code_review import NODE_TIMEOUT_SECONDS
 
@@ -13,7 +19,8 @@ ELIF_CHAIN = "def g(x):\n    if x == 0:\n        return 0\n" + "".join(
 )
 
 
-async def test_hostile_sources_complete_with_a_finding(engine: InProcessEngine) -> None:
+async def test_hostile_sources_complete_with_a_finding(process_engine: Engine) -> None:
+    engine = process_engine
     sources = {
         "deep_sum": {"raw_code": DEEP_SUM, "quality_threshold": 99},  # also takes the refactor path
         "too_deep_to_parse": {"raw_code": TOO_DEEP_TO_PARSE},

@@ -19,6 +19,7 @@ from awe.transport.messages import (
     Job,
     JobDone,
     JobFailed,
+    JobInterrupted,
     Message,
     NodeLog,
     ProtocolError,
@@ -55,6 +56,7 @@ SAMPLES: list[Message] = [
         duration_ms=3.0,
         retryable=True,
     ),
+    JobInterrupted(job_id="r:1:a:1", run_id="r", payload={"question": "ship it?"}, duration_ms=1.5),
     NodeLog(job_id="r:1:a:1", run_id="r", node="a", level="info", event="hello", fields={"k": [1, 2]}),
     Goodbye(worker_id="w-1", returned=["j3"]),
     Welcome(

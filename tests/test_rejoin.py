@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from awe.coordinator.dispatcher import Dispatcher
-from awe.coordinator.plan import JobSpec
+from awe.coordinator.plan import JobInput, JobSpec
 from awe.coordinator.rejoin import (
     DROPPED,
     RESTARTED,
@@ -252,8 +252,8 @@ class RecordingOwner:
         self.sent: list[str] = []
         self.lost: list[tuple[str, str]] = []
 
-    def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool] | None:
-        return ({}, False) if job.job_id in self.wanted else None
+    def job_input(self, job: JobSpec) -> JobInput | None:
+        return JobInput({}) if job.job_id in self.wanted else None
 
     def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None:
         self.sent.append(job.job_id)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from awe.coordinator.events import RunEvent
+from awe.coordinator.plan import JobInput
 from awe.coordinator.run_machine import (
     FINISHED,
     MAX_LOST_IN_A_ROW,
+    RESUME,
     TRANSITIONS,
     IllegalTransition,
     Instructions,
     JobSpec,
+    NotPaused,
     Run,
     RunStatus,
 )
@@ -681,7 +684,7 @@ def test_sends_become_indexed_branches_on_their_payloads():
     jobs = done(run, job, route=route).dispatch
     assert [j.branch for j in jobs] == ["work[0]", "work[1]", "work[2]"]
     assert [j.job_id for j in jobs] == ["run-1:2:work[0]:1", "run-1:2:work[1]:1", "run-1:2:work[2]:1"]
-    assert run.job_input(jobs[1]) == ({"i": 1}, True)
+    assert run.job_input(jobs[1]) == JobInput({"i": 1}, from_send=True)
     for j in reversed(jobs):
         run.job_sent(j, "w1", T3)
     for j in reversed(jobs):  # finishing in reverse
@@ -718,3 +721,78 @@ def test_the_count_of_lost_workers_survives_a_restart():
     restored.job_sent(job, "w9", T3)
     last = restored.job_lost(job, worker_id="w9", reason="gone", started_at=T3, now=T4)
     assert last.finished and restored.error["type"] == "WorkerLost"
+
+
+# -- pausing for a person -----------------------------------------------------------------
+
+
+def paused_run(options: dict, graph: CompiledGraph | None = None) -> tuple[Run, Instructions]:
+    return Run.create(
+        run_id="run-p", graph=graph or linear_graph(), graph_version=1, state={"x": 1}, options=options, now=T0
+    )
+
+
+def test_the_paused_status_is_a_row_of_the_transition_table():
+    assert TRANSITIONS[RunStatus.PAUSED] == {RunStatus.RUNNING, RunStatus.CANCELLED}
+    assert RunStatus.PAUSED in TRANSITIONS[RunStatus.QUEUED] and RunStatus.PAUSED in TRANSITIONS[RunStatus.RUNNING]
+
+
+def test_interrupt_before_the_entry_pauses_a_new_run_and_resume_sends_the_entry():
+    run, out = paused_run({"interrupt_before": ["a"]})
+    assert run.status is RunStatus.PAUSED and run.next_jobs() == [] and out.dispatch == []
+    assert "run_paused" in event_names(out) and snapshots(out)[-1].plan["pause"]["node"] == "a"
+    assert snapshots(out)[-1].initial_state == {"x": 1}  # kept for history and forks
+    resumed = run.resume(state_update={"x": 5}, answer=None, by="tester", now=T1)
+    assert run.state == {"x": 5} and [j.node for j in resumed.dispatch] == ["a"]
+    assert steps(resumed)[0].node == RESUME and steps(resumed)[0].delta == {"x": 5}
+
+
+def test_interrupt_after_pauses_at_the_step_boundary_and_resume_takes_the_next_step():
+    run, _ = paused_run({"interrupt_after": ["a"]})
+    job = only(run.next_jobs())
+    run.job_sent(job, "w1", T1)
+    out = done(run, job, delta={"y": 2})
+    assert run.status is RunStatus.PAUSED and out.dispatch == [] and run.state == {"x": 1, "y": 2}
+    assert run.pause is not None and run.pause.reason == "interrupt_after" and run.pause.branches == ["b"]
+    resumed = run.resume(state_update={}, answer=None, by="tester", now=T3)
+    assert [j.node for j in resumed.dispatch] == ["b"] and steps(resumed) == []
+
+
+def test_a_branch_that_asks_pauses_after_its_siblings_and_only_it_runs_again_with_the_answer():
+    run, _ = new_run(fan_graph())
+    b, c = branches_out(run)
+    out = run.job_interrupted(b, worker_id="w1", payload={"q": "ok?"}, started_at=T3, now=T4, duration_ms=1)
+    assert run.status is RunStatus.RUNNING and out.dispatch == []  # c is still out
+    out = done(run, c, delta={"c": 1}, now=T4)
+    assert run.status is RunStatus.PAUSED and run.pause is not None and run.pause.payload == {"q": "ok?"}
+    resumed = run.resume(state_update={}, answer={"value": "yes"}, by="tester", now=T5)
+    (again,) = resumed.dispatch
+    assert (again.branch, again.attempt) == ("b", 2)
+    assert run.job_input(again).answer == {"value": "yes"}
+    run.job_sent(again, "w1", T5)
+    out = done(run, again, delta={"b": 1}, now=T6)
+    assert [j.node for j in out.dispatch] == ["d"] and run.state == {"x": 1, "b": 1, "c": 1}  # c's result kept
+
+
+def test_pause_on_error_pauses_instead_of_failing_and_resume_gives_a_fresh_budget():
+    run, _ = paused_run({"pause_on_error": True})
+    job = only(run.next_jobs())
+    run.job_sent(job, "w1", T1)
+    out = run.job_failed(
+        job, worker_id="w1", error={"type": "E", "message": "bad"}, started_at=T1, now=T2, duration_ms=1
+    )
+    assert run.status is RunStatus.PAUSED and not out.finished and run.pause is not None
+    assert run.pause.reason == "error" and run.pause.error is not None and run.pause.error["type"] == "E"
+    resumed = run.resume(state_update={"x": 2}, answer=None, by="tester", now=T3)
+    (again,) = resumed.dispatch
+    assert (again.node, again.attempt) == ("a", 2)
+
+
+def test_only_a_paused_run_resumes_and_a_recovered_paused_run_sends_nothing():
+    run, _ = new_run()
+    with pytest.raises(NotPaused, match="queued, not paused"):
+        run.resume(state_update={}, answer=None, by="x", now=T1)
+    _, out = paused_run({"interrupt_before": ["a"]})
+    restored = Run(graph=linear_graph(), graph_version=1, record=snapshots(out)[-1])
+    assert restored.status is RunStatus.PAUSED and restored.recover(T2).dispatch == []
+    assert restored.pause is not None and restored.pause.node == "a"

@@ -18,10 +18,12 @@ from typing import Any
 import structlog
 
 from awe import jsondata
+from awe.coordinator import replay
 from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
 from awe.coordinator.events import EventBus, Subscription
 from awe.coordinator.graph_registry import GraphConflict, GraphInUse, GraphRegistry, GraphVersion
-from awe.coordinator.run_machine import Run, RunStatus
+from awe.coordinator.replay import ReplayError
+from awe.coordinator.run_machine import NotPaused, Run, RunStatus
 from awe.coordinator.runs import ActiveRuns
 from awe.coordinator.worker_messages import WorkerMessages
 from awe.coordinator.worker_pool import WorkerPool
@@ -133,6 +135,7 @@ class Coordinator:
         run_id: str | None = None,
         max_steps: int,
         version: int | None = None,
+        pauses: dict[str, Any] | None = None,
     ) -> tuple[RunRecord, bool]:
         """Start a run on a graph's newest version (or ``version``); returns its record and whether
         it was created (False: that run_id exists).
@@ -145,6 +148,7 @@ class Coordinator:
             raise ShuttingDown()
         graph = self._runnable(graph_id, version)
         _check_initial_state(graph, initial_state)
+        pauses = _checked_pauses(graph, pauses or {})
         if run_id is None:
             run_id = uuid.uuid4().hex
         else:
@@ -158,7 +162,7 @@ class Coordinator:
             graph=graph.graph,
             graph_version=graph.version,
             state=initial_state,
-            options={"max_steps": max_steps},
+            options={"max_steps": max_steps, **pauses},
             now=utcnow(),
         )
         self.runs.add(run)
@@ -166,6 +170,91 @@ class Coordinator:
         await self.runs.apply_and_wait(run, out)
         log.info("run_queued", run_id=run_id, graph_id=graph_id, version=graph.version)
         return run.snapshot(), True
+
+    # -- a person in the loop -------------------------------------------------------------
+
+    async def resume_run(
+        self, run_id: str, *, state_update: dict[str, Any], answer: dict[str, Any] | None, by: str
+    ) -> RunRecord:
+        """Go on with a paused run (see ``Run.resume``); 409 unless it is paused, once it is durable.
+
+        Two resumes of one run cannot both succeed: the first moves it to ``running`` before it
+        waits for the store, and the second then finds it not paused.
+        """
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotPaused(run_id, (await self.get_run(run_id)).status)
+        self._check_update(run.graph.name, run.graph_version, {**run.state, **state_update}, state_update, answer)
+        await self.runs.apply_and_wait(run, run.resume(state_update=state_update, answer=answer, by=by, now=utcnow()))
+        log.info("run_resumed", run_id=run_id, by=by, updated_keys=sorted(state_update))
+        return run.snapshot()
+
+    def _check_update(
+        self, graph_id: str, version: int, state: dict[str, Any], update: dict[str, Any], answer: Any
+    ) -> None:
+        try:
+            jsondata.check(update, "state_update")
+            jsondata.check(answer, "answer")
+        except jsondata.NotJsonData as exc:
+            raise RequestError(str(exc)) from None
+        graph = self.graphs.get(graph_id, version)
+        if graph is not None and graph.source == "json" and (problems := state_problems(graph.definition, state)):
+            listed = "; ".join(f"{p.path or '/'}: {p.message}" for p in problems)
+            raise RequestError(f"the updated state does not match the state_schema of graph {graph_id!r}: {listed}")
+
+    async def history(self, run_id: str, *, cursor: int, limit: int) -> dict[str, Any]:
+        """Every step record with the state after it, ``limit`` at a time from ``cursor``."""
+        record, graph, initial = await self._past(run_id)
+        entries = replay.history(graph, initial, await self.store.steps(run_id), completed_steps=record.step_count)
+        page = entries[cursor : cursor + limit]
+        following = cursor + limit if cursor + limit < len(entries) else None
+        return {"run_id": run_id, "entries": page, "next_cursor": following, "total": len(entries)}
+
+    async def fork_run(
+        self, run_id: str, *, step: int, state_update: dict[str, Any], new_run_id: str | None
+    ) -> RunRecord:
+        """A new run that starts from the state after ``step`` of ``run_id``; the steps before it do not run."""
+        if not self._accepting:
+            raise ShuttingDown()
+        record, graph, initial = await self._past(run_id)
+        point = replay.fork_point(graph, record.graph_version, initial, await self.store.steps(run_id), step)
+        state = {**point.state, **state_update}
+        self._check_update(record.graph_id, record.graph_version, state, state_update, None)
+        parent = {"run_id": run_id, "step": step, "updated_keys": sorted(state_update)}
+        options = {**record.options, "forked_from": parent}
+        child, out = Run.fork(
+            run_id=new_run_id or uuid.uuid4().hex,
+            graph=graph,
+            graph_version=record.graph_version,
+            state=state,
+            step_count=step,
+            tasks=point.tasks,
+            joins=point.joins,
+            options=options,
+            now=utcnow(),
+        )
+        self.runs.add(child)
+        out.dispatch = child.next_jobs()
+        await self.runs.apply_and_wait(child, out)
+        log.info("run_forked", run_id=child.run_id, parent=run_id, step=step)
+        return child.snapshot()
+
+    async def _past(self, run_id: str) -> tuple[RunRecord, CompiledGraph, dict[str, Any]]:
+        """A run's record, its graph version and its initial state: what a replay starts from."""
+        record = await self.get_run(run_id)
+        graph = self.graphs.get(record.graph_id, record.graph_version)
+        if graph is None:
+            raise ReplayError(
+                f"run {run_id!r} used graph {record.graph_id!r} version {record.graph_version}, "
+                "which is no longer loaded"
+            )
+        initial = await self.store.initial_state(run_id)
+        if initial is None:
+            raise ReplayError(f"run {run_id!r} was stored before runs kept their initial state; it has no history")
+        return record, graph.graph, initial
+
+    async def forks_of(self, run_id: str) -> list[str]:
+        return await self.store.forks_of(run_id)
 
     def _runnable(self, graph_id: str, version: int | None) -> GraphVersion:
         graph = self.graphs.get(graph_id, version)
@@ -301,6 +390,27 @@ def _check_initial_state(graph: GraphVersion, initial_state: dict[str, Any]) -> 
         if problems:
             listed = "; ".join(f"{p.path or '/'}: {p.message}" for p in problems)
             raise RequestError(f"initial_state does not match the state_schema of graph {graph.graph_id!r}: {listed}")
+
+
+PAUSE_OPTIONS = ("interrupt_before", "interrupt_after")
+
+
+def _checked_pauses(graph: GraphVersion, pauses: dict[str, Any]) -> dict[str, Any]:
+    """The run request's own pause settings, with every node it names checked against the graph."""
+    checked: dict[str, Any] = {}
+    for key in PAUSE_OPTIONS:
+        nodes = pauses.get(key) or []
+        unknown = sorted(set(nodes) - set(graph.graph.nodes))
+        if unknown:
+            raise RequestError(
+                f"'{key}' names {unknown}, which are not nodes of graph {graph.graph_id!r}; "
+                f"its nodes are {sorted(graph.graph.nodes)}"
+            )
+        if nodes:
+            checked[key] = sorted(set(nodes))
+    if pauses.get("pause_on_error"):
+        checked["pause_on_error"] = True
+    return checked
 
 
 def _graph_record(version: GraphVersion) -> GraphRecord:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from awe.coordinator.plan import JobSpec
+from awe.coordinator.plan import JobInput, JobSpec
 from awe.coordinator.rejoin import HelloReport, PreviousEntry, RejoinDecision, decide_rejoin
 from awe.coordinator.worker_pool import Assignment, Needs, WorkerInfo, WorkerPool
 from awe.store import utcnow
@@ -34,8 +34,8 @@ log = structlog.get_logger("awe.coordinator.dispatcher")
 class DispatchOwner(Protocol):
     """What the dispatcher needs from the coordinator."""
 
-    def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool] | None:
-        """What ``job``'s node runs on and whether it is a Send's payload; None if the job is not wanted."""
+    def job_input(self, job: JobSpec) -> JobInput | None:
+        """What ``job``'s node runs on (and the person's answer, if any); None if the job is not wanted."""
 
     def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None: ...
 
@@ -169,7 +169,6 @@ class Dispatcher:
         given = self.owner.job_input(job)
         if given is None:
             return
-        state, from_send = given
         message = Job(
             job_id=job.job_id,
             run_id=job.run_id,
@@ -177,10 +176,11 @@ class Dispatcher:
             node=job.node,
             step=job.step,
             attempt=job.attempt,
-            state=state,
+            state=given.state,
             branch=job.branch,
-            from_send=from_send,
+            from_send=given.from_send,
             graph_version=job.graph_version,
+            answer=given.answer,
         )
         try:
             frame = message.encode()

@@ -35,6 +35,12 @@ class RunEvent(StrEnum):
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
+    NODE_INTERRUPTED = "node_interrupted"
+    """The node raised ``Interrupt``: it asks a person something (``fields.payload``)."""
+    RUN_PAUSED = "run_paused"
+    """The run waits for a person (``fields.reason``, ``node``, and the question or error); see resume."""
+    RUN_RESUMED = "run_resumed"
+    """A person resumed the run (``fields.by``, the keys they changed, whether they answered)."""
 
 
 FINAL_EVENTS = frozenset({RunEvent.RUN_COMPLETED, RunEvent.RUN_FAILED, RunEvent.RUN_CANCELLED})

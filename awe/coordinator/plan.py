@@ -50,7 +50,12 @@ class Task:
     lost_in_a_row: int = 0
     """Attempts in a row whose worker vanished; ``MAX_LOST_IN_A_ROW`` bounds these."""
     error: dict[str, Any] | None = None
-    """Set when the branch has failed for good; the run fails once its other branches are done."""
+    """Set when the branch has failed for good; the run fails (or pauses, with ``pause_on_error``)
+    once its other branches are done."""
+    interrupt: dict[str, Any] | None = None
+    """``{"payload": ...}`` while the node waits for a person: it raised ``Interrupt(payload)``."""
+    answer: dict[str, Any] | None = None
+    """``{"value": ...}``: the person's answer, given to the node when it runs again (``ctx.answer``)."""
 
     @property
     def branch(self) -> str:
@@ -72,6 +77,10 @@ class Task:
             out["lost_in_a_row"] = self.lost_in_a_row
         if self.error is not None:
             out["error"] = self.error
+        if self.interrupt is not None:
+            out["interrupt"] = self.interrupt
+        if self.answer is not None:
+            out["answer"] = self.answer
         return out
 
     @classmethod
@@ -84,7 +93,47 @@ class Task:
             failures=data.get("failures", 0),
             lost_in_a_row=data.get("lost_in_a_row", 0),
             error=data.get("error"),
+            interrupt=data.get("interrupt"),
+            answer=data.get("answer"),
         )
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """What a job's node runs on: the run's state (or a Send's payload), and the person's answer."""
+
+    state: dict[str, Any]
+    from_send: bool = False
+    answer: dict[str, Any] | None = None
+    """``{"value": ...}`` when the node is run again after an interrupt the person answered."""
+
+
+@dataclass
+class Pause:
+    """Why a paused run waits for a person, as persisted in its plan and shown by the API.
+
+    ``reason`` is ``interrupt_before`` / ``interrupt_after`` (declared on the graph or the run),
+    ``interrupt`` (a node raised ``Interrupt``, its ``payload`` is the question), or ``error`` (a
+    node failed for good and the run pauses on errors; ``error`` says how).
+    """
+
+    reason: str
+    node: str
+    branches: list[str] = field(default_factory=list)
+    payload: Any = None
+    error: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reason": self.reason, "node": self.node, "branches": self.branches}
+        if self.reason == "interrupt":
+            out["payload"] = self.payload
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Pause:
+        return cls(data["reason"], data["node"], list(data.get("branches", [])), data.get("payload"), data.get("error"))
 
 
 @dataclass(frozen=True)

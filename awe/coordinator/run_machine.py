@@ -21,11 +21,12 @@ step therefore re-runs only the branches whose results were not yet saved.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
 from awe.coordinator.events import RunEvent
-from awe.coordinator.plan import BranchResult, Instructions, JobSpec, Task, join_key
+from awe.coordinator.plan import BranchResult, Instructions, JobInput, JobSpec, Pause, Task, join_key
 from awe.graph import END, CompiledGraph, RouteError, Write, WriteConflict, apply_writes
 from awe.graph.reducers import ReducerFailed
 from awe.store import EventRecord, RunRecord, StepRecord
@@ -38,16 +39,19 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
+    """Waiting for a person (see ``Pause``): no job is out, no worker slot is held; ``resume`` goes on."""
 
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED}),
-    RunStatus.RUNNING: frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.RUNNING: frozenset({RunStatus.PAUSED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
     RunStatus.COMPLETED: frozenset(),
     RunStatus.FAILED: frozenset(),
     RunStatus.CANCELLED: frozenset(),
 }
-"""Every legal status change. A ``paused`` status would be one more row here."""
+"""Every legal status change."""
 
 FINISHED = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
@@ -59,8 +63,19 @@ MAX_LOST_IN_A_ROW = 5
 (a segfault, the OOM killer) would otherwise take down every worker in turn, forever."""
 
 
+RESUME = "__resume__"
+"""The node and branch name of the step record a person's state update is kept as."""
+
+
 class IllegalTransition(RuntimeError):
     pass
+
+
+class NotPaused(RuntimeError):
+    """Only a paused run can be resumed."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"run {run_id!r} is {status}, not paused: only a paused run can be resumed")
 
 
 __all__ = [
@@ -111,6 +126,14 @@ class Run:
                 self.results[step.branch] = BranchResult(step.node, step.delta, step.removed, step.route)
         self.in_flight: dict[str, JobSpec] = {}
         self.rng = rng or random.Random()
+        pause = record.plan.get("pause")
+        self.pause: Pause | None = Pause.from_json(pause) if pause else None
+        self.cleared = bool(record.plan.get("cleared", False))
+        """The current step's ``interrupt_before`` pause has been resumed: dispatch it."""
+        self.resumes = int(record.plan.get("resumes", 0))
+        """State updates recorded in the current step (each is one ``__resume__`` step record)."""
+        self.replaying = False
+        """Rebuilding a past run (see ``replay``): nothing pauses, as nothing did when it ran."""
 
     @classmethod
     def create(
@@ -141,7 +164,52 @@ class Run:
         run = cls(graph=graph, graph_version=graph_version, record=record)
         out = Instructions()
         out.records.append(run._event(now, RunEvent.RUN_QUEUED, fields={"graph_id": graph.name}))
-        out.records.append(run.snapshot())
+        if run._pauses_before_step():
+            run._pause_before_step(out, now)
+        else:
+            out.records.append(run.snapshot())
+        # The first snapshot also keeps the initial state, which history and forks replay from.
+        out.records = [replace(r, initial_state=state) if isinstance(r, RunRecord) else r for r in out.records]
+        return run, out
+
+    @classmethod
+    def fork(
+        cls,
+        *,
+        run_id: str,
+        graph: CompiledGraph,
+        graph_version: int,
+        state: dict[str, Any],
+        step_count: int,
+        tasks: list[Task],
+        joins: dict[str, list[str]],
+        options: dict[str, Any],
+        now: str,
+    ) -> tuple[Run, Instructions]:
+        """A new run that starts where another was after step ``step_count`` (``options`` says which)."""
+        record = RunRecord(
+            run_id=run_id,
+            graph_id=graph.name,
+            graph_version=graph_version,
+            status=RunStatus.QUEUED,
+            state=state,
+            step_count=step_count,
+            current_node=tasks[0].node,
+            plan={"tasks": [t.to_json() for t in tasks], "joins": joins},
+            error=None,
+            options=options,
+            created_at=now,
+            updated_at=now,
+        )
+        run = cls(graph=graph, graph_version=graph_version, record=record)
+        out = Instructions()
+        fields = {"graph_id": graph.name, "forked_from": options.get("forked_from")}
+        out.records.append(run._event(now, RunEvent.RUN_QUEUED, fields=fields))
+        if run._pauses_before_step():
+            run._pause_before_step(out, now)
+        else:
+            out.records.append(run.snapshot())
+        out.records = [replace(r, initial_state=state) if isinstance(r, RunRecord) else r for r in out.records]
         return run, out
 
     # -- queries ---------------------------------------------------------------
@@ -159,9 +227,24 @@ class Run:
     def max_steps(self) -> int:
         return int(self.options.get("max_steps", DEFAULT_MAX_STEPS))
 
+    @property
+    def is_paused(self) -> bool:
+        return self.status is RunStatus.PAUSED
+
+    def _declared(self, key: str) -> frozenset[str]:
+        """Nodes to pause at, declared on the graph or in the run request (``interrupt_before`` / ``_after``)."""
+        if self.replaying:
+            return frozenset()
+        declared: frozenset[str] = getattr(self.graph, key)
+        return declared | frozenset(self.options.get(key, ()))
+
+    @property
+    def pause_on_error(self) -> bool:
+        return not self.replaying and bool(self.graph.pause_on_error or self.options.get("pause_on_error"))
+
     def next_jobs(self) -> list[JobSpec]:
         """The jobs of the current step that are neither done nor out."""
-        if self.is_finished or self._failing():
+        if self.is_finished or self.is_paused or self._failing():
             return []
         return [self._job(t) for t in self._waiting()]
 
@@ -175,15 +258,17 @@ class Run:
             and job.attempt == task.attempt
             and job.branch not in self.results
             and job.branch not in self.in_flight
+            and task.interrupt is None
+            and not self.is_paused
             and not self._failing()
         )
 
-    def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool]:
-        """What the job's node runs on, and whether that is a Send's payload rather than the state."""
+    def job_input(self, job: JobSpec) -> JobInput:
+        """What the job's node runs on (the state, or a Send's payload), with the person's answer if any."""
         task = self.tasks[job.branch]
         if task.payload is not None:
-            return task.payload, True
-        return self.state, False
+            return JobInput(task.payload, from_send=True, answer=task.answer)
+        return JobInput(self.state, answer=task.answer)
 
     def snapshot(self) -> RunRecord:
         plan: dict[str, Any] = {"tasks": [], "joins": {}}
@@ -192,6 +277,12 @@ class Run:
                 "tasks": [t.to_json() for t in self.tasks.values()],
                 "joins": {k: sorted(v) for k, v in self.joins_seen.items() if v},
             }
+            if self.pause is not None:
+                plan["pause"] = self.pause.to_json()
+            if self.cleared:
+                plan["cleared"] = True
+            if self.resumes:
+                plan["resumes"] = self.resumes
         return RunRecord(
             run_id=self.run_id,
             graph_id=self.graph.name,
@@ -218,6 +309,8 @@ class Run:
         from the previous coordinator: the run fails now.
         """
         self._require_active("recover")
+        if self.is_paused:
+            return Instructions()  # it waits for a person, holding nothing
         failed = self._failed_task()
         if failed is not None and failed.error is not None:
             return self._fail(Instructions(), now, node=failed.node, branch=failed.branch, error=failed.error)
@@ -399,11 +492,95 @@ class Run:
             return self._after_branch(out, now)
         return out
 
+    def job_interrupted(
+        self, job: JobSpec, *, worker_id: str, payload: Any, started_at: str, now: str, duration_ms: float
+    ) -> Instructions:
+        """The node raised ``Interrupt(payload)``: it waits for a person's answer; its siblings go on."""
+        self._require_active("job_interrupted")
+        self.in_flight.pop(job.branch, None)
+        task = self.tasks[job.branch]
+        task.lost_in_a_row = 0
+        task.interrupt = {"payload": payload}
+        task.answer = None
+        task.attempt = job.attempt + 1
+        error = {"type": "Interrupt", "message": "the node asks a person", "payload": payload}
+        record = self._step_record(
+            job, "interrupted", worker_id, started_at, now=now, duration_ms=duration_ms, error=error
+        )
+        out = Instructions(records=[record])
+        fields = {**self._where(job), "payload": payload}
+        out.records.append(self._event(now, RunEvent.NODE_INTERRUPTED, node=job.node, worker=worker_id, fields=fields))
+        return self._after_branch(out, now)
+
+    def resume(self, *, state_update: dict[str, Any], answer: dict[str, Any] | None, by: str, now: str) -> Instructions:
+        """A person goes on with a paused run, after changing its state and answering its question.
+
+        ``state_update`` (top-level keys, replacing their values) is recorded as a step record of
+        its own (``__resume__``, with ``by`` in its route) and applied at once. ``answer`` (as
+        ``{"value": ...}``) goes to every branch that raised ``Interrupt``, which run again. A
+        branch that failed for good (``pause_on_error``) gets a fresh retry budget.
+        """
+        if not self.is_paused or self.pause is None:
+            raise NotPaused(self.run_id, self.status.value)
+        pause, out = self.pause, Instructions()
+        if state_update:
+            self.state = {**self.state, **state_update}
+            self.resumes += 1
+            out.records.append(self._resume_record(state_update, by, now))
+        self.pause = None
+        self.cleared = pause.reason == "interrupt_before"
+        self._release_paused_tasks(answer)
+        self._move(RunStatus.RUNNING, now)
+        fields = {
+            "by": by,
+            "reason": pause.reason,
+            "updated_keys": sorted(state_update),
+            "answered": answer is not None,
+        }
+        out.records.append(self._event(now, RunEvent.RUN_RESUMED, node=pause.node, fields=fields))
+        if not self._waiting() and not self.in_flight and not self._failing() and self.results:
+            return self._next_step(out, now)  # every branch was in when it paused
+        out.records.append(self.snapshot())
+        out.dispatch = self.next_jobs()
+        return out
+
+    def advance(self, results: dict[str, BranchResult], now: str) -> Instructions:
+        """Close the current step with these branch results, as if they had just come in (a replay)."""
+        self.results = dict(results)
+        return self._next_step(Instructions(), now)
+
+    def _release_paused_tasks(self, answer: dict[str, Any] | None) -> None:
+        for task in self.tasks.values():
+            if task.interrupt is not None:
+                task.interrupt = None
+                task.answer = answer
+            if task.error is not None:
+                task.error = None
+                task.failures = 0
+                task.attempt += 1
+
+    def _resume_record(self, state_update: dict[str, Any], by: str, now: str) -> StepRecord:
+        return StepRecord(
+            run_id=self.run_id,
+            step=self.step,
+            node=RESUME,
+            attempt=self.resumes,
+            status="completed",
+            worker_id=None,
+            started_at=now,
+            finished_at=now,
+            duration_ms=0.0,
+            delta=state_update,
+            route={"by": by},
+            branch=RESUME,
+        )
+
     def cancel(self, now: str, *, reason: str = "cancelled by request") -> Instructions:
         """End the run now; its jobs in flight (if any) are to be stopped on their workers."""
         self._require_active("cancel")
         out = Instructions(cancel=list(self.in_flight.values()))
         self.in_flight = {}
+        self.pause = None
         self._move(RunStatus.CANCELLED, now)
         self.finished_at = now
         out.records.append(self._event(now, RunEvent.RUN_CANCELLED, node=self.current_node, fields={"reason": reason}))
@@ -455,10 +632,37 @@ class Run:
             return out
         failed = self._failed_task()
         if failed is not None and failed.error is not None:
+            if self.pause_on_error:
+                error = {**failed.error, "node": failed.node}
+                return self._pause(out, now, Pause("error", failed.node, [failed.branch], error=error))
             return self._fail(out, now, node=failed.node, branch=failed.branch, error=failed.error)
         if self._waiting():
             return out  # a branch waits for its retry's back-off
+        interrupted = [t for t in self.tasks.values() if t.interrupt is not None]
+        if interrupted:
+            payload = (interrupted[0].interrupt or {}).get("payload")
+            pause = Pause("interrupt", interrupted[0].node, [t.branch for t in interrupted], payload=payload)
+            return self._pause(out, now, pause)
         return self._next_step(out, now)
+
+    def _pause(self, out: Instructions, now: str, pause: Pause) -> Instructions:
+        """Wait for a person: persist why, send nothing (the run holds no worker slot meanwhile)."""
+        self.pause = pause
+        self.current_node = pause.node
+        self._move(RunStatus.PAUSED, now)
+        out.records.append(self._event(now, RunEvent.RUN_PAUSED, node=pause.node, fields=pause.to_json()))
+        out.records.append(self.snapshot())
+        out.dispatch = []
+        return out
+
+    def _pauses_before_step(self) -> bool:
+        before = self._declared("interrupt_before")
+        return not self.cleared and any(t.node in before for t in self.tasks.values())
+
+    def _pause_before_step(self, out: Instructions, now: str) -> Instructions:
+        before = self._declared("interrupt_before")
+        branches = [b for b, t in self.tasks.items() if t.node in before]
+        return self._pause(out, now, Pause("interrupt_before", self.tasks[branches[0]].node, branches))
 
     def _next_step(self, out: Instructions, now: str) -> Instructions:
         done = sorted(self.results.items(), key=lambda item: self.tasks[item[0]].order)
@@ -539,6 +743,12 @@ class Run:
                 },
             )
         self.current_node = next(iter(self.tasks.values())).node
+        self.cleared, self.resumes = False, 0
+        after = [r.node for _, r in done if r.node in self._declared("interrupt_after")]
+        if after:
+            return self._pause(out, now, Pause("interrupt_after", after[0], list(self.tasks)))
+        if self._pauses_before_step():
+            return self._pause_before_step(out, now)
         out.records.append(self.snapshot())
         out.dispatch = [self._job(t) for t in self.tasks.values()]
         return out
@@ -558,8 +768,11 @@ class Run:
     # -- internals ---------------------------------------------------------------
 
     def _waiting(self) -> list[Task]:
+        """Branches still to send: not done, not out, not failed for good, not waiting for an answer."""
         return [
-            t for b, t in self.tasks.items() if b not in self.results and b not in self.in_flight and t.error is None
+            t
+            for b, t in self.tasks.items()
+            if b not in self.results and b not in self.in_flight and t.error is None and t.interrupt is None
         ]
 
     def _failing(self) -> bool:

@@ -23,7 +23,7 @@ import structlog
 from awe.coordinator.dispatcher import Dispatcher
 from awe.coordinator.events import EventBus
 from awe.coordinator.graph_registry import GraphRegistry
-from awe.coordinator.plan import Instructions, JobSpec
+from awe.coordinator.plan import Instructions, JobInput, JobSpec
 from awe.coordinator.run_machine import Run
 from awe.coordinator.worker_pool import Needs, WorkerInfo, WorkerPool
 from awe.store import EventRecord, utcnow
@@ -151,7 +151,7 @@ class ActiveRuns:
 
     # -- what the dispatcher asks and tells ---------------------------------------------------
 
-    def job_input(self, job: JobSpec) -> tuple[dict[str, Any], bool] | None:
+    def job_input(self, job: JobSpec) -> JobInput | None:
         run = self.runs.get(job.run_id)
         if run is None or not run.wants(job):
             return None

@@ -23,7 +23,7 @@ from awe.coordinator.runs import ActiveRuns
 from awe.coordinator.worker_pool import Assignment, WorkerInfo
 from awe.store import utcnow
 from awe.transport import Message, RouterEndpoint
-from awe.transport.messages import Goodbye, Heartbeat, Hello, JobDone, JobFailed, NodeLog, Rejoin
+from awe.transport.messages import Goodbye, Heartbeat, Hello, JobDone, JobFailed, JobInterrupted, NodeLog, Rejoin
 
 log = structlog.get_logger("awe.coordinator")
 
@@ -45,6 +45,7 @@ class WorkerMessages:
             Goodbye: self.dispatcher.on_goodbye,
             JobDone: self._on_job_done,
             JobFailed: self._on_job_failed,
+            JobInterrupted: self._on_job_interrupted,
             NodeLog: self._on_node_log,
         }
 
@@ -131,6 +132,26 @@ class WorkerMessages:
         run, assignment = claimed
         error = jsondata.sanitize(msg.error)
         self._fail_job(run, assignment, worker, error, duration_ms=msg.duration_ms, retryable=msg.retryable)
+
+    def _on_job_interrupted(self, worker: WorkerInfo, msg: JobInterrupted) -> None:
+        if (claimed := self._claim(worker, msg.job_id, msg.run_id)) is None:
+            return
+        run, assignment = claimed
+        try:
+            jsondata.check(msg.payload, "the Interrupt's payload")
+        except jsondata.NotJsonData as exc:
+            error = {"type": "NodeOutputError", "message": str(exc)}
+            self._fail_job(run, assignment, worker, error, duration_ms=msg.duration_ms, retryable=False)
+            return
+        out = run.job_interrupted(
+            assignment.job,
+            worker_id=worker.worker_id,
+            payload=msg.payload,
+            started_at=assignment.started_at,
+            now=utcnow(),
+            duration_ms=msg.duration_ms,
+        )
+        self.runs.apply(run, out)
 
     def _fail_job(
         self,

@@ -2,7 +2,7 @@
 
 from awe.graph.builder import Graph
 from awe.graph.compiled import END, CompiledGraph, Join, NodeTimeout, RouteError, Send
-from awe.graph.context import Context
+from awe.graph.context import Context, Interrupt
 from awe.graph.errors import GraphError
 from awe.graph.policy import RetryPolicy
 from awe.graph.reducers import Reducer, Write, WriteConflict, apply_writes
@@ -16,6 +16,7 @@ __all__ = [
     "Graph",
     "GraphError",
     "GraphLoadError",
+    "Interrupt",
     "Join",
     "NodeTimeout",
     "Reducer",

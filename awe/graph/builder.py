@@ -22,9 +22,22 @@ __all__ = ["END", "Graph"]
 class Graph:
     """A named graph of nodes joined by edges and conditional edges."""
 
-    def __init__(self, name: str, *, reducers: Mapping[str, str | ReducerFn] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        reducers: Mapping[str, str | ReducerFn] | None = None,
+        interrupt_before: Sequence[str] = (),
+        interrupt_after: Sequence[str] = (),
+        pause_on_error: bool = False,
+    ) -> None:
         """``reducers`` maps a state key to how parallel updates of it combine: ``"append"``,
-        ``"add"``, ``"merge"`` or a function ``(current, update) -> new``."""
+        ``"add"``, ``"merge"`` or a function ``(current, update) -> new``.
+
+        Every run of the graph pauses for a person before the steps that run a node of
+        ``interrupt_before``, and after those that ran one of ``interrupt_after``; with
+        ``pause_on_error`` a node that fails for good pauses the run instead of failing it.
+        A run request may add its own (see ``POST /graph/run``)."""
         if not isinstance(name, str) or not name.strip():
             raise GraphError("a graph needs a non-empty name")
         self.name = name
@@ -41,6 +54,9 @@ class Graph:
         self._joins: list[Join] = []
         self._conditional: list[ConditionalEdge] = []
         self._entry: str | None = None
+        self._interrupt_before = frozenset(interrupt_before)
+        self._interrupt_after = frozenset(interrupt_after)
+        self._pause_on_error = bool(pause_on_error)
 
     def add_node(
         self, name: str, fn: Callable[..., Any], *, retry: RetryPolicy | None = None, timeout: float | None = None
@@ -117,4 +133,7 @@ class Graph:
             entry=self._entry,
             joins=list(self._joins),
             reducers=dict(self._reducers),
+            interrupt_before=self._interrupt_before,
+            interrupt_after=self._interrupt_after,
+            pause_on_error=self._pause_on_error,
         )

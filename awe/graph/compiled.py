@@ -130,6 +130,12 @@ class CompiledGraph:
     joins: tuple[Join, ...] = ()
     reducers: Mapping[str, Reducer] = field(default_factory=dict)
     """How updates to each state key combine; keys not here take their one writer's value."""
+    interrupt_before: frozenset[str] = frozenset()
+    """Nodes before whose step every run pauses for a person."""
+    interrupt_after: frozenset[str] = frozenset()
+    """Nodes after whose step every run pauses for a person."""
+    pause_on_error: bool = False
+    """A node that fails for good pauses the run (for a person to fix) instead of failing it."""
     fingerprint: str = field(default="")
 
     @classmethod
@@ -143,8 +149,15 @@ class CompiledGraph:
         entry: str | None,
         joins: list[Join] | None = None,
         reducers: dict[str, Reducer] | None = None,
+        interrupt_before: frozenset[str] = frozenset(),
+        interrupt_after: frozenset[str] = frozenset(),
+        pause_on_error: bool = False,
     ) -> CompiledGraph:
         known = set(nodes)
+        for key, names in (("interrupt_before", interrupt_before), ("interrupt_after", interrupt_after)):
+            unknown = sorted(n for n in names if n not in known)
+            if unknown:
+                raise GraphError(f"graph {name!r}: {key} names {unknown}, which are not nodes; known: {sorted(known)}")
         if not nodes:
             raise GraphError(f"graph {name!r} has no nodes")
         if entry is None:
@@ -163,6 +176,9 @@ class CompiledGraph:
             routers=routers,
             joins=tuple(joins or ()),
             reducers=dict(reducers or {}),
+            interrupt_before=frozenset(interrupt_before),
+            interrupt_after=frozenset(interrupt_after),
+            pause_on_error=pause_on_error,
         )
         graph._check_reachability()
         object.__setattr__(graph, "fingerprint", graph._compute_fingerprint())
@@ -234,6 +250,9 @@ class CompiledGraph:
             "edges": [{"source": s, "target": t} for s, targets in self.edges.items() for t in targets],
             "joins": [{"sources": list(j.sources), "target": j.target} for j in self.joins],
             "reducers": {key: r.name for key, r in sorted(self.reducers.items())},
+            "interrupt_before": sorted(self.interrupt_before),
+            "interrupt_after": sorted(self.interrupt_after),
+            "pause_on_error": self.pause_on_error,
             "conditional_edges": [
                 {
                     "source": c.source,
@@ -274,7 +293,9 @@ class CompiledGraph:
 
     def _compute_fingerprint(self) -> str:
         topology = self.describe()
-        topology.pop("fingerprint", None)
+        # Where runs pause is the coordinator's business: a worker runs the same nodes either way.
+        for key in ("fingerprint", "interrupt_before", "interrupt_after", "pause_on_error"):
+            topology.pop(key, None)
         blob = json.dumps(topology, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+
+class Interrupt(Exception):
+    """Raised by a node to pause its run and ask a person something (``payload``: the question).
+
+    The run's other branches finish; the run becomes ``paused`` with the payload in its state
+    view and in a ``run_paused`` event. ``POST /runs/{run_id}/resume`` with an ``answer`` runs the
+    node again from its start, and ``ctx.interrupt(payload)`` then returns that answer instead of
+    raising. It is never retried: a question is not a failure.
+    """
+
+    def __init__(self, payload: Any = None) -> None:
+        super().__init__(payload)
+        self.payload = payload
 
 
 @dataclass(frozen=True)
@@ -27,3 +41,12 @@ class Context:
     branch: str = ""
     """Unique within the step: the node's name, or ``node[i]`` for the i-th ``Send`` to it. With
     ``run_id`` and ``step`` it makes an idempotency key for the node's side effects."""
+    answer: dict[str, Any] | None = field(default=None, repr=False)
+    """``{"value": ...}`` when the node runs again after a person answered its ``Interrupt``."""
+
+    def interrupt(self, payload: Any = None) -> Any:
+        """Ask a person: the first time, pause the run with ``payload`` as the question; once the
+        run is resumed with an answer, return that answer (the node runs again from its start)."""
+        if self.answer is not None:
+            return self.answer.get("value")
+        raise Interrupt(payload)

@@ -419,6 +419,9 @@ def _normalized(definition: dict[str, Any]) -> dict[str, Any]:
         "edges": source.get("edges", []),
         "conditional_edges": source.get("conditional_edges", []),
         "reducers": source.get("reducers", {}),
+        "interrupt_before": source.get("interrupt_before", []),
+        "interrupt_after": source.get("interrupt_after", []),
+        "pause_on_error": source.get("pause_on_error", False),
         "state_schema": source.get("state_schema"),
     }
     return normalized
@@ -426,7 +429,13 @@ def _normalized(definition: dict[str, Any]) -> dict[str, Any]:
 
 def _build(definition: dict[str, Any], tools: Mapping[str, Tool]) -> CompiledGraph:
     """Map a normalized definition onto the builder, whose own checks then apply too."""
-    graph = Graph(definition["graph_id"], reducers=definition["reducers"])
+    graph = Graph(
+        definition["graph_id"],
+        reducers=definition["reducers"],
+        interrupt_before=definition.get("interrupt_before", ()),
+        interrupt_after=definition.get("interrupt_after", ()),
+        pause_on_error=definition.get("pause_on_error", False),
+    )
     for node in definition["nodes"]:
         retry = None if node["retry"] is None else RetryPolicy(**node["retry"])
         call = _node_function(node["name"], tools[node["tool"]], node["args"])

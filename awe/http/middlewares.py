@@ -9,6 +9,8 @@ from aiohttp import web
 
 from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
 from awe.coordinator.graph_registry import GraphConflict, GraphInUse
+from awe.coordinator.replay import ReplayError
+from awe.coordinator.run_machine import NotPaused
 from awe.graph.json_graph import InvalidGraph
 from awe.http.requests import BadRequest
 
@@ -23,6 +25,8 @@ STATUS_FOR: dict[type[Exception], int] = {
     RunFinished: 409,
     GraphConflict: 409,
     GraphInUse: 409,
+    NotPaused: 409,
+    ReplayError: 400,
     ShuttingDown: 503,
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from awe.coordinator.errors import RequestError
@@ -45,6 +45,9 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+PAUSE_FIELDS = ("interrupt_before", "interrupt_after", "pause_on_error")
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """``POST /graph/run``."""
@@ -55,14 +58,14 @@ class RunRequest:
     max_steps: int = DEFAULT_MAX_STEPS
 
     version: int | None = None
+    pauses: dict[str, Any] = field(default_factory=dict)
+    """``interrupt_before`` / ``interrupt_after`` (node names) and ``pause_on_error``, as given."""
 
-    FIELDS = frozenset({"graph_id", "initial_state", "run_id", "max_steps", "version"})
+    FIELDS = frozenset({"graph_id", "initial_state", "run_id", "max_steps", "version", *PAUSE_FIELDS})
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> RunRequest:
-        unknown = set(body) - cls.FIELDS
-        if unknown:
-            raise RequestError(f"unknown fields {sorted(unknown)}; expected {', '.join(sorted(cls.FIELDS))}")
+        _no_unknown_fields(body, cls.FIELDS)
         if "graph_id" not in body:
             raise RequestError("'graph_id' is required")
         graph_id = body["graph_id"]
@@ -77,6 +80,7 @@ class RunRequest:
             _run_id(body.get("run_id")),
             _max_steps(body.get("max_steps")),
             _version(body.get("version")),
+            _pauses(body),
         )
 
 
@@ -95,6 +99,85 @@ def _max_steps(value: Any) -> int:
         return DEFAULT_MAX_STEPS
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
         raise RequestError("'max_steps' must be a whole number from 1 to 1000000")
+    return value
+
+
+def _pauses(body: dict[str, Any]) -> dict[str, Any]:
+    pauses: dict[str, Any] = {}
+    for key in ("interrupt_before", "interrupt_after"):
+        nodes = body.get(key)
+        if nodes is None:
+            continue
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            raise RequestError(f"'{key}' must be a list of node names")
+        pauses[key] = nodes
+    pause_on_error = body.get("pause_on_error")
+    if pause_on_error is not None:
+        if not isinstance(pause_on_error, bool):
+            raise RequestError("'pause_on_error' must be true or false")
+        pauses["pause_on_error"] = pause_on_error
+    return pauses
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """``POST /runs/{run_id}/resume``: ``{"state_update"?: {...}, "answer"?: any, "by"?: "who"}``."""
+
+    state_update: dict[str, Any]
+    answer: dict[str, Any] | None
+    """``{"value": ...}`` when the body has an ``answer`` (even ``null``); None when it has none."""
+    by: str
+
+    FIELDS = frozenset({"state_update", "answer", "by"})
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], *, default_by: str) -> ResumeRequest:
+        _no_unknown_fields(body, cls.FIELDS)
+        return cls(
+            _state_update(body.get("state_update")),
+            {"value": body["answer"]} if "answer" in body else None,
+            _by(body.get("by"), default_by),
+        )
+
+
+@dataclass(frozen=True)
+class ForkRequest:
+    """``POST /runs/{run_id}/fork``: ``{"step": N, "state_update"?: {...}, "run_id"?: "new id"}``."""
+
+    step: int
+    state_update: dict[str, Any]
+    run_id: str | None
+
+    FIELDS = frozenset({"step", "state_update", "run_id"})
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ForkRequest:
+        _no_unknown_fields(body, cls.FIELDS)
+        step = body.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise RequestError("'step' must be the number of a step the run completed (0: fork from its start)")
+        return cls(step, _state_update(body.get("state_update")), _run_id(body.get("run_id")))
+
+
+def _no_unknown_fields(body: dict[str, Any], fields: frozenset[str]) -> None:
+    unknown = set(body) - fields
+    if unknown:
+        raise RequestError(f"unknown fields {sorted(unknown)}; expected {', '.join(sorted(fields))}")
+
+
+def _state_update(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError("'state_update' must be a JSON object of the state keys to set")
+    return value
+
+
+def _by(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        raise RequestError("'by' must be a short text saying who or what resumes the run (1-200 characters)")
     return value
 
 

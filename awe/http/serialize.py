@@ -15,6 +15,8 @@ def run_view(r: RunRecord, *, with_state: bool = True) -> dict[str, Any]:
         "status": r.status,
         "current_node": r.current_node,
         "pending": [t["branch"] for t in r.plan.get("tasks", [])],
+        "pause": r.plan.get("pause"),
+        "forked_from": r.options.get("forked_from"),
         "step_count": r.step_count,
         "error": r.error,
         "created_at": r.created_at,

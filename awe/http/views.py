@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from awe.http.keys import COORDINATOR
-from awe.http.requests import BadRequest, RunRequest, graph_definition, json_object
+from awe.http.requests import BadRequest, ForkRequest, ResumeRequest, RunRequest, graph_definition, json_object
 from awe.http.serialize import run_view, step_view
 
 
@@ -25,7 +25,12 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
 async def start_run(request: web.Request) -> web.Response:
     run = RunRequest.parse(json_object(await request.read()))
     record, created = await request.app[COORDINATOR].submit_run(
-        run.graph_id, run.initial_state, run_id=run.run_id, max_steps=run.max_steps, version=run.version
+        run.graph_id,
+        run.initial_state,
+        run_id=run.run_id,
+        max_steps=run.max_steps,
+        version=run.version,
+        pauses=run.pauses,
     )
     answer = {
         "run_id": record.run_id,
@@ -54,8 +59,39 @@ async def list_tools(request: web.Request) -> web.Response:
 
 
 async def run_state(request: web.Request) -> web.Response:
-    record = await request.app[COORDINATOR].get_run(request.match_info["run_id"])
+    coordinator = request.app[COORDINATOR]
+    record = await coordinator.get_run(request.match_info["run_id"])
+    return web.json_response({**run_view(record), "forks": await coordinator.forks_of(record.run_id)})
+
+
+async def resume_run(request: web.Request) -> web.Response:
+    who = f"api ({request.remote})" if request.remote else "api"
+    resume = ResumeRequest.parse(json_object(await request.read()), default_by=who)
+    record = await request.app[COORDINATOR].resume_run(
+        request.match_info["run_id"], state_update=resume.state_update, answer=resume.answer, by=resume.by
+    )
     return web.json_response(run_view(record))
+
+
+async def fork_run(request: web.Request) -> web.Response:
+    fork = ForkRequest.parse(json_object(await request.read()))
+    record = await request.app[COORDINATOR].fork_run(
+        request.match_info["run_id"], step=fork.step, state_update=fork.state_update, new_run_id=fork.run_id
+    )
+    return web.json_response(run_view(record), status=201)
+
+
+async def run_history(request: web.Request) -> web.Response:
+    page = await request.app[COORDINATOR].history(
+        request.match_info["run_id"],
+        cursor=_int_query(request, "cursor", 0, 0, 2**62),
+        limit=_int_query(request, "limit", 100, 1, 1000),
+    )
+    entries = [{**step_view(record), "state_after": state} for record, state in page["entries"]]
+    next_cursor = page["next_cursor"]
+    return web.json_response(
+        {"run_id": page["run_id"], "steps": entries, "next_cursor": None if next_cursor is None else str(next_cursor)}
+    )
 
 
 async def cancel_run(request: web.Request) -> web.Response:

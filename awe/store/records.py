@@ -35,6 +35,8 @@ class RunRecord:
     updated_at: str
     started_at: str | None = None
     finished_at: str | None = None
+    initial_state: dict[str, Any] | None = None
+    """Set on a run's first record only: the state it started from, kept for history and forks."""
 
 
 @dataclass(frozen=True)

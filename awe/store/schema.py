@@ -5,7 +5,7 @@ statements that bring a database from each version to the next, so an older
 file is upgraded in place when the coordinator opens it.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 CREATE_GRAPHS = """
 CREATE TABLE IF NOT EXISTS graphs (
@@ -120,6 +120,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE runs ADD COLUMN next_attempt INTEGER NOT NULL DEFAULT 1",),
     2: TO_PARALLEL_BRANCHES,
     3: TO_JSON_GRAPHS,
+    4: (
+        "ALTER TABLE runs ADD COLUMN initial_state TEXT",
+        "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (json_extract(options, '$.forked_from.run_id'))",
+    ),
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 
@@ -134,9 +138,10 @@ PRAGMAS = (
 
 UPSERT_RUN = """
 INSERT INTO runs (run_id, graph_id, graph_version, status, state, step_count, current_node,
-                  plan, error, options, created_at, updated_at, started_at, finished_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  plan, error, options, created_at, updated_at, started_at, finished_at, initial_state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id) DO UPDATE SET
+    initial_state = COALESCE(runs.initial_state, excluded.initial_state),
     status = excluded.status, state = excluded.state, step_count = excluded.step_count,
     current_node = excluded.current_node, plan = excluded.plan, error = excluded.error,
     updated_at = excluded.updated_at, started_at = excluded.started_at, finished_at = excluded.finished_at"""

@@ -18,7 +18,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiosqlite
@@ -74,6 +74,9 @@ class _Rows:
 
     def add(self, record: Record) -> None:
         if isinstance(record, RunRecord):
+            earlier = self.runs.get(record.run_id)
+            if earlier is not None and record.initial_state is None and earlier.initial_state is not None:
+                record = replace(record, initial_state=earlier.initial_state)  # written once, kept
             self.runs[record.run_id] = record  # only the newest snapshot of a run matters
         elif isinstance(record, StepRecord):
             self.steps.append(_step_row(record))
@@ -338,9 +341,22 @@ class Store:
         )
         return [_run_from_row(r) for r in rows]
 
+    async def initial_state(self, run_id: str) -> dict[str, Any] | None:
+        """The state a run started from (None for a run written before it was kept)."""
+        row = await self._fetchone("SELECT initial_state FROM runs WHERE run_id = ?", (run_id,))
+        return None if row is None else _loads(row[0])
+
+    async def forks_of(self, run_id: str) -> list[str]:
+        """The runs forked from ``run_id``, oldest first."""
+        rows = await self._fetchall(
+            "SELECT run_id FROM runs WHERE json_extract(options, '$.forked_from.run_id') = ? ORDER BY created_at",
+            (run_id,),
+        )
+        return [str(r[0]) for r in rows]
+
     async def unfinished_runs(self) -> list[RunRecord]:
         rows = await self._fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at"
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running', 'paused') ORDER BY created_at"
         )
         return [_run_from_row(r) for r in rows]
 
@@ -394,6 +410,7 @@ def _run_row(r: RunRecord) -> tuple[Any, ...]:
         r.updated_at,
         r.started_at,
         r.finished_at,
+        None if r.initial_state is None else _dumps(r.initial_state),
     )
 
 

@@ -101,6 +101,17 @@ class JobFailed(Message):
 
 
 @dataclass
+class JobInterrupted(Message):
+    """The node raised ``Interrupt(payload)``: it asks a person (``payload``) and waits for the answer."""
+
+    kind: ClassVar[str] = "job_interrupted"
+    job_id: str
+    run_id: str
+    payload: Any = None
+    duration_ms: float = 0.0
+
+
+@dataclass
 class NodeLog(Message):
     """A line a node logged through ``ctx.log``; it joins the run's event stream."""
 
@@ -164,6 +175,8 @@ class Job(Message):
     """``state`` is a Send's payload, not the run's state: only the node's returned dict updates the run."""
     graph_version: int = 0
     """The version of a JSON graph (0 for a Python graph, which workers know by name)."""
+    answer: dict[str, Any] | None = None
+    """``{"value": ...}``: a person's answer to the node's ``Interrupt``; ``ctx.interrupt()`` returns it."""
 
 
 @dataclass
@@ -184,7 +197,20 @@ class Rejoin(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.kind: cls
-    for cls in (Hello, Heartbeat, JobDone, JobFailed, NodeLog, Goodbye, Welcome, GraphDefined, Job, CancelJob, Rejoin)
+    for cls in (
+        Hello,
+        Heartbeat,
+        JobDone,
+        JobFailed,
+        JobInterrupted,
+        NodeLog,
+        Goodbye,
+        Welcome,
+        GraphDefined,
+        Job,
+        CancelJob,
+        Rejoin,
+    )
 }
 
 

@@ -24,8 +24,8 @@ from typing import Any
 import msgpack
 
 from awe import jsondata
-from awe.graph import CompiledGraph, Context, NodeTimeout, Send, Write, apply_writes
-from awe.transport.messages import Job, JobDone, JobFailed
+from awe.graph import CompiledGraph, Context, Interrupt, NodeTimeout, Send, Write, apply_writes
+from awe.transport.messages import Job, JobDone, JobFailed, JobInterrupted
 
 
 class NodeOutputError(TypeError):
@@ -85,7 +85,7 @@ def _ignore(_: Future[Any]) -> None:
 
 async def run_job(
     graph: CompiledGraph, job: Job, ctx: Context, threads: Executor, on_abandoned: AbandonedThread = _ignore
-) -> JobDone | JobFailed:
+) -> JobDone | JobFailed | JobInterrupted:
     """Execute ``job`` and return the message to send back."""
     spec = graph.nodes.get(job.node)
     started = time.perf_counter()
@@ -109,6 +109,8 @@ async def run_job(
             route = _plain_route(job.node, await route)
     except asyncio.CancelledError:
         raise
+    except Interrupt as asked:
+        return _interrupted(job, asked.payload, started)
     except BaseException as exc:
         return JobFailed(
             job_id=job.job_id,
@@ -158,6 +160,16 @@ def _give_up(future: Future[Any], waiter: asyncio.Future[Any], on_abandoned: Aba
 
 def _timeout(node: str, seconds: float | None) -> NodeTimeout:
     return NodeTimeout(f"node {node!r} did not finish within its timeout of {seconds:g}s")
+
+
+def _interrupted(job: Job, payload: Any, started: float) -> JobInterrupted | JobFailed:
+    """The node asks a person; its question must be JSON data like anything the engine keeps."""
+    duration_ms = (time.perf_counter() - started) * 1000
+    try:
+        check_json(payload, "the Interrupt's payload")
+    except NodeOutputError as exc:
+        return JobFailed(job_id=job.job_id, run_id=job.run_id, error=describe_error(exc), duration_ms=duration_ms)
+    return JobInterrupted(job_id=job.job_id, run_id=job.run_id, payload=payload, duration_ms=duration_ms)
 
 
 def describe_error(exc: BaseException) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from awe.transport.messages import (
     Job,
     JobDone,
     JobFailed,
+    JobInterrupted,
     Message,
     NodeLog,
     Rejoin,
@@ -102,10 +103,12 @@ def job_fields(job: Job) -> dict[str, Any]:
     }
 
 
-def outcome_fields(result: JobDone | JobFailed) -> dict[str, Any]:
+def outcome_fields(result: JobDone | JobFailed | JobInterrupted) -> dict[str, Any]:
     """The ``job_finished`` fields for a result: one word for grep, then the error if any."""
     if isinstance(result, JobDone):
         return {"outcome": "completed"}
+    if isinstance(result, JobInterrupted):
+        return {"outcome": "interrupted"}
     error_type = result.error.get("type")
     if error_type == JOB_CANCELLED:
         return {"outcome": "cancelled"}
@@ -443,7 +446,7 @@ class Worker:
         finally:
             self.running.pop(job.job_id, None)
 
-    async def _execute(self, job: Job, fields: dict[str, Any]) -> JobDone | JobFailed:
+    async def _execute(self, job: Job, fields: dict[str, Any]) -> JobDone | JobFailed | JobInterrupted:
         """The job's result; a ``CancelJob`` gives a failure, a drain that ran out of time re-raises."""
         graph = self.known.find(job.graph_id, job.graph_version)
         if graph is None:
@@ -464,6 +467,7 @@ class Worker:
             worker_id=self.worker_id,
             branch=job.branch or job.node,
             log=NodeLogger(log, forward, context={"worker": self.worker_id, **fields}),
+            answer=job.answer,
         )
         try:
             return await run_job(graph, job, ctx, self.threads, on_abandoned=self._thread_abandoned)
