@@ -63,6 +63,17 @@ def log_level(text: str) -> str:
     return text.lower()
 
 
+DURABILITY = ("normal", "full")
+
+
+def durability(text: str) -> str:
+    if text.lower() not in DURABILITY:
+        raise ValueError(
+            f"expected normal (survives a crash of any process) or full (survives power loss too), got {text!r}"
+        )
+    return text.lower()
+
+
 def module_list(text: str) -> tuple[str, ...]:
     """``AWE_GRAPHS`` is comma-separated; each ``--graphs`` flag names one module."""
     return tuple(m.strip() for m in text.split(",") if m.strip())
@@ -98,6 +109,13 @@ class Settings:
         "tcp://127.0.0.1:5555", "ZeroMQ address workers connect to", commands=frozenset({UP, COORDINATOR})
     )
     db: str = _setting("awe.db", "SQLite file", commands=frozenset({UP, COORDINATOR}))
+    durability: str = _setting(
+        "normal",
+        "normal: a committed step survives any process crash (SQLite synchronous=NORMAL); "
+        "full: it survives power loss too, at the cost of an fsync per commit batch (synchronous=FULL)",
+        commands=frozenset({UP, COORDINATOR}),
+        parse=durability,
+    )
     heartbeat_liveness: int = _setting(
         3,
         "missed heartbeats before a worker is declared lost",
@@ -107,7 +125,15 @@ class Settings:
     # -- workers ---------------------------------------------------------------------------
     connect: str = _setting("tcp://127.0.0.1:5555", "the coordinator's ZeroMQ address", commands=frozenset({WORKER}))
     worker_id: str | None = _setting(None, "this worker's name (default: <host>-<pid>)", commands=frozenset({WORKER}))
-    capacity: int = _setting(4, "jobs a worker runs at once", commands=frozenset({UP, WORKER}), parse=positive_int)
+    capacity: int = _setting(
+        4, "sync nodes a worker runs at once (each in a thread)", commands=frozenset({UP, WORKER}), parse=positive_int
+    )
+    async_capacity: int = _setting(
+        1000,
+        "async nodes a worker runs at once (each a coroutine: waiting costs no thread)",
+        commands=frozenset({UP, WORKER}),
+        parse=positive_int,
+    )
     # -- clients of the API -------------------------------------------------------------------
     url: str = _setting("http://127.0.0.1:8000", "the engine's API", commands=CLIENTS)
     # -- awe up ------------------------------------------------------------------------------

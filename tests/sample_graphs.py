@@ -442,3 +442,27 @@ reviewed_sum.set_entry_point("double")
 def mark(state, *, key):
     """Sets ``state[key]`` to true."""
     return {key: True}
+
+
+# -- capacity: waiting async nodes, blocking sync nodes ------------------------------------------
+
+
+async def wait_a_while(state):
+    await asyncio.sleep(state["seconds"])
+    return {"waited": state["seconds"]}
+
+
+def block_a_while(state):
+    time.sleep(state["seconds"])
+    return {"blocked": state["seconds"]}
+
+
+waits = Graph("waits")
+waits.add_node("wait", wait_a_while)
+waits.add_edge("wait", END)
+waits.set_entry_point("wait")
+
+blocks = Graph("blocks")
+blocks.add_node("block", block_a_while)
+blocks.add_edge("block", END)
+blocks.set_entry_point("block")

@@ -97,3 +97,15 @@ async def test_a_read_cancelled_midway_hides_no_later_commit_from_the_next_read(
             assert await store.get_run(f"new-{attempt}") is not None, attempt
     finally:
         await store.close()
+
+
+async def test_full_durability_sets_sqlite_to_sync_every_commit(tmp_path: Path) -> None:
+    for setting, expected in (("NORMAL", 1), ("FULL", 2)):
+        store = Store(str(tmp_path / f"{setting}.db"), synchronous=setting)
+        await store.open()
+        try:
+            assert store._writer is not None
+            async with store._writer.execute("PRAGMA synchronous") as cursor:
+                assert (await cursor.fetchone()) == (expected,)
+        finally:
+            await store.close()

@@ -43,7 +43,7 @@ async def test_a_hung_sync_node_holds_its_slots_while_other_runs_finish(bare_eng
     # Both abandoned threads still run: two of the three slots are stuck, and the coordinator knows it.
     (worker,) = await engine.workers_info()
     assert worker["stuck_slots"] == 2
-    others = [await engine.start_run("slow_pair", {"delay": 0.2}) for _ in range(4)]
+    others = [await engine.start_run("blocks", {"seconds": 0.2}) for _ in range(4)]  # sync: thread slots
     most_in_flight = 0
 
     async def others_finished() -> bool:
@@ -54,7 +54,7 @@ async def test_a_hung_sync_node_holds_its_slots_while_other_runs_finish(bare_eng
         return states == ["completed"] * len(others)
 
     await engine.wait_until(others_finished, what="the other runs to finish")
-    assert most_in_flight == 1  # only the one free slot gets jobs, never the stuck ones
+    assert most_in_flight == 1  # only the one free thread slot gets sync jobs, never the stuck ones
     assert engine.workers[0].alive()
 
     release.touch()  # the stuck threads return, and their slots come back

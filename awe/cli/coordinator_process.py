@@ -53,7 +53,7 @@ async def coordinator_services(
 ) -> AsyncIterator[RunningCoordinator]:
     """A coordinator serving its API and its workers; stopped, drained and closed on exit."""
     tasks = BackgroundTasks()
-    store = Store(settings.db)
+    store = Store(settings.db, synchronous=settings.durability.upper())
     await store.open(tasks)
     try:
         endpoint = RouterEndpoint(settings.bind)

@@ -24,6 +24,7 @@ def run_worker(settings: Settings) -> int:
         graphs=graphs,
         worker_id=worker_id,
         capacity=settings.capacity,
+        async_capacity=settings.async_capacity,
         heartbeat_interval=settings.heartbeat_interval,
         drain_timeout=settings.drain_timeout,
     )

@@ -319,6 +319,25 @@ class Coordinator:
             for name, tool in sorted(self.graphs.tools.items())
         ]
 
+    async def wait_for_end(self, run_id: str, seconds: float) -> RunRecord:
+        """The run's record once it has finished (durably), or as it is when ``seconds`` run out.
+
+        A paused run waits for a person, not for the engine: it is returned at once.
+        """
+        run = self.runs.get(run_id)
+        if run is None:  # it has ended; once the store has flushed what was queued, its end is durable
+            await self.store.write([])
+            return await self.get_run(run_id)
+        if run.is_paused:
+            return run.snapshot()
+        future = self.runs.finished(run_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), seconds)
+        except TimeoutError:
+            return run.snapshot()
+        finally:
+            self.runs.forget_waiter(run_id, future)
+
     async def _existing_run(self, run_id: str) -> RunRecord | None:
         active = self.runs.get(run_id)
         return active.snapshot() if active is not None else await self.store.get_run(run_id)
@@ -339,9 +358,14 @@ class Coordinator:
             raise UnknownRun(run_id)
         return record
 
-    async def list_runs(self, *, status: str | None, graph_id: str | None, limit: int) -> list[RunRecord]:
+    async def list_runs(
+        self, *, status: str | None, graph_id: str | None, limit: int, since: tuple[str, str] | None = None
+    ) -> list[RunRecord]:
+        """The newest runs; or, with ``since`` (a cursor), the runs changed after it, oldest change first."""
         if status is not None and status not in RunStatus.__members__.values():
             raise RequestError(f"unknown status {status!r}; expected one of {[s.value for s in RunStatus]}")
+        if since is not None:
+            return await self.store.runs_changed_since(since, status=status, graph_id=graph_id, limit=limit)
         return await self.store.list_runs(status=status, graph_id=graph_id, limit=limit)
 
     async def steps(self, run_id: str) -> list[StepRecord]:

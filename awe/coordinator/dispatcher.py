@@ -22,7 +22,7 @@ import structlog
 
 from awe.coordinator.plan import JobInput, JobSpec
 from awe.coordinator.rejoin import HelloReport, PreviousEntry, RejoinDecision, decide_rejoin
-from awe.coordinator.worker_pool import Assignment, Needs, WorkerInfo, WorkerPool
+from awe.coordinator.worker_pool import Assignment, Needs, RunningJobs, WorkerInfo, WorkerPool
 from awe.store import utcnow
 from awe.tasks import BackgroundTasks
 from awe.transport import Message, PeerGone, RouterEndpoint
@@ -70,6 +70,7 @@ def _new_entry(identity: bytes, msg: Hello, decision: RejoinDecision) -> WorkerI
         pid=msg.pid,
         host=msg.host,
         capacity=max(1, msg.capacity),
+        async_capacity=max(0, msg.async_capacity),
         graphs=dict(msg.graphs),
         tools=frozenset(msg.tools),
         stuck=max(0, msg.stuck),
@@ -141,18 +142,20 @@ class Dispatcher:
                 return queued
         return None
 
-    def _take_next(self) -> tuple[JobSpec, WorkerInfo] | None:
-        """The first queued job that some free worker can run, with that worker."""
-        if self._paused or self.pool.free_slots <= 0:
+    def _take_next(self) -> tuple[JobSpec, WorkerInfo, Needs] | None:
+        """The first queued job that some free worker can run, with that worker and what the job needs."""
+        if self._paused or (self.pool.free_slots <= 0 and self.pool.free_async_slots <= 0):
             return None
         for index, job in enumerate(self.queue):
             needs = self.owner.job_needs(job)
-            worker = self.pool.pick(needs) if needs is not None else None
+            if needs is None:
+                continue  # its graph is not loaded: it waits in line
+            worker = self.pool.pick(needs)
             if worker is not None:
                 del self.queue[index]
                 self._told_waiting.discard(job.job_id)
-                return job, worker
-            if needs is not None and job.job_id not in self._told_waiting and not self.pool.anyone_meets(needs):
+                return job, worker, needs
+            if job.job_id not in self._told_waiting and not self.pool.anyone_meets(needs):
                 self._told_waiting.add(job.job_id)
                 self.owner.job_waiting(job, f"no connected worker has {needs.describe()}")
         return None
@@ -162,10 +165,9 @@ class Dispatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             while (taken := self._take_next()) is not None:
-                job, worker = taken
-                await self._send_job(job, worker)
+                await self._send_job(*taken)
 
-    async def _send_job(self, job: JobSpec, worker: WorkerInfo) -> None:
+    async def _send_job(self, job: JobSpec, worker: WorkerInfo, needs: Needs) -> None:
         given = self.owner.job_input(job)
         if given is None:
             return
@@ -189,7 +191,7 @@ class Dispatcher:
             self.owner.job_unsendable(job, exc)
             return
         started_at = utcnow()
-        worker.running[job.job_id] = Assignment(job, started_at, seq=worker.jobs_sent + 1)
+        worker.running[job.job_id] = Assignment(job, started_at, seq=worker.jobs_sent + 1, is_async=needs.is_async)
         try:
             await self.endpoint.send_frame(worker.identity, frame)
         except PeerGone:
@@ -274,7 +276,8 @@ class Dispatcher:
         for job_id in job_ids:
             job = waiting[job_id]
             self._unqueue(job_id)
-            worker.running[job_id] = Assignment(job, utcnow())
+            needs = self.owner.job_needs(job)
+            worker.running[job_id] = Assignment(job, utcnow(), is_async=needs is not None and needs.is_async)
             self.owner.job_sent(job, worker)
             log.info("job_adopted", worker=worker.worker_id, job_id=job_id)
 
@@ -322,7 +325,7 @@ class Dispatcher:
         A stale result still frees a slot when it ends an orphan (a job we asked the worker to stop):
         the caller must call this for every result from a known worker, stale or not.
         """
-        assignment = worker.running.pop(job_id, None)
+        assignment = worker.running.take(job_id)
         if assignment is not None:
             worker.jobs_done += 1
         if assignment is not None or worker.orphan_ended(job_id):
@@ -338,7 +341,7 @@ class Dispatcher:
             reason=reason,
             jobs=len(worker.running),
         )
-        running, worker.running = worker.running, {}
+        running, worker.running = worker.running, RunningJobs()
         for assignment in running.values():
             self.owner.job_lost(assignment.job, worker, reason, assignment.started_at)
         self._wakeup.set()

@@ -26,7 +26,7 @@ from awe.coordinator.graph_registry import GraphRegistry
 from awe.coordinator.plan import Instructions, JobInput, JobSpec
 from awe.coordinator.run_machine import Run
 from awe.coordinator.worker_pool import Needs, WorkerInfo, WorkerPool
-from awe.store import EventRecord, utcnow
+from awe.store import EventRecord, RunRecord, utcnow
 from awe.store.sqlite import Store
 from awe.transport import RECONNECT_MAX_S, RouterEndpoint
 
@@ -52,6 +52,7 @@ class ActiveRuns:
         self.store = store
         self.bus = bus
         self.runs: dict[str, Run] = {}
+        self._waiters: dict[str, list[asyncio.Future[RunRecord]]] = {}
         self.dispatcher = Dispatcher(endpoint, pool, self, coordinator_id=coordinator_id)
 
     def __len__(self) -> int:
@@ -74,12 +75,15 @@ class ActiveRuns:
         if out.finished:
             self.runs.pop(run.run_id, None)
         events = [r for r in out.records if isinstance(r, EventRecord)]
+        final = run.snapshot() if out.finished else None
 
         def after_commit() -> None:
             self.bus.publish(events)
             self._dispatch(out)
             if committed is not None and not committed.done():
                 committed.set_result(None)
+            if final is not None:
+                self._tell_waiters(final)
 
         def refused(error: BaseException) -> None:
             self._records_refused(run, error)
@@ -87,6 +91,24 @@ class ActiveRuns:
                 committed.set_exception(RecordsRefused(f"run {run.run_id!r} could not be stored: {error}"))
 
         self.store.submit(out.records, on_commit=after_commit, on_error=refused)
+
+    def finished(self, run_id: str) -> asyncio.Future[RunRecord]:
+        """Resolved with the run's final record once its end is durable (for ``"wait": true``)."""
+        future: asyncio.Future[RunRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(run_id, []).append(future)
+        return future
+
+    def forget_waiter(self, run_id: str, future: asyncio.Future[RunRecord]) -> None:
+        waiters = self._waiters.get(run_id, [])
+        if future in waiters:
+            waiters.remove(future)
+        if not waiters:
+            self._waiters.pop(run_id, None)
+
+    def _tell_waiters(self, final: RunRecord) -> None:
+        for future in self._waiters.pop(final.run_id, []):
+            if not future.done():
+                future.set_result(final)
 
     async def apply_and_wait(self, run: Run, out: Instructions) -> None:
         """:meth:`apply`, returning once the records are durable (for answers given to a client)."""
@@ -179,9 +201,11 @@ class ActiveRuns:
         version = self.graphs.get(job.graph_id, job.graph_version)
         if version is None:
             return None
+        spec = version.graph.nodes.get(job.node)
+        is_async = spec is not None and spec.is_async
         if version.source == "json":
-            return Needs(job.graph_id, tool=version.node_tools.get(job.node))
-        return Needs(job.graph_id, fingerprint=version.graph.fingerprint)
+            return Needs(job.graph_id, tool=version.node_tools.get(job.node), is_async=is_async)
+        return Needs(job.graph_id, fingerprint=version.graph.fingerprint, is_async=is_async)
 
     def job_waiting(self, job: JobSpec, reason: str) -> None:
         run = self.runs.get(job.run_id)

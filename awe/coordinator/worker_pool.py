@@ -23,6 +23,34 @@ class Assignment:
     started_at: str
     seq: int = 0
     """This job's number among the jobs sent to the worker process (0: the worker reported it)."""
+    is_async: bool = False
+    """The node is a coroutine: it holds one of the worker's async slots, not a thread."""
+
+
+class RunningJobs(dict[str, Assignment]):
+    """The jobs a worker runs for us, keeping count of the async ones so slot arithmetic stays O(1)
+    (a worker may hold thousands of waiting async jobs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.async_count = 0
+
+    def __setitem__(self, job_id: str, assignment: Assignment) -> None:
+        if job_id in self:
+            del self[job_id]
+        super().__setitem__(job_id, assignment)
+        self.async_count += assignment.is_async
+
+    def __delitem__(self, job_id: str) -> None:
+        self.async_count -= self[job_id].is_async
+        super().__delitem__(job_id)
+
+    def take(self, job_id: str) -> Assignment | None:
+        """Remove and return the job's assignment (None if the worker was not running it for us)."""
+        assignment = self.get(job_id)
+        if assignment is not None:
+            del self[job_id]
+        return assignment
 
 
 @dataclass(frozen=True)
@@ -33,6 +61,8 @@ class Needs:
     graph_id: str
     fingerprint: str | None = None
     tool: str | None = None
+    is_async: bool = False
+    """The node is a coroutine, so it takes an async slot (cheap, many) rather than a thread."""
 
     def describe(self) -> str:
         return f"the tool {self.tool!r}" if self.tool is not None else f"the Python graph {self.graph_id!r}"
@@ -50,7 +80,7 @@ class WorkerInfo:
     connected_at: str = field(default_factory=utcnow)
     last_seen: float = field(default_factory=time.monotonic)
     last_heartbeat_at: str = field(default_factory=utcnow)
-    running: dict[str, Assignment] = field(default_factory=dict)
+    running: RunningJobs = field(default_factory=RunningJobs)
     stuck: int = 0
     """Slots the worker reports as held by node threads that outlived their timeout."""
     orphans: set[str] = field(default_factory=set)
@@ -59,10 +89,23 @@ class WorkerInfo:
     jobs_sent: int = 0
     """Jobs sent to this worker process, counted from the worker's own count when it joined."""
 
+    async_capacity: int = 0
+    """Async jobs the worker runs at once; 0 (a worker from before the split): they share its threads' slots."""
+
     @property
     def free_slots(self) -> int:
-        """Slots not held by our jobs, by orphans the worker still runs, or by its stuck threads."""
-        return self.capacity - self.stuck - len(self.running) - len(self.orphans)
+        """Thread slots not held by our sync jobs, by orphans the worker still runs, or by stuck threads."""
+        sync_running = len(self.running) - (self.running.async_count if self.async_capacity else 0)
+        return self.capacity - self.stuck - sync_running - len(self.orphans)
+
+    @property
+    def free_async_slots(self) -> int:
+        if not self.async_capacity:
+            return self.free_slots
+        return self.async_capacity - self.running.async_count
+
+    def free_for(self, needs: Needs) -> int:
+        return self.free_async_slots if needs.is_async else self.free_slots
 
     def orphan_ended(self, job_id: str) -> bool:
         """The worker reported the end of ``job_id``; True if that frees an orphan's slot."""
@@ -96,6 +139,7 @@ class WorkerInfo:
             "pid": self.pid,
             "host": self.host,
             "capacity": self.capacity,
+            "async_capacity": self.async_capacity,
             "in_flight": len(self.running),
             "orphans": len(self.orphans),
             "stuck_slots": self.stuck,
@@ -143,8 +187,8 @@ class WorkerPool:
         """The least loaded worker that can run the job and has a free slot."""
         best: WorkerInfo | None = None
         for worker in self._workers.values():
-            fits = worker.free_slots > 0 and worker.meets(needs)
-            if fits and (best is None or worker.free_slots > best.free_slots):
+            fits = worker.free_for(needs) > 0 and worker.meets(needs)
+            if fits and (best is None or worker.free_for(needs) > best.free_for(needs)):
                 best = worker
         return best
 
@@ -155,3 +199,7 @@ class WorkerPool:
     @property
     def free_slots(self) -> int:
         return sum(max(w.free_slots, 0) for w in self._workers.values())
+
+    @property
+    def free_async_slots(self) -> int:
+        return sum(max(w.free_async_slots, 0) for w in self._workers.values() if w.async_capacity)

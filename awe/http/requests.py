@@ -59,9 +59,13 @@ class RunRequest:
 
     version: int | None = None
     pauses: dict[str, Any] = field(default_factory=dict)
+    wait: float | None = None
+    """With ``"wait": true``: seconds to wait for the run to end before answering (``"timeout"``)."""
     """``interrupt_before`` / ``interrupt_after`` (node names) and ``pause_on_error``, as given."""
 
-    FIELDS = frozenset({"graph_id", "initial_state", "run_id", "max_steps", "version", *PAUSE_FIELDS})
+    FIELDS = frozenset(
+        {"graph_id", "initial_state", "run_id", "max_steps", "version", "wait", "timeout", *PAUSE_FIELDS}
+    )
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> RunRequest:
@@ -81,6 +85,7 @@ class RunRequest:
             _max_steps(body.get("max_steps")),
             _version(body.get("version")),
             _pauses(body),
+            _wait(body),
         )
 
 
@@ -100,6 +105,25 @@ def _max_steps(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
         raise RequestError("'max_steps' must be a whole number from 1 to 1000000")
     return value
+
+
+MAX_WAIT_SECONDS = 300.0
+DEFAULT_WAIT_SECONDS = 30.0
+
+
+def _wait(body: dict[str, Any]) -> float | None:
+    wait, timeout = body.get("wait", False), body.get("timeout")
+    if not isinstance(wait, bool):
+        raise RequestError("'wait' must be true or false")
+    if timeout is not None and (
+        not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= MAX_WAIT_SECONDS
+    ):
+        raise RequestError(f"'timeout' must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}")
+    if not wait:
+        if timeout is not None:
+            raise RequestError("'timeout' goes with \"wait\": true")
+        return None
+    return float(timeout) if timeout is not None else DEFAULT_WAIT_SECONDS
 
 
 def _pauses(body: dict[str, Any]) -> dict[str, Any]:

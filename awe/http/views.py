@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from awe.http.keys import COORDINATOR
@@ -32,6 +34,9 @@ async def start_run(request: web.Request) -> web.Response:
         version=run.version,
         pauses=run.pauses,
     )
+    if run.wait is not None:
+        final = await request.app[COORDINATOR].wait_for_end(record.run_id, run.wait)
+        return web.json_response({**run_view(final), "created": created}, status=200 if final.finished_at else 202)
     answer = {
         "run_id": record.run_id,
         "status": record.status,
@@ -105,12 +110,30 @@ async def run_steps(request: web.Request) -> web.Response:
 
 
 async def list_runs(request: web.Request) -> web.Response:
+    """Newest first; with ``?since=CURSOR`` (``""`` to start), the runs changed after it, in order of change,
+    and ``next_cursor`` to ask again: how a client follows many runs without polling each."""
+    since = request.query.get("since")
+    cursor = _cursor(since) if since is not None else None
     runs = await request.app[COORDINATOR].list_runs(
         status=request.query.get("status"),
         graph_id=request.query.get("graph_id"),
         limit=_int_query(request, "limit", 50, 1, 1000),
+        since=cursor,
     )
-    return web.json_response({"runs": [run_view(r, with_state=False) for r in runs]})
+    body: dict[str, Any] = {"runs": [run_view(r, with_state=False) for r in runs]}
+    if cursor is not None:
+        body["next_cursor"] = f"{runs[-1].updated_at}|{runs[-1].run_id}" if runs else since
+    return web.json_response(body)
+
+
+def _cursor(text: str) -> tuple[str, str]:
+    """``updated_at|run_id`` as ``next_cursor`` gives it; ``""`` means from the beginning."""
+    if text == "":
+        return ("", "")
+    updated_at, separator, run_id = text.partition("|")
+    if not separator or not updated_at:
+        raise BadRequest("query parameter 'since' must be '' or a next_cursor from an earlier answer")
+    return (updated_at, run_id)
 
 
 async def list_graphs(request: web.Request) -> web.Response:

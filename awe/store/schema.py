@@ -5,7 +5,7 @@ statements that bring a database from each version to the next, so an older
 file is upgraded in place when the coordinator opens it.
 """
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 CREATE_GRAPHS = """
 CREATE TABLE IF NOT EXISTS graphs (
@@ -124,6 +124,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN initial_state TEXT",
         "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (json_extract(options, '$.forked_from.run_id'))",
     ),
+    # Version 6: a client that follows many runs reads what changed since its cursor, in order.
+    5: ("CREATE INDEX IF NOT EXISTS runs_by_change ON runs (updated_at, run_id)",),
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 

@@ -341,6 +341,18 @@ class Store:
         )
         return [_run_from_row(r) for r in rows]
 
+    async def runs_changed_since(
+        self, cursor: tuple[str, str], *, status: str | None, graph_id: str | None, limit: int
+    ) -> list[RunRecord]:
+        """Runs whose last change comes after ``cursor`` (``(updated_at, run_id)``), oldest change first."""
+        rows = await self._fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE (updated_at, run_id) > (?, ?)"
+            " AND (? IS NULL OR status = ?) AND (? IS NULL OR graph_id = ?)"
+            " ORDER BY updated_at, run_id LIMIT ?",
+            (*cursor, status, status, graph_id, graph_id, limit),
+        )
+        return [_run_from_row(r) for r in rows]
+
     async def initial_state(self, run_id: str) -> dict[str, Any] | None:
         """The state a run started from (None for a run written before it was kept)."""
         row = await self._fetchone("SELECT initial_state FROM runs WHERE run_id = ?", (run_id,))

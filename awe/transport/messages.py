@@ -60,6 +60,8 @@ class Hello(Message):
     after that number is on its way, not lost, even though ``running`` cannot name it."""
     tools: list[str] = field(default_factory=list)
     """The tools this worker has, by name: it can run a JSON graph's node only if it has its tool."""
+    async_capacity: int = 0
+    """Async jobs it runs at once, besides ``capacity`` sync ones (threads); 0: they share ``capacity``."""
 
 
 @dataclass

@@ -169,6 +169,7 @@ class Worker:
         graphs: dict[str, CompiledGraph],
         worker_id: str | None = None,
         capacity: int = 4,
+        async_capacity: int = 1000,
         heartbeat_interval: float = 1.0,
         heartbeat_liveness: int = 3,
         drain_timeout: float = 10.0,
@@ -182,6 +183,7 @@ class Worker:
         self.known = KnownGraphs(graphs, registered_tools())
         self.worker_id = worker_id or default_worker_id()
         self.capacity = max(1, capacity)
+        self.async_capacity = max(1, async_capacity)
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_liveness = heartbeat_liveness
         self.drain_timeout = drain_timeout
@@ -350,6 +352,7 @@ class Worker:
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 capacity=self.capacity,
+                async_capacity=self.async_capacity,
                 graphs=self.known.fingerprints(),
                 tools=self.known.tool_names(),
                 running=list(self.running),
