@@ -40,31 +40,31 @@ def _push(url: str, path: Path) -> None:
         body = path.read_bytes()
     except OSError as exc:
         raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from None
-    answer = _request("POST", f"{url}/graph/create", body)
+    answer = request_json("POST", f"{url}/graph/create", body)
     print(f"created graph {answer['graph_id']!r} version {answer['version']}")
 
 
 def _list(url: str) -> None:
-    graphs = _request("GET", f"{url}/graphs")["graphs"]
+    graphs = request_json("GET", f"{url}/graphs")["graphs"]
     if not graphs:
         print("no graphs")
     for graph in graphs:
         print(f"{graph['graph_id']}  v{graph['version']}  {graph['source']}  {len(graph['nodes'])} nodes")
 
 
-def _request(method: str, url: str, body: bytes | None = None) -> Any:
+def request_json(method: str, url: str, body: bytes | None = None) -> Any:
     request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        raise ClientError(_engine_error(exc)) from None
+        raise ClientError(engine_error(exc)) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ClientError(f"cannot reach the engine at {url}: {reason}") from None
 
 
-def _engine_error(exc: urllib.error.HTTPError) -> str:
+def engine_error(exc: urllib.error.HTTPError) -> str:
     """The engine's ``{"error", "problems"?}`` as lines, one problem a line."""
     try:
         answer = json.loads(exc.read())

@@ -15,13 +15,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from awe.settings import COORDINATOR, GRAPH, UP, WORKER, Settings, fields_for
+from awe.settings import COORDINATOR, GRAPH, LOGS, RUN, RUNS, STATUS, UP, WORKER, WORKERS, Settings, fields_for
 
 COMMANDS = {
     UP: "start the coordinator (HTTP API) and a pool of workers",
     COORDINATOR: "start the coordinator and its HTTP API",
     WORKER: "start one worker process",
     GRAPH: "create and list graphs on a running engine (awe graph push FILE.json | awe graph list)",
+    RUN: "start a run on a running engine; --follow streams its events until it ends",
+    STATUS: "show a run: its status, where it is, its error or question, its state",
+    RUNS: "list recent runs",
+    WORKERS: "list the connected workers",
+    LOGS: "print a run's events, following it until it ends",
 }
 
 
@@ -77,9 +82,33 @@ def build_parser() -> argparse.ArgumentParser:
         if name == GRAPH:
             _add_graph_actions(sub)
             continue
+        CLIENT_ARGUMENTS.get(name, _no_arguments)(sub)
         for f in fields_for(name):
             _add_setting(sub, f)
     return parser
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("graph_id", metavar="GRAPH", help="the graph to run")
+    parser.add_argument("--state", default="{}", help="the initial state: JSON text, or @FILE to read it from a file")
+    parser.add_argument("--follow", action="store_true", help="stream the run's events until it ends")
+
+
+def _run_id_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN", help="a run id, as POST /graph/run answered it")
+
+
+def _runs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status", default=None, help="only runs with this status (queued, running, paused, ...)")
+    parser.add_argument("--graph", default=None, help="only runs of this graph")
+    parser.add_argument("--limit", type=int, default=20, help="how many, newest first (default: 20)")
+
+
+CLIENT_ARGUMENTS = {RUN: _run_arguments, STATUS: _run_id_argument, LOGS: _run_id_argument, RUNS: _runs_arguments}
 
 
 def _add_graph_actions(parser: argparse.ArgumentParser) -> None:
