@@ -20,6 +20,7 @@ import aiohttp
 from awe.cli.client import ClientError, request_json
 from awe.settings import LOGS, RUN, RUNS, STATUS, WORKERS, Settings
 
+
 def run_client_command(command: str, settings: Settings, arguments: dict[str, Any]) -> int:
     try:
         return COMMANDS[command](settings.url, arguments)

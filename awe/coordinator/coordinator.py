@@ -22,6 +22,7 @@ from awe.coordinator import replay
 from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
 from awe.coordinator.events import EventBus, Subscription
 from awe.coordinator.graph_registry import GraphConflict, GraphInUse, GraphRegistry, GraphVersion
+from awe.coordinator.metrics import Metrics
 from awe.coordinator.replay import ReplayError
 from awe.coordinator.run_machine import NotPaused, Run, RunStatus
 from awe.coordinator.runs import ActiveRuns
@@ -59,6 +60,8 @@ class Coordinator:
         self.coordinator_id = f"coordinator-{uuid.uuid4().hex[:8]}"
         self.bus = EventBus()
         self.pool = WorkerPool(heartbeat_interval=settings.heartbeat_interval, liveness=settings.heartbeat_liveness)
+        self.metrics = Metrics(self._levels)
+        store.observe_commits(self.metrics.store_committed)
         self.runs = ActiveRuns(
             graphs=self.graphs,
             store=store,
@@ -66,6 +69,7 @@ class Coordinator:
             endpoint=endpoint,
             pool=self.pool,
             coordinator_id=self.coordinator_id,
+            metrics=self.metrics,
         )
         self.dispatcher = self.runs.dispatcher
         self.messages = WorkerMessages(endpoint, self.runs, coordinator_id=self.coordinator_id)
@@ -395,6 +399,17 @@ class Coordinator:
             "queued_jobs": len(self.dispatcher.queue),
             "store_backlog": self.store.backlog,
             "event_subscribers": self.bus.subscriber_count,
+        }
+
+    def _levels(self) -> dict[str, Any]:
+        """What the coordinator holds now, for the metrics' gauges."""
+        return {
+            "active_statuses": [run.status.value for run in self.runs.runs.values()],
+            "queued_jobs": len(self.dispatcher.queue) + len(self.dispatcher.held),
+            "jobs_in_flight": self.dispatcher.in_flight,
+            "workers": len(self.pool),
+            "websocket_clients": self.bus.subscriber_count,
+            "store_backlog": self.store.backlog,
         }
 
     async def events_after(self, run_id: str, seq: int) -> list[EventRecord]:

@@ -23,6 +23,7 @@ import structlog
 from awe.coordinator.dispatcher import Dispatcher
 from awe.coordinator.events import EventBus
 from awe.coordinator.graph_registry import GraphRegistry
+from awe.coordinator.metrics import Metrics
 from awe.coordinator.plan import Instructions, JobInput, JobSpec
 from awe.coordinator.run_machine import Run
 from awe.coordinator.worker_pool import Needs, WorkerInfo, WorkerPool
@@ -47,11 +48,13 @@ class ActiveRuns:
         endpoint: RouterEndpoint,
         pool: WorkerPool,
         coordinator_id: str,
+        metrics: Metrics | None = None,
     ) -> None:
         self.graphs = graphs
         self.store = store
         self.bus = bus
         self.runs: dict[str, Run] = {}
+        self.metrics = metrics
         self._waiters: dict[str, list[asyncio.Future[RunRecord]]] = {}
         self.dispatcher = Dispatcher(endpoint, pool, self, coordinator_id=coordinator_id)
 
@@ -78,6 +81,8 @@ class ActiveRuns:
         final = run.snapshot() if out.finished else None
 
         def after_commit() -> None:
+            if self.metrics is not None:
+                self.metrics.committed(run.graph.name, out.records)
             self.bus.publish(events)
             self._dispatch(out)
             if committed is not None and not committed.done():

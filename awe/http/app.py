@@ -38,6 +38,7 @@ def create_app(coordinator: Coordinator) -> web.Application:
     app.router.add_get("/runs/{run_id}/history", views.run_history)
     app.router.add_get("/workers", views.list_workers)
     app.router.add_get("/healthz", views.health)
+    app.router.add_get("/metrics", views.metrics)
     app.router.add_get("/ws/logs/{run_id}", websocket.run_logs)
     app.on_shutdown.append(_close_websockets)
     return app

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from awe.coordinator.metrics import CONTENT_TYPE
 from awe.http.keys import COORDINATOR
 from awe.http.requests import BadRequest, ForkRequest, ResumeRequest, RunRequest, graph_definition, json_object
 from awe.http.serialize import run_view, step_view
@@ -146,6 +147,10 @@ async def get_graph(request: web.Request) -> web.Response:
 
 async def list_workers(request: web.Request) -> web.Response:
     return web.json_response({"workers": request.app[COORDINATOR].describe_workers()})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[COORDINATOR].metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def health(request: web.Request) -> web.Response:

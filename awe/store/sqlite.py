@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -108,6 +109,7 @@ class Store:
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._tasks = BackgroundTasks()
+        self._observers: list[Callable[[float, int], None]] = []
         self.commits = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -252,7 +254,12 @@ class Store:
         with contextlib.suppress(sqlite3.Error, ValueError):
             await self._writer.execute("ROLLBACK")
 
+    def observe_commits(self, observer: Callable[[float, int], None]) -> None:
+        """Call ``observer(seconds, submissions)`` after each commit (for metrics)."""
+        self._observers.append(observer)
+
     async def _commit(self, batch: list[_Submission]) -> None:
+        started = time.perf_counter()
         rows = _Rows.of(batch)
         conn = self._writer
         assert conn is not None, "store is not open"
@@ -261,6 +268,8 @@ class Store:
             await conn.executemany(statement, params)
         await conn.execute("COMMIT")
         self.commits += 1
+        for observer in self._observers:
+            observer(time.perf_counter() - started, len(batch))
 
     # -- graphs --------------------------------------------------------------
 

@@ -1,0 +1,46 @@
+"""/metrics in the Prometheus text format: counters move as runs execute, levels say what is held now."""
+
+from __future__ import annotations
+
+from engine import InProcessEngine
+from prometheus_client.parser import text_string_to_metric_families
+
+
+async def scrape(engine: InProcessEngine) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    assert engine.session is not None
+    async with engine.session.get(f"{engine.url}/metrics") as r:
+        assert r.status == 200 and r.content_type == "text/plain"
+        text = await r.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_counters_move_as_runs_execute(engine: InProcessEngine) -> None:
+    before = await scrape(engine)
+    assert before[("awe_workers", ())] == 2
+    for _ in range(3):
+        await engine.wait_finished(await engine.start_run("counter_loop", {"count": 0, "target": 2}))
+    await engine.wait_finished(await engine.start_run("failing", {}))
+    after = await scrape(engine)
+    assert after[("awe_runs_finished_total", (("graph", "counter_loop"), ("status", "completed")))] == 3
+    assert after[("awe_runs_finished_total", (("graph", "failing"), ("status", "failed")))] == 1
+    steps = (("graph", "counter_loop"), ("node", "increment"), ("outcome", "completed"))
+    assert after[("awe_steps_total", steps)] == 6
+    timing = (("graph", "counter_loop"), ("node", "increment"))
+    assert after[("awe_step_duration_seconds_count", timing)] == 6
+    assert after[("awe_db_commit_seconds_count", ())] > before.get(("awe_db_commit_seconds_count", ()), 0)
+    assert after[("awe_jobs_in_flight", ())] == 0 and after[("awe_queued_jobs", ())] == 0
+
+
+async def test_levels_show_what_is_held_now(engine: InProcessEngine) -> None:
+    run_id = await engine.start_run("approval", {"release": "v9"})  # pauses, asking a person
+    await engine.wait_until(lambda: _paused(engine, run_id), what="the run to pause")
+    now = await scrape(engine)
+    assert now[("awe_active_runs", (("status", "paused"),))] == 1
+
+
+async def _paused(engine: InProcessEngine, run_id: str) -> bool:
+    return (await engine.state(run_id))["status"] == "paused"
