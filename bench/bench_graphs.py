@@ -18,11 +18,31 @@ def _step(name: str):
     return step
 
 
-chain10 = Graph("chain10")
-for i in range(CHAIN_LENGTH):
-    chain10.add_node(f"n{i}", _step(f"n{i}"))
-    chain10.add_edge(f"n{i}", f"n{i + 1}" if i + 1 < CHAIN_LENGTH else END)
-chain10.set_entry_point("n0")
+def _chain(graph_id: str, length: int) -> Graph:
+    """``n0 -> n1 -> ... -> END``, each node a :func:`_step`; any other state key rides along untouched."""
+    graph = Graph(graph_id)
+    for i in range(length):
+        graph.add_node(f"n{i}", _step(f"n{i}"))
+        graph.add_edge(f"n{i}", f"n{i + 1}" if i + 1 < length else END)
+    graph.set_entry_point("n0")
+    return graph
+
+
+chain10 = _chain("chain10", CHAIN_LENGTH)
+chain3 = _chain("chain3", 3)
+"""The latency workload of ``compare.py``: short enough that the engine's own round trips dominate."""
+
+
+async def _sleep_one_second(state):
+    await asyncio.sleep(1.0)
+    return {"slept": True}
+
+
+sleep1 = Graph("sleep1")
+"""One async node that waits 1 s: ``compare.py``'s many_waiting runs 10,000 of these at once."""
+sleep1.add_node("wait", _sleep_one_second)
+sleep1.add_edge("wait", END)
+sleep1.set_entry_point("wait")
 
 
 SOAK_LENGTH = 8
