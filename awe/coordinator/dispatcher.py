@@ -14,12 +14,12 @@ there instead of running the node a second time elsewhere.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Set
 from typing import Any, Protocol
 
 import structlog
 
+from awe.coordinator.job_queue import JobQueue
 from awe.coordinator.plan import JobInput, JobSpec
 from awe.coordinator.rejoin import HelloReport, PreviousEntry, RejoinDecision, decide_rejoin
 from awe.coordinator.worker_pool import Assignment, Needs, RunningJobs, WorkerInfo, WorkerPool
@@ -91,14 +91,12 @@ class Dispatcher:
         self.pool = pool
         self.owner = owner
         self.coordinator_id = coordinator_id
-        self.queue: deque[JobSpec] = deque()
+        self.queue = JobQueue()
         self.held: dict[str, JobSpec] = {}
         self._wakeup = asyncio.Event()
         self._paused = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
-        self._told_waiting: set[str] = set()
-        """Jobs whose runs were told that no connected worker can run them (told once per job)."""
 
     def start(self, tasks: BackgroundTasks) -> list[asyncio.Task[None]]:
         """Start sending jobs and watching workers, as tasks of the process that must not die quietly."""
@@ -118,7 +116,11 @@ class Dispatcher:
     # -- the queue ---------------------------------------------------------------
 
     def submit(self, job: JobSpec) -> None:
-        self.queue.append(job)
+        needs = self.owner.job_needs(job)
+        if needs is None:  # no graph version for it is loaded: nothing could ever run it
+            log.error("job_not_queued", job_id=job.job_id, reason=f"graph {job.graph_id!r} is not loaded")
+            return
+        self.queue.append(job, needs)
         self._wakeup.set()
 
     def hold(self, job: JobSpec, seconds: float) -> None:
@@ -134,30 +136,19 @@ class Dispatcher:
     def _unqueue(self, job_id: str) -> JobSpec | None:
         """Take a job that is waiting (held or queued) out of line."""
         job = self.held.pop(job_id, None)
-        if job is not None:
-            return job
-        for index, queued in enumerate(self.queue):
-            if queued.job_id == job_id:
-                del self.queue[index]
-                return queued
-        return None
+        return job if job is not None else self.queue.remove(job_id)
 
     def _take_next(self) -> tuple[JobSpec, WorkerInfo, Needs] | None:
         """The first queued job that some free worker can run, with that worker and what the job needs."""
         if self._paused or (self.pool.free_slots <= 0 and self.pool.free_async_slots <= 0):
             return None
-        for index, job in enumerate(self.queue):
-            needs = self.owner.job_needs(job)
-            if needs is None:
-                continue  # its graph is not loaded: it waits in line
-            worker = self.pool.pick(needs)
+        for line in self.queue.lines():  # one question to the pool per kind of job, not per job
+            worker = self.pool.pick(line.needs)
             if worker is not None:
-                del self.queue[index]
-                self._told_waiting.discard(job.job_id)
-                return job, worker, needs
-            if job.job_id not in self._told_waiting and not self.pool.anyone_meets(needs):
-                self._told_waiting.add(job.job_id)
-                self.owner.job_waiting(job, f"no connected worker has {needs.describe()}")
+                return self.queue.pop(line), worker, line.needs
+            if not self.pool.anyone_meets(line.needs):
+                for job in line.untold():
+                    self.owner.job_waiting(job, f"no connected worker has {line.needs.describe()}")
         return None
 
     async def _pump_loop(self) -> None:
@@ -197,7 +188,7 @@ class Dispatcher:
         except PeerGone:
             # The job never reached anyone: it goes back to the front, not through a "lost" attempt.
             del worker.running[job.job_id]
-            self.queue.appendleft(job)
+            self.queue.appendleft(job, needs)
             self.drop_worker(worker, reason="unreachable")
             return
         worker.jobs_sent += 1

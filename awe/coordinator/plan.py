@@ -25,14 +25,13 @@ class JobSpec:
     graph_version: int = field(default=0, compare=False)
     """The run's graph version, which a worker needs to find a JSON graph's definition. Not part of
     the job's identity: the run determines it."""
+    job_id: str = field(init=False, compare=False, repr=False)
+    """``run:step:branch:attempt``, computed once: it is read many times on the dispatch path."""
 
     def __post_init__(self) -> None:
         if not self.branch:
             object.__setattr__(self, "branch", self.node)
-
-    @property
-    def job_id(self) -> str:
-        return f"{self.run_id}:{self.step}:{self.branch}:{self.attempt}"
+        object.__setattr__(self, "job_id", f"{self.run_id}:{self.step}:{self.branch}:{self.attempt}")
 
 
 @dataclass
