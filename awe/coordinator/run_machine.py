@@ -147,30 +147,17 @@ class Run:
         now: str,
     ) -> tuple[Run, Instructions]:
         """A new run, queued at the graph's entry point."""
-        record = RunRecord(
+        return cls._start(
             run_id=run_id,
-            graph_id=graph.name,
+            graph=graph,
             graph_version=graph_version,
-            status=RunStatus.QUEUED,
             state=state,
             step_count=0,
-            current_node=graph.entry,
-            plan={"tasks": [Task(graph.entry).to_json()]},
-            error=None,
+            tasks=[Task(graph.entry)],
+            joins={},
             options=options,
-            created_at=now,
-            updated_at=now,
+            now=now,
         )
-        run = cls(graph=graph, graph_version=graph_version, record=record)
-        out = Instructions()
-        out.records.append(run._event(now, RunEvent.RUN_QUEUED, fields={"graph_id": graph.name}))
-        if run._pauses_before_step():
-            run._pause_before_step(out, now)
-        else:
-            out.records.append(run.snapshot())
-        # The first snapshot also keeps the initial state, which history and forks replay from.
-        out.records = [replace(r, initial_state=state) if isinstance(r, RunRecord) else r for r in out.records]
-        return run, out
 
     @classmethod
     def fork(
@@ -187,6 +174,33 @@ class Run:
         now: str,
     ) -> tuple[Run, Instructions]:
         """A new run that starts where another was after step ``step_count`` (``options`` says which)."""
+        return cls._start(
+            run_id=run_id,
+            graph=graph,
+            graph_version=graph_version,
+            state=state,
+            step_count=step_count,
+            tasks=tasks,
+            joins=joins,
+            options=options,
+            now=now,
+        )
+
+    @classmethod
+    def _start(
+        cls,
+        *,
+        run_id: str,
+        graph: CompiledGraph,
+        graph_version: int,
+        state: dict[str, Any],
+        step_count: int,
+        tasks: list[Task],
+        joins: dict[str, list[str]],
+        options: dict[str, Any],
+        now: str,
+    ) -> tuple[Run, Instructions]:
+        """A queued run about to take its next step (the first, or the one after a fork's step)."""
         record = RunRecord(
             run_id=run_id,
             graph_id=graph.name,
@@ -203,12 +217,16 @@ class Run:
         )
         run = cls(graph=graph, graph_version=graph_version, record=record)
         out = Instructions()
-        fields = {"graph_id": graph.name, "forked_from": options.get("forked_from")}
+        fields = {
+            "graph_id": graph.name,
+            **({"forked_from": options["forked_from"]} if "forked_from" in options else {}),
+        }
         out.records.append(run._event(now, RunEvent.RUN_QUEUED, fields=fields))
         if run._pauses_before_step():
             run._pause_before_step(out, now)
         else:
             out.records.append(run.snapshot())
+        # The first snapshot also keeps the initial state, which history and forks replay from.
         out.records = [replace(r, initial_state=state) if isinstance(r, RunRecord) else r for r in out.records]
         return run, out
 
