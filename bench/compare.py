@@ -35,7 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engines.common import (  # this script's folder is on sys.path
+from engines import Engine  # this script's folder is on sys.path
+from engines.common import (
     BENCH,
     CHAIN_LENGTH,
     FAN_BRANCHES,
@@ -92,12 +93,12 @@ def chain_figures(times: list[tuple[float, float]]) -> dict[str, Any]:
     }
 
 
-async def chain10(engine: Any, scale: Scale, iterations: int) -> dict[str, Any]:
+async def chain10(engine: Engine, scale: Scale, iterations: int) -> dict[str, Any]:
     """Many runs at once: what the engine's bookkeeping per step costs when it is the bottleneck."""
     return chain_figures(await engine.chain(scale.chain_runs, SMALL_TEXT))
 
 
-async def latency(engine: Any, scale: Scale, iterations: int) -> dict[str, Any]:
+async def latency(engine: Engine, scale: Scale, iterations: int) -> dict[str, Any]:
     """One short run at a time: the engine's round trips, with no queue to hide them."""
     for _ in range(3):  # warm-up: connections, imports, first-use caches
         await engine.chain3()
@@ -125,7 +126,7 @@ def _burn_on_pool(iterations: int) -> float:
         return time.perf_counter() - started
 
 
-async def fanout_cpu(engine: Any, scale: Scale, iterations: int) -> dict[str, Any]:
+async def fanout_cpu(engine: Engine, scale: Scale, iterations: int) -> dict[str, Any]:
     """8 CPU-bound branches then a join: whether the engine puts both cores to work, per run."""
     await engine.fanout(1000)  # warm-up
     walls, pools = [], []
@@ -146,7 +147,7 @@ async def fanout_cpu(engine: Any, scale: Scale, iterations: int) -> dict[str, An
     }
 
 
-async def many_waiting(engine: Any, scale: Scale, iterations: int) -> dict[str, Any]:
+async def many_waiting(engine: Engine, scale: Scale, iterations: int) -> dict[str, Any]:
     """10,000 runs that each wait 1 s: how many the engine keeps waiting at once, and at what memory."""
     started = time.monotonic()
     submitting = asyncio.create_task(engine.start_waiting(scale.waiting_runs))
@@ -175,7 +176,7 @@ async def many_waiting(engine: Any, scale: Scale, iterations: int) -> dict[str, 
     }
 
 
-async def big_state(engine: Any, scale: Scale, iterations: int) -> dict[str, Any]:
+async def big_state(engine: Engine, scale: Scale, iterations: int) -> dict[str, Any]:
     """The same chain with 1 MB riding along untouched, against 1 KiB, at the same number of runs."""
     small = chain_figures(await engine.chain(scale.big_runs, SMALL_TEXT))
     big = chain_figures(await engine.chain(scale.big_runs, scale.big_bytes))
@@ -190,12 +191,12 @@ async def big_state(engine: Any, scale: Scale, iterations: int) -> dict[str, Any
     }
 
 
-async def recovery(engine: Any, scale: Scale, iterations: int) -> dict[str, Any]:
+async def recovery(engine: Engine, scale: Scale, iterations: int) -> dict[str, Any]:
     """Runs in flight, the engine's process killed and started again: how long until they all move and finish."""
     return dict(await engine.recovery(scale.recovery_runs, scale.recovery_cap_s))
 
 
-WORKLOADS: dict[str, Callable[[Any, Scale, int], Awaitable[dict[str, Any]]]] = {
+WORKLOADS: dict[str, Callable[[Engine, Scale, int], Awaitable[dict[str, Any]]]] = {
     "chain10": chain10,
     "latency": latency,
     "fanout_cpu": fanout_cpu,
@@ -217,7 +218,8 @@ def cell_timeout(workload: str, scale: Scale) -> float:
 # -- one cell, in its own process --------------------------------------------------------------
 
 
-def make_engine(name: str) -> Any:
+def make_engine(name: str) -> Engine:
+    """The engine's class, imported only now: a peer that is not installed fails its own cells, not the script."""
     module, cls, kwargs, _ = ENGINES[name]
     return getattr(importlib.import_module(module), cls)(**kwargs)
 
@@ -454,6 +456,7 @@ ROWS: list[tuple[str, str, str, str]] = [
 
 
 def fmt(value: Any) -> str:
+    """Two decimals below 10 (latencies in ms, ratios), none above (steps/s, MB): as precise as the noise allows."""
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.0f}"
     return f"{value:,}" if isinstance(value, int) else str(value)

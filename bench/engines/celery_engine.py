@@ -80,9 +80,11 @@ class CeleryEngine:
         return [p.pid for p in (self.redis, self.worker) if p is not None and p.poll() is None]
 
     async def _call(self, fn: Any, *args: Any) -> Any:
+        """Celery's blocking client on one thread of its own, so that its result consumer is never shared."""
         return await asyncio.get_running_loop().run_in_executor(self._client, fn, *args)
 
     def _chain(self, state: dict[str, Any], length: int) -> Any:
+        """A run as Celery's ``chain``: each task's result is the next one's first argument."""
         from celery import chain
 
         step = self.tasks.step

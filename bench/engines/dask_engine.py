@@ -60,12 +60,14 @@ class DaskEngine:
         return [os.getpid()]
 
     def _chain(self, state: dict[str, Any], length: int) -> Any:
+        """A run as futures: each task gets the previous one's future, so the scheduler orders them."""
         future: Any = state
         for i in range(length):
             future = self.client.submit(dask_tasks.step, future, f"n{i}", pure=False)
         return future
 
     async def _timed(self, submitted: float, future: Any) -> tuple[float, float]:
+        """The run's end is the time its last task stamped, not when this client got round to reading it."""
         final = await future
         check_chain(final, CHAIN_LENGTH)
         return submitted, final["finished_at"]

@@ -80,6 +80,7 @@ class DbosEngine:
         self._launched = False
 
     async def start(self, folder: Path, pids: PidLog) -> None:
+        """Configure and launch DBOS; on a file with pending workflows, launching is what recovers them."""
         from importlib.metadata import version
 
         self.folder, self.pids = folder, pids

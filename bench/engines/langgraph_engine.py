@@ -153,6 +153,7 @@ class LangGraphEngine:
         return dict(await graph.ainvoke(state, config, durability="sync"))
 
     async def _timed(self, state: dict[str, Any]) -> tuple[float, float]:
+        """In-process, the run ends when ``ainvoke`` returns its final state."""
         submitted = time.time()
         check_chain(await self.invoke("chain10", state), CHAIN_LENGTH)
         return submitted, time.time()
