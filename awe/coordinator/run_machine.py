@@ -147,7 +147,7 @@ class Run:
         now: str,
     ) -> tuple[Run, Instructions]:
         """A new run, queued at the graph's entry point."""
-        return cls._start(
+        return cls.fork(
             run_id=run_id,
             graph=graph,
             graph_version=graph_version,
@@ -173,34 +173,8 @@ class Run:
         options: dict[str, Any],
         now: str,
     ) -> tuple[Run, Instructions]:
-        """A new run that starts where another was after step ``step_count`` (``options`` says which)."""
-        return cls._start(
-            run_id=run_id,
-            graph=graph,
-            graph_version=graph_version,
-            state=state,
-            step_count=step_count,
-            tasks=tasks,
-            joins=joins,
-            options=options,
-            now=now,
-        )
-
-    @classmethod
-    def _start(
-        cls,
-        *,
-        run_id: str,
-        graph: CompiledGraph,
-        graph_version: int,
-        state: dict[str, Any],
-        step_count: int,
-        tasks: list[Task],
-        joins: dict[str, list[str]],
-        options: dict[str, Any],
-        now: str,
-    ) -> tuple[Run, Instructions]:
-        """A queued run about to take its next step (the first, or the one after a fork's step)."""
+        """A queued run about to take step ``step_count + 1``: a new run's first, or the one after the step
+        of the run it was forked from (``options["forked_from"]`` says which)."""
         record = RunRecord(
             run_id=run_id,
             graph_id=graph.name,
