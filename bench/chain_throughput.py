@@ -16,11 +16,20 @@ import asyncio
 import sqlite3
 import statistics
 import tempfile
+import os
 import time
 from pathlib import Path
 
 from harness import LocalEngine  # this script's folder is on sys.path
 from harness import timestamp as ts
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far: a figure the other load on the machine barely moves."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
 async def main() -> None:
@@ -33,6 +42,9 @@ async def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="awe-bench-"))
     async with LocalEngine(folder, workers=args.workers, capacity=args.capacity) as engine:
         state = {"counter": 0, "visited": [], "text": "x" * 1024}
+        assert engine.coordinator is not None
+        coordinator_pid, worker_pids = engine.coordinator.pid, [w.pid for w in engine.workers]
+        cpu_before = cpu_seconds(coordinator_pid), sum(map(cpu_seconds, worker_pids))
         started = time.perf_counter()
         run_ids = await asyncio.gather(*(engine.start_run("chain10", state) for _ in range(args.runs)))
         submitted = time.perf_counter()
@@ -43,6 +55,7 @@ async def main() -> None:
                     break
             await asyncio.sleep(0.05)
         wall = time.perf_counter() - started
+        cpu_after = cpu_seconds(coordinator_pid), sum(map(cpu_seconds, worker_pids))
     db = engine.db
 
     con = sqlite3.connect(db)
@@ -63,6 +76,8 @@ async def main() -> None:
     print(f"persisted node-steps: {steps} in {last - first:.2f}s -> {steps / (last - first):,.0f} steps/s")
     print(f"submit time for all runs: {submitted - started:.2f}s; wall incl. polling: {wall:.2f}s")
     print(f"run latency: p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+    coordinator_ms, workers_ms = ((after - before) * 1000 / steps for before, after in zip(cpu_before, cpu_after))
+    print(f"CPU per step: coordinator {coordinator_ms:.3f} ms, workers {workers_ms:.3f} ms (all of them)")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
@@ -32,7 +33,7 @@ class Message:
     kind: ClassVar[str] = ""
 
     def encode(self) -> bytes:
-        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        body = {name: getattr(self, name) for name in _field_names(type(self))}
         body["v"] = PROTOCOL_VERSION
         body["kind"] = self.kind
         return msgpack.packb(body, use_bin_type=True)
@@ -234,46 +235,95 @@ def decode(frame: bytes) -> Message:
     if cls is None:
         raise ProtocolError(f"unknown message kind {kind!r}")
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in body:
-            value = body[f.name]
-            if not _conforms(value, _hints(cls)[f.name]):
-                raise ProtocolError(f"{kind}.{f.name} has the wrong type ({type(value).__name__})")
-            kwargs[f.name] = value
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ProtocolError(f"{kind} is missing {f.name!r}")
+    for name, conforms, required in _fields(cls):
+        if name in body:
+            value = body[name]
+            if not conforms(value):
+                raise ProtocolError(f"{kind}.{name} has the wrong type ({type(value).__name__})")
+            kwargs[name] = value
+        elif required:
+            raise ProtocolError(f"{kind} is missing {name!r}")
     return cls(**kwargs)
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+Check = Callable[[Any], bool]
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
+_FIELDS: dict[type[Message], tuple[tuple[str, Check, bool], ...]] = {}
+_FIELD_NAMES: dict[type[Message], tuple[str, ...]] = {}
 
 
-def _conforms(value: Any, hint: Any) -> bool:
-    """A shallow type check: enough to keep a malformed peer from crashing a handler."""
+def _fields(cls: type[Message]) -> tuple[tuple[str, Check, bool], ...]:
+    """Each field's name, its type check and whether it is required: worked out once per message type."""
+    known = _FIELDS.get(cls)
+    if known is not None:
+        return known
+    hints = typing.get_type_hints(cls)
+    known = _FIELDS[cls] = tuple(
+        (
+            f.name,
+            _check_for(hints[f.name]),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    )
+    return known
+
+
+def _field_names(cls: type[Message]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def _check_for(hint: Any) -> Check:
+    """A shallow type check for a field's type hint: enough to keep a malformed peer from crashing a handler.
+
+    Built once per field (see :func:`_fields`), since every frame of every message goes through it.
+    """
     if hint is Any:
-        return True
+        return _anything
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+        options = tuple(_check_for(arg) for arg in typing.get_args(hint))
+        return lambda value: any(check(value) for check in options)
     if hint is type(None):
-        return value is None
+        return _is_none
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return _is_number
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return _is_int
     if origin is dict:
         key_type, value_type = typing.get_args(hint)
-        return isinstance(value, dict) and all(
-            _conforms(k, key_type) and _conforms(v, value_type) for k, v in value.items()
-        )
+        key_ok, value_ok = _check_for(key_type), _check_for(value_type)
+        if value_ok is _anything:
+            return lambda value: isinstance(value, dict) and all(key_ok(k) for k in value)
+        return lambda value: isinstance(value, dict) and all(key_ok(k) and value_ok(v) for k, v in value.items())
     if origin is list:
         (item_type,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_conforms(v, item_type) for v in value)
-    return isinstance(value, hint)
+        item_ok = _check_for(item_type)
+        return lambda value: isinstance(value, list) and all(item_ok(v) for v in value)
+    if hint is str:
+        return _is_str
+    return lambda value: isinstance(value, hint)
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
