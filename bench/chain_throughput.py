@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import statistics
 import tempfile
-import os
 import time
 from pathlib import Path
 
@@ -60,12 +60,13 @@ async def main() -> None:
 
     con = sqlite3.connect(db)
     rows = con.execute(
-        "SELECT status, step_count, created_at, finished_at, json_extract(state, '$.counter') FROM runs"
+        "SELECT status, step_count, created_at, finished_at, value FROM runs"
+        " LEFT JOIN run_values ON run_values.run_id = runs.run_id AND key = 'counter'"
     ).fetchall()
     steps = con.execute("SELECT COUNT(*) FROM steps WHERE status = 'completed'").fetchone()[0]
     con.close()
     assert len(rows) == args.runs == len(set(run_ids))
-    bad = [r for r in rows if r[0] != "completed" or r[1] != 10 or r[4] != 10]
+    bad = [r for r in rows if r[0] != "completed" or r[1] != 10 or r[4] != "10"]
     assert not bad, f"{len(bad)} runs did not complete correctly: {bad[:3]}"
     first = min(ts(r[2]) for r in rows)
     last = max(ts(r[3]) for r in rows)
@@ -76,7 +77,9 @@ async def main() -> None:
     print(f"persisted node-steps: {steps} in {last - first:.2f}s -> {steps / (last - first):,.0f} steps/s")
     print(f"submit time for all runs: {submitted - started:.2f}s; wall incl. polling: {wall:.2f}s")
     print(f"run latency: p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
-    coordinator_ms, workers_ms = ((after - before) * 1000 / steps for before, after in zip(cpu_before, cpu_after))
+    coordinator_ms, workers_ms = (
+        (after - before) * 1000 / steps for before, after in zip(cpu_before, cpu_after, strict=True)
+    )
     print(f"CPU per step: coordinator {coordinator_ms:.3f} ms, workers {workers_ms:.3f} ms (all of them)")
 
 

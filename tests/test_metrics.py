@@ -44,3 +44,19 @@ async def test_levels_show_what_is_held_now(engine: InProcessEngine) -> None:
 
 async def _paused(engine: InProcessEngine, run_id: str) -> bool:
     return (await engine.state(run_id))["status"] == "paused"
+
+
+async def test_a_step_writes_what_changed_not_the_whole_state(engine: InProcessEngine) -> None:
+    """A 1 MB value no node touches is written when the run starts, not again at each of its ten steps."""
+    megabyte = "x" * 1_000_000
+    key = ("awe_db_written_characters_total", ())
+    before = (await scrape(engine))[key]
+    final = await engine.wait_finished(
+        await engine.start_run("counter_loop", {"count": 0, "target": 10, "payload": megabyte})
+    )
+    assert final["status"] == "completed" and final["state"]["count"] == 10
+    assert final["state"]["payload"] == megabyte
+    written = (await scrape(engine))[key] - before
+    # Once as the initial state (kept for history and forks) and once as the state: about 2 MB.
+    # Writing the whole state at every step would be more than 10 MB.
+    assert 2_000_000 <= written < 2_500_000, written

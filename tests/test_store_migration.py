@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -63,3 +64,50 @@ async def test_a_version_2_database_is_upgraded_and_its_running_run_resumes_at_t
         assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         assert "plan" in columns and "next_node" not in columns and "next_attempt" not in columns
+
+
+def _version_6_database(path: Path, state_json: str, initial_json: str) -> None:
+    """The schema before a run's state was stored key by key: the whole state in one ``runs.state`` text."""
+    conn = sqlite3.connect(path)
+    for version in range(6):
+        for statement in schema.MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=6")
+    conn.execute(
+        "INSERT INTO runs (run_id, graph_id, graph_version, status, state, step_count, current_node, plan,"
+        " error, options, created_at, updated_at, started_at, finished_at, initial_state)"
+        " VALUES ('kept', 'two', 1, 'running', ?, 1, 'b', '{\"tasks\": [], \"joins\": {}}', NULL, '{}',"
+        " 't0', 't1', 't0', NULL, ?)",
+        (state_json, initial_json),
+    )
+    conn.commit()
+    conn.close()
+
+
+async def test_a_version_6_state_becomes_one_row_per_key_with_every_json_type_intact(tmp_path: Path) -> None:
+    state = {
+        "text": 'a "quoted" line\nand \\ more',
+        "accents": "\u00e9t\u00e9 \u2603",
+        "nested": {"list": [1, "two", None, True], "empty": {}},
+        "yes": True,
+        "no": False,
+        "nothing": None,
+        "count": 12345678901234567,
+        "ratio": 0.1,
+        "huge": 1e300,
+        "negative": -3,
+    }
+    path = tmp_path / "v6.db"
+    _version_6_database(path, json.dumps(state), json.dumps({"text": "start"}))
+    store = Store(str(path))
+    await store.open()
+    try:
+        record = await store.get_run("kept")
+        assert record is not None
+        assert record.state == state
+        assert {k: type(v) for k, v in record.state.items()} == {k: type(v) for k, v in state.items()}
+        assert await store.initial_state("kept") == {"text": "start"}
+        (unfinished,) = await store.unfinished_runs()
+        assert unfinished.state == state
+    finally:
+        await store.close()

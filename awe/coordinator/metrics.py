@@ -59,6 +59,11 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.written = Counter(
+            "awe_db_written_characters",
+            "Characters of text the store wrote (state as JSON, ids, timestamps): a step writes only what changed",
+            registry=self.registry,
+        )
         self.registry.register(_Levels(levels))
 
     def committed(self, graph_id: str, records: Iterable[Any]) -> None:
@@ -71,9 +76,10 @@ class Metrics:
             elif isinstance(record, RunRecord) and record.status in FINISHED and record.finished_at:
                 self.runs_finished.labels(graph_id, record.status).inc()
 
-    def store_committed(self, seconds: float, submissions: int) -> None:
+    def store_committed(self, seconds: float, submissions: int, characters: int) -> None:
         self.commit_seconds.observe(seconds)
         self.commit_batch.observe(submissions)
+        self.written.inc(characters)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

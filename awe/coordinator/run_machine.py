@@ -31,6 +31,9 @@ from awe.graph import END, CompiledGraph, RouteError, Write, WriteConflict, appl
 from awe.graph.reducers import ReducerFailed
 from awe.store import EventRecord, RunRecord, StepRecord
 
+_ABSENT = object()
+"""What ``dict.get`` answers for a key the old state lacked: no value is this one."""
+
 
 class RunStatus(StrEnum):
     QUEUED = "queued"
@@ -134,6 +137,8 @@ class Run:
         """State updates recorded in the current step (each is one ``__resume__`` step record)."""
         self.replaying = False
         """Rebuilding a past run (see ``replay``): nothing pauses, as nothing did when it ran."""
+        self._unsaved: set[str] | None = set()
+        """Top-level state keys changed since the last record (None: all of them, for a run not yet stored)."""
 
     @classmethod
     def create(
@@ -190,6 +195,7 @@ class Run:
             updated_at=now,
         )
         run = cls(graph=graph, graph_version=graph_version, record=record)
+        run._unsaved = None  # nothing of it is stored yet
         out = Instructions()
         fields = {
             "graph_id": graph.name,
@@ -199,7 +205,7 @@ class Run:
         if run._pauses_before_step():
             run._pause_before_step(out, now)
         else:
-            out.records.append(run.snapshot())
+            out.records.append(run._record())
         # The first snapshot also keeps the initial state, which history and forks replay from.
         out.records = [replace(r, initial_state=state) if isinstance(r, RunRecord) else r for r in out.records]
         return run, out
@@ -263,6 +269,7 @@ class Run:
         return JobInput(self.state, answer=task.answer)
 
     def snapshot(self) -> RunRecord:
+        """The run as it is now, to show (a record to store comes from :meth:`_record`)."""
         plan: dict[str, Any] = {"tasks": [], "joins": {}}
         if not self.is_finished:
             plan = {
@@ -291,6 +298,22 @@ class Run:
             started_at=self.started_at,
             finished_at=self.finished_at,
         )
+
+    def _record(self) -> RunRecord:
+        """The run as it is now, to store: it names the state keys changed since the previous one.
+
+        Only the changed keys are written (a 1 MB value that no node touches is written once),
+        so every record of a run must reach the store, in order: instructions carry them there.
+        """
+        changed, self._unsaved = self._unsaved, set()
+        return replace(self.snapshot(), changed_keys=None if changed is None else frozenset(changed))
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Replace the state with a new dict (records already handed to the store keep the old one)."""
+        old, self.state = self.state, state
+        if self._unsaved is not None:
+            self._unsaved.update(key for key, value in state.items() if old.get(key, _ABSENT) is not value)
+            self._unsaved.update(key for key in old if key not in state)
 
     # -- facts -------------------------------------------------------------------
 
@@ -326,7 +349,7 @@ class Run:
             self._event(now, RunEvent.NODE_STARTED, node=job.node, worker=worker_id, fields=self._where(job))
         )
         if started:  # otherwise nothing durable changed: the next snapshot carries current_node
-            out.records.append(self.snapshot())
+            out.records.append(self._record())
         return out
 
     def job_done(
@@ -434,7 +457,7 @@ class Run:
                 },
             )
         )
-        out.records.append(self.snapshot())
+        out.records.append(self._record())
         out.dispatch = [self._job(task)]
         out.dispatch_delay = delay
         return out
@@ -477,7 +500,7 @@ class Run:
                 "a node that crashes or exhausts its process is not run again",
             }
             return self._after_branch(out, now)
-        out.records.append(self.snapshot())
+        out.records.append(self._record())
         if not self._failing():
             out.dispatch = [self._job(task)]
         elif not self.in_flight:
@@ -516,7 +539,7 @@ class Run:
             raise NotPaused(self.run_id, self.status.value)
         pause, out = self.pause, Instructions()
         if state_update:
-            self.state = {**self.state, **state_update}
+            self._set_state({**self.state, **state_update})
             self.resumes += 1
             out.records.append(self._resume_record(state_update, by, now))
         self.pause = None
@@ -532,7 +555,7 @@ class Run:
         out.records.append(self._event(now, RunEvent.RUN_RESUMED, node=pause.node, fields=fields))
         if not self._waiting() and not self.in_flight and not self._failing() and self.results:
             return self._next_step(out, now)  # every branch was in when it paused
-        out.records.append(self.snapshot())
+        out.records.append(self._record())
         out.dispatch = self.next_jobs()
         return out
 
@@ -576,7 +599,7 @@ class Run:
         self._move(RunStatus.CANCELLED, now)
         self.finished_at = now
         out.records.append(self._event(now, RunEvent.RUN_CANCELLED, node=self.current_node, fields={"reason": reason}))
-        out.records.append(self.snapshot())
+        out.records.append(self._record())
         out.finished = True
         return out
 
@@ -620,7 +643,7 @@ class Run:
         """A branch is done (or failed for good): wait for the others, then fail or take the next step."""
         if self.in_flight:
             if self._failing():
-                out.records.append(self.snapshot())  # the branch's final error is part of the plan
+                out.records.append(self._record())  # the branch's final error is part of the plan
             return out
         failed = self._failed_task()
         if failed is not None and failed.error is not None:
@@ -643,7 +666,7 @@ class Run:
         self.current_node = pause.node
         self._move(RunStatus.PAUSED, now)
         out.records.append(self._event(now, RunEvent.RUN_PAUSED, node=pause.node, fields=pause.to_json()))
-        out.records.append(self.snapshot())
+        out.records.append(self._record())
         out.dispatch = []
         return out
 
@@ -683,7 +706,7 @@ class Run:
                 branch=exc.branch,
                 error={"type": "ReducerFailed", "message": str(exc), "key": exc.key},
             )
-        self.state = state  # a new dict: records already handed to the store keep the old one
+        self._set_state(state)
         self.step_count = self.step
         self.results = {}
         names: list[str] = []
@@ -719,7 +742,7 @@ class Run:
             out.records.append(
                 self._event(now, RunEvent.RUN_COMPLETED, node=self.current_node, fields={"steps": self.step_count})
             )
-            out.records.append(self.snapshot())
+            out.records.append(self._record())
             out.finished = True
             return out
         if self.step_count >= self.max_steps:
@@ -741,7 +764,7 @@ class Run:
             return self._pause(out, now, Pause("interrupt_after", after[0], list(self.tasks)))
         if self._pauses_before_step():
             return self._pause_before_step(out, now)
-        out.records.append(self.snapshot())
+        out.records.append(self._record())
         out.dispatch = [self._job(t) for t in self.tasks.values()]
         return out
 
@@ -823,7 +846,7 @@ class Run:
                 },
             )
         )
-        out.records.append(self.snapshot())
+        out.records.append(self._record())
         out.dispatch = []
         out.finished = True
         return out

@@ -37,6 +37,9 @@ class RunRecord:
     finished_at: str | None = None
     initial_state: dict[str, Any] | None = None
     """Set on a run's first record only: the state it started from, kept for history and forks."""
+    changed_keys: frozenset[str] | None = None
+    """The top-level state keys whose values changed since the run's previous record: the store writes
+    only these. None (a new run, or a record made to be shown) stands for all of them."""
 
 
 @dataclass(frozen=True)

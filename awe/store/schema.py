@@ -5,7 +5,7 @@ statements that bring a database from each version to the next, so an older
 file is upgraded in place when the coordinator opens it.
 """
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 CREATE_GRAPHS = """
 CREATE TABLE IF NOT EXISTS graphs (
@@ -115,6 +115,26 @@ TO_JSON_GRAPHS = (
     "ALTER TABLE graphs ADD COLUMN deleted_at TEXT",
 )
 
+# Version 7: a run's state as a row per top-level key, so that a step writes only the keys it changed
+# (a 1 MB value that no node touches is written once, not at every step), and the state a run started
+# from in a table of its own, so that updating a run's row never copies it.
+TO_STATE_BY_KEY = (
+    """CREATE TABLE run_values (
+    run_id TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+)""",
+    # json_each gives a text value unquoted and true/false as 1/0: each back to its JSON text.
+    "INSERT INTO run_values SELECT runs.run_id, j.key,"
+    " CASE WHEN j.type IN ('object', 'array') THEN j.value WHEN j.type IN ('true', 'false', 'null') THEN j.type"
+    " ELSE json_quote(j.value) END FROM runs, json_each(runs.state) AS j",
+    "CREATE TABLE run_inputs (run_id TEXT PRIMARY KEY, initial_state TEXT NOT NULL)",
+    "INSERT INTO run_inputs SELECT run_id, initial_state FROM runs WHERE initial_state IS NOT NULL",
+    "ALTER TABLE runs DROP COLUMN state",
+    "ALTER TABLE runs DROP COLUMN initial_state",
+)
+
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: (CREATE_GRAPHS, CREATE_RUNS, *CREATE_RUNS_INDEXES, CREATE_STEPS_V0, CREATE_EVENTS),
     1: ("ALTER TABLE runs ADD COLUMN next_attempt INTEGER NOT NULL DEFAULT 1",),
@@ -126,6 +146,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # Version 6: a client that follows many runs reads what changed since its cursor, in order.
     5: ("CREATE INDEX IF NOT EXISTS runs_by_change ON runs (updated_at, run_id)",),
+    6: TO_STATE_BY_KEY,
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 
@@ -139,14 +160,23 @@ PRAGMAS = (
 )
 
 UPSERT_RUN = """
-INSERT INTO runs (run_id, graph_id, graph_version, status, state, step_count, current_node,
-                  plan, error, options, created_at, updated_at, started_at, finished_at, initial_state)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO runs (run_id, graph_id, graph_version, status, step_count, current_node,
+                  plan, error, options, created_at, updated_at, started_at, finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id) DO UPDATE SET
-    initial_state = COALESCE(runs.initial_state, excluded.initial_state),
-    status = excluded.status, state = excluded.state, step_count = excluded.step_count,
+    status = excluded.status, step_count = excluded.step_count,
     current_node = excluded.current_node, plan = excluded.plan, error = excluded.error,
     updated_at = excluded.updated_at, started_at = excluded.started_at, finished_at = excluded.finished_at"""
+
+INSERT_RUN_INPUT = "INSERT OR IGNORE INTO run_inputs (run_id, initial_state) VALUES (?, ?)"
+
+CLEAR_RUN_VALUES = "DELETE FROM run_values WHERE run_id = ?"
+
+DELETE_RUN_VALUE = "DELETE FROM run_values WHERE run_id = ? AND key = ?"
+
+UPSERT_RUN_VALUE = """
+INSERT INTO run_values (run_id, key, value) VALUES (?, ?, ?)
+ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"""
 
 INSERT_STEP = """
 INSERT OR IGNORE INTO steps (run_id, step, branch, node, attempt, status, worker_id, delta, removed, route,

@@ -89,10 +89,7 @@ class _Rows:
 
     def add(self, record: Record) -> None:
         if isinstance(record, RunRecord):
-            earlier = self.runs.get(record.run_id)
-            if earlier is not None and record.initial_state is None and earlier.initial_state is not None:
-                record = replace(record, initial_state=earlier.initial_state)  # written once, kept
-            self.runs[record.run_id] = record  # only the newest snapshot of a run matters
+            self.runs[record.run_id] = _merged(self.runs.get(record.run_id), record)
         elif isinstance(record, StepRecord):
             self.steps.append(_step_row(record))
         elif isinstance(record, EventRecord):
@@ -104,14 +101,41 @@ class _Rows:
 
     def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """Each statement with its rows, graphs last (a deletion applies to versions written before it)."""
+        inputs, cleared, deleted, values = [], [], [], []
+        for run in self.runs.values():
+            if run.initial_state is not None:
+                inputs.append((run.run_id, _dumps(run.initial_state)))
+            if run.changed_keys is None:
+                cleared.append((run.run_id,))
+            keys = run.state.keys() if run.changed_keys is None else run.changed_keys
+            for key in keys:
+                if key in run.state:
+                    values.append((run.run_id, key, _dumps(run.state[key])))
+                else:
+                    deleted.append((run.run_id, key))
         groups = [
             (schema.UPSERT_RUN, [_run_row(r) for r in self.runs.values()]),
+            (schema.INSERT_RUN_INPUT, inputs),
+            (schema.CLEAR_RUN_VALUES, cleared),
+            (schema.DELETE_RUN_VALUE, deleted),
+            (schema.UPSERT_RUN_VALUE, values),
             (schema.INSERT_STEP, self.steps),
             (schema.INSERT_EVENT, self.events),
             (schema.INSERT_GRAPH, self.graphs),
             (schema.DELETE_GRAPH, self.deletions),
         ]
         return [(statement, params) for statement, params in groups if params]
+
+
+def _merged(earlier: RunRecord | None, record: RunRecord) -> RunRecord:
+    """One batch writes only a run's newest record, with what every record of the run in it changed."""
+    if earlier is None:
+        return record
+    changed = None
+    if earlier.changed_keys is not None and record.changed_keys is not None:
+        changed = earlier.changed_keys | record.changed_keys
+    initial = record.initial_state if record.initial_state is not None else earlier.initial_state
+    return replace(record, changed_keys=changed, initial_state=initial)
 
 
 class Store:
@@ -123,7 +147,7 @@ class Store:
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._tasks = BackgroundTasks()
-        self._observers: list[Callable[[float, int], None]] = []
+        self._observers: list[Callable[[float, int, int], None]] = []
         self.commits = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -268,8 +292,12 @@ class Store:
         with contextlib.suppress(sqlite3.Error, ValueError):
             await self._writer.execute("ROLLBACK")
 
-    def observe_commits(self, observer: Callable[[float, int], None]) -> None:
-        """Call ``observer(seconds, submissions)`` after each commit (for metrics)."""
+    def observe_commits(self, observer: Callable[[float, int, int], None]) -> None:
+        """Call ``observer(seconds, submissions, characters)`` after each commit (for metrics).
+
+        ``characters``: the length of every text value the commit wrote (JSON, ids, timestamps),
+        which is what a step costs the disk: it shows whether unchanged state is written again.
+        """
         self._observers.append(observer)
 
     async def _commit(self, batch: list[_Submission]) -> None:
@@ -277,13 +305,16 @@ class Store:
         rows = _Rows.of(batch)
         conn = self._writer
         assert conn is not None, "store is not open"
+        statements = rows.statements()
         await conn.execute("BEGIN")
-        for statement, params in rows.statements():
+        for statement, params in statements:
             await conn.executemany(statement, params)
         await conn.execute("COMMIT")
         self.commits += 1
-        for observer in self._observers:
-            observer(time.perf_counter() - started, len(batch))
+        if self._observers:
+            written = sum(len(v) for _, params in statements for row in params for v in row if isinstance(v, str))
+            for observer in self._observers:
+                observer(time.perf_counter() - started, len(batch), written)
 
     # -- graphs --------------------------------------------------------------
 
@@ -346,11 +377,24 @@ class Store:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = await self._fetchone(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
-        return None if row is None else _run_from_row(row)
+        return None if row is None else (await self._with_states([row]))[0]
+
+    async def _with_states(self, rows: list[Any]) -> list[RunRecord]:
+        """Run records from ``runs`` rows, each with its state read from ``run_values``."""
+        states: dict[str, dict[str, Any]] = {row[0]: {} for row in rows}
+        ids = list(states)
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT run_id, key, value FROM run_values WHERE run_id IN ({marks})"
+            for run_id, key, value in await self._fetchall(sql, chunk):
+                states[run_id][key] = _loads(value)
+        return [_run_from_row(row, states[row[0]]) for row in rows]
 
     async def list_runs(
         self, *, status: str | None = None, graph_id: str | None = None, limit: int = 50
     ) -> list[RunRecord]:
+        """The newest runs first, *without their states* (``state`` is empty): a listing shows none."""
         where, params = [], []
         if status is not None:
             where.append("status = ?")
@@ -362,23 +406,24 @@ class Store:
         rows = await self._fetchall(
             f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC LIMIT ?", (*params, limit)
         )
-        return [_run_from_row(r) for r in rows]
+        return [_run_from_row(r, {}) for r in rows]
 
     async def runs_changed_since(
         self, cursor: tuple[str, str], *, status: str | None, graph_id: str | None, limit: int
     ) -> list[RunRecord]:
-        """Runs whose last change comes after ``cursor`` (``(updated_at, run_id)``), oldest change first."""
+        """Runs whose last change comes after ``cursor`` (``(updated_at, run_id)``), oldest change first,
+        without their states (as :meth:`list_runs`)."""
         rows = await self._fetchall(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE (updated_at, run_id) > (?, ?)"
             " AND (? IS NULL OR status = ?) AND (? IS NULL OR graph_id = ?)"
             " ORDER BY updated_at, run_id LIMIT ?",
             (*cursor, status, status, graph_id, graph_id, limit),
         )
-        return [_run_from_row(r) for r in rows]
+        return [_run_from_row(r, {}) for r in rows]
 
     async def initial_state(self, run_id: str) -> dict[str, Any] | None:
         """The state a run started from (None for a run written before it was kept)."""
-        row = await self._fetchone("SELECT initial_state FROM runs WHERE run_id = ?", (run_id,))
+        row = await self._fetchone("SELECT initial_state FROM run_inputs WHERE run_id = ?", (run_id,))
         return None if row is None else _loads(row[0])
 
     async def forks_of(self, run_id: str) -> list[str]:
@@ -393,7 +438,7 @@ class Store:
         rows = await self._fetchall(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running', 'paused') ORDER BY created_at"
         )
-        return [_run_from_row(r) for r in rows]
+        return await self._with_states(rows)
 
     async def steps(self, run_id: str, *, step: int | None = None) -> list[StepRecord]:
         """A run's step records (or one step's): by step, branch (``w[2]`` before ``w[10]``), attempt."""
@@ -424,9 +469,12 @@ class Store:
 
 
 _RUN_COLUMNS = (
-    "run_id, graph_id, graph_version, status, state, step_count, current_node, plan, error,"
+    "run_id, graph_id, graph_version, status, step_count, current_node, plan, error,"
     " options, created_at, updated_at, started_at, finished_at"
 )
+
+_IDS_PER_QUERY = 500
+"""Run ids per ``IN (...)`` list: well under SQLite's limit on a statement's parameters."""
 
 
 def _run_row(r: RunRecord) -> tuple[Any, ...]:
@@ -435,7 +483,6 @@ def _run_row(r: RunRecord) -> tuple[Any, ...]:
         r.graph_id,
         r.graph_version,
         r.status,
-        _dumps(r.state),
         r.step_count,
         r.current_node,
         _dumps(r.plan),
@@ -445,17 +492,15 @@ def _run_row(r: RunRecord) -> tuple[Any, ...]:
         r.updated_at,
         r.started_at,
         r.finished_at,
-        None if r.initial_state is None else _dumps(r.initial_state),
     )
 
 
-def _run_from_row(row: Any) -> RunRecord:
+def _run_from_row(row: Any, state: dict[str, Any]) -> RunRecord:
     (
         run_id,
         graph_id,
         version,
         status,
-        state,
         step_count,
         current,
         plan,
@@ -471,7 +516,7 @@ def _run_from_row(row: Any) -> RunRecord:
         graph_id=graph_id,
         graph_version=version,
         status=status,
-        state=_loads(state),
+        state=state,
         step_count=step_count,
         current_node=current,
         plan=_loads(plan),

@@ -187,15 +187,17 @@ class AweEngine:
             raise TimeoutError(f"{runs} chain runs did not finish within {IDLE_TIMEOUT}s")
         await self._until_written(prefix, runs)
         rows = self._query(
-            "SELECT run_id, status, finished_at, json_extract(state, '$.counter'), json_extract(state, '$.visited')"
-            " FROM runs WHERE run_id LIKE ?",
+            "SELECT runs.run_id, status, finished_at, counter.value, visited.value FROM runs"
+            " JOIN run_values AS counter ON counter.run_id = runs.run_id AND counter.key = 'counter'"
+            " JOIN run_values AS visited ON visited.run_id = runs.run_id AND visited.key = 'visited'"
+            " WHERE runs.run_id LIKE ?",
             f"{prefix}%",
         )
         finished = {}
         for run_id, status, finished_at, counter, visited in rows:
             if status != "completed":
                 raise AssertionError(f"run {run_id} ended {status}")
-            check_chain({"counter": counter, "visited": json.loads(visited)}, CHAIN_LENGTH)
+            check_chain({"counter": json.loads(counter), "visited": json.loads(visited)}, CHAIN_LENGTH)
             finished[run_id] = timestamp(finished_at)
         return [(s, finished[run_id]) for s, run_id in zip(submitted, ids, strict=True)]
 
