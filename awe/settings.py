@@ -135,6 +135,12 @@ class Settings:
         commands=frozenset({UP, WORKER}),
         parse=positive_int,
     )
+    state_cache_mb: int = _setting(
+        256,
+        "MB of runs' last states a worker keeps, so jobs carry only what changed (0: keep none)",
+        commands=frozenset({UP, WORKER}),
+        parse=lambda text: whole_number(text, low=0),
+    )
     # -- clients of the API -------------------------------------------------------------------
     url: str = _setting("http://127.0.0.1:8000", "the engine's API", commands=CLIENTS)
     # -- awe up ------------------------------------------------------------------------------

@@ -294,9 +294,12 @@ class InProcessEngine(BaseEngine):
         self.url = self.coordinator.url
         return self.coordinator
 
-    def start_worker(self, *, capacity: int = 4, worker_id: str | None = None) -> Worker:
+    def start_worker(
+        self, *, capacity: int = 4, worker_id: str | None = None, state_cache_bytes: int = 256 * 1024 * 1024
+    ) -> Worker:
         """A worker connecting to the coordinator; :meth:`Client.wait_for_workers` tells when it joined."""
         worker = Worker(
+            state_cache_bytes=state_cache_bytes,
             connect=self.bind,
             graphs=self.compiled_graphs(),
             worker_id=worker_id or f"w{len(self.workers) + 1}",

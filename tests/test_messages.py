@@ -24,6 +24,7 @@ from awe.transport.messages import (
     NodeLog,
     ProtocolError,
     Rejoin,
+    StateMissing,
     Welcome,
     decode,
 )
@@ -57,6 +58,7 @@ SAMPLES: list[Message] = [
         retryable=True,
     ),
     JobInterrupted(job_id="r:1:a:1", run_id="r", payload={"question": "ship it?"}, duration_ms=1.5),
+    StateMissing(job_id="r:1:a:1", run_id="r"),
     NodeLog(job_id="r:1:a:1", run_id="r", node="a", level="info", event="hello", fields={"k": [1, 2]}),
     Goodbye(worker_id="w-1", returned=["j3"]),
     Welcome(
@@ -67,6 +69,7 @@ SAMPLES: list[Message] = [
     GraphDefined(graph_id="j", version=2, definition={"graph_id": "j", "nodes": [{"name": "a", "tool": "t"}]}),
     Job(job_id="r:1:a:1", run_id="r", graph_id="g", node="a", step=1, attempt=2, state={"raw_code": "x = 1"}),
     Job(job_id="r:1:b:1", run_id="r", graph_id="j", node="b", step=1, attempt=1, state={}, graph_version=2),
+    Job("r:2:a:1", "r", "g", "a", 2, 1, state={"n": 2}, base=41, removed=["gone"], version=42),
     Rejoin(coordinator_id="c-1"),
     CancelJob(job_id="r:1:a:1"),
 ]

@@ -25,6 +25,7 @@ def run_worker(settings: Settings) -> int:
         worker_id=worker_id,
         capacity=settings.capacity,
         async_capacity=settings.async_capacity,
+        state_cache_bytes=settings.state_cache_mb * 1024 * 1024,
         heartbeat_interval=settings.heartbeat_interval,
         drain_timeout=settings.drain_timeout,
     )

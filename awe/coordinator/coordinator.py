@@ -410,6 +410,8 @@ class Coordinator:
             "workers": len(self.pool),
             "websocket_clients": self.bus.subscriber_count,
             "store_backlog": self.store.backlog,
+            "job_bytes_sent": self.dispatcher.job_bytes_sent,
+            "whole_states_resent": self.dispatcher.whole_states_resent,
         }
 
     async def events_after(self, run_id: str, seq: int) -> list[EventRecord]:

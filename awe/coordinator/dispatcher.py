@@ -22,11 +22,12 @@ import structlog
 from awe.coordinator.job_queue import JobQueue
 from awe.coordinator.plan import JobInput, JobSpec
 from awe.coordinator.rejoin import HelloReport, PreviousEntry, RejoinDecision, decide_rejoin
+from awe.coordinator.state_copies import StateCopies, StateToSend
 from awe.coordinator.worker_pool import Assignment, Needs, RunningJobs, WorkerInfo, WorkerPool
 from awe.store import utcnow
 from awe.tasks import BackgroundTasks
 from awe.transport import Message, PeerGone, RouterEndpoint
-from awe.transport.messages import CancelJob, Goodbye, Heartbeat, Hello, Job, Welcome
+from awe.transport.messages import CancelJob, Goodbye, Heartbeat, Hello, Job, StateMissing, Welcome
 
 log = structlog.get_logger("awe.coordinator.dispatcher")
 
@@ -36,6 +37,9 @@ class DispatchOwner(Protocol):
 
     def job_input(self, job: JobSpec) -> JobInput | None:
         """What ``job``'s node runs on (and the person's answer, if any); None if the job is not wanted."""
+
+    def running_job_input(self, job: JobSpec) -> JobInput | None:
+        """The input of a job already sent, to send it again (None if its run no longer waits for it)."""
 
     def job_sent(self, job: JobSpec, worker: WorkerInfo) -> None: ...
 
@@ -76,6 +80,7 @@ def _new_entry(identity: bytes, msg: Hello, decision: RejoinDecision) -> WorkerI
         stuck=max(0, msg.stuck),
         orphans=set(decision.orphans),
         jobs_sent=decision.jobs_sent,
+        keeps_states=msg.keeps_states,
     )
 
 
@@ -97,6 +102,9 @@ class Dispatcher:
         self._paused = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self.copies = StateCopies()
+        self.job_bytes_sent = 0
+        self.whole_states_resent = 0
 
     def start(self, tasks: BackgroundTasks) -> list[asyncio.Task[None]]:
         """Start sending jobs and watching workers, as tasks of the process that must not die quietly."""
@@ -159,27 +167,8 @@ class Dispatcher:
                 await self._send_job(*taken)
 
     async def _send_job(self, job: JobSpec, worker: WorkerInfo, needs: Needs) -> None:
-        given = self.owner.job_input(job)
-        if given is None:
-            return
-        message = Job(
-            job_id=job.job_id,
-            run_id=job.run_id,
-            graph_id=job.graph_id,
-            node=job.node,
-            step=job.step,
-            attempt=job.attempt,
-            state=given.state,
-            branch=job.branch,
-            from_send=given.from_send,
-            graph_version=job.graph_version,
-            answer=given.answer,
-        )
-        try:
-            frame = message.encode()
-        except Exception as exc:  # a value no check caught: this run fails, the others go on
-            log.error("job_not_encodable", job_id=job.job_id, error=repr(exc))
-            self.owner.job_unsendable(job, exc)
+        frame = self._job_frame(job, worker, self.owner.job_input(job))
+        if frame is None:
             return
         started_at = utcnow()
         worker.running[job.job_id] = Assignment(job, started_at, seq=worker.jobs_sent + 1, is_async=needs.is_async)
@@ -194,13 +183,73 @@ class Dispatcher:
         worker.jobs_sent += 1
         self.owner.job_sent(job, worker)
 
+    def _job_frame(self, job: JobSpec, worker: WorkerInfo, given: JobInput | None) -> bytes | None:
+        """The encoded ``Job`` for ``worker``: None if its run no longer wants it or it cannot be encoded."""
+        if given is None:
+            return None
+        if given.from_send or not worker.keeps_states:
+            state = StateToSend(given.state)
+        else:
+            state = self.copies.to_send(job.run_id, worker.identity, given.state)
+        message = Job(
+            job_id=job.job_id,
+            run_id=job.run_id,
+            graph_id=job.graph_id,
+            node=job.node,
+            step=job.step,
+            attempt=job.attempt,
+            state=state.state,
+            branch=job.branch,
+            from_send=given.from_send,
+            graph_version=job.graph_version,
+            answer=given.answer,
+            base=state.base,
+            removed=state.removed,
+            version=state.version,
+        )
+        try:
+            frame = message.encode()
+        except Exception as exc:  # a value no check caught: this run fails, the others go on
+            log.error("job_not_encodable", job_id=job.job_id, error=repr(exc))
+            self.copies.forget(job.run_id, worker.identity)
+            self.owner.job_unsendable(job, exc)
+            return None
+        self.job_bytes_sent += len(frame)
+        return frame
+
+    def on_state_missing(self, worker: WorkerInfo, msg: StateMissing) -> None:
+        task = asyncio.get_running_loop().create_task(self.send_whole_state(worker, msg.job_id))
+        self._sending.add(task)  # keep a reference until it is sent
+        task.add_done_callback(self._send_ended)
+
+    async def send_whole_state(self, worker: WorkerInfo, job_id: str) -> None:
+        """The worker lacks the copy a job's ``base`` named: send the job again, with the whole state.
+
+        The job keeps its slot and its attempt: it never started.
+        """
+        assignment = worker.running.get(job_id)
+        if assignment is None:
+            log.warning("state_missing_ignored", worker=worker.worker_id, job_id=job_id, reason="not running there")
+            return
+        self.copies.forget(assignment.job.run_id, worker.identity)
+        frame = self._job_frame(assignment.job, worker, self.owner.running_job_input(assignment.job))
+        if frame is None:  # its run went on without it (cancelled, for one): the slot is free again
+            worker.running.take(job_id)
+            self._wakeup.set()
+            return
+        self.whole_states_resent += 1
+        try:
+            await self.endpoint.send_frame(worker.identity, frame)
+        except PeerGone:
+            self.drop_worker(worker, reason="unreachable")
+
     def cancel(self, job: JobSpec) -> None:
         """Ask the worker running ``job`` to stop it; its slot frees when the worker answers."""
         for worker in self.pool:
             if job.job_id in worker.running:
                 task = asyncio.get_running_loop().create_task(self._send(worker, CancelJob(job.job_id)))
                 self._sending.add(task)  # keep a reference until it is sent
-                task.add_done_callback(self._sending.discard)
+                task.add_done_callback(self._send_ended)
                 return
 
     # -- workers -------------------------------------------------------------------
@@ -218,6 +267,7 @@ class Dispatcher:
             pid=msg.pid, running=tuple(msg.running), jobs_received=msg.jobs_received, finished=tuple(finished)
         )
         previous = self.pool.get(identity)
+        self.copies.forget_worker(identity)  # perhaps a new process, which keeps nothing yet
         waiting = self._waiting_jobs(report.reported_ids)
         decision = decide_rejoin(_previous_entry(previous), report, awaited=waiting.keys())
         worker = _new_entry(identity, msg, decision)
@@ -326,6 +376,7 @@ class Dispatcher:
     def drop_worker(self, worker: WorkerInfo, *, reason: str) -> None:
         if self.pool.get(worker.identity) is worker:
             self.pool.remove(worker.identity)
+            self.copies.forget_worker(worker.identity)
         log.warning(
             "worker_lost" if worker.running else "worker_left",
             worker=worker.worker_id,
@@ -341,6 +392,12 @@ class Dispatcher:
         """Send ``message`` to every connected worker (a new JSON graph, for instance)."""
         for worker in self.pool:
             await self._send(worker, message)
+
+    def _send_ended(self, task: asyncio.Task[None]) -> None:
+        """A send made in a task of its own: nobody awaits it, so a failure is logged here."""
+        self._sending.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("send_failed", task=task.get_name(), error=repr(error))
 
     async def _send(self, worker: WorkerInfo, message: Any) -> None:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from awe.store import RunRecord, StepRecord
@@ -91,7 +91,7 @@ class _Levels(Collector):
     def __init__(self, levels: Callable[[], dict[str, Any]]) -> None:
         self._levels = levels
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = self._levels()
         by_status = GaugeMetricFamily("awe_active_runs", "Unfinished runs in memory, by status", labels=["status"])
         for status, count in sorted(Tally(now["active_statuses"]).items()):
@@ -105,3 +105,8 @@ class _Levels(Collector):
             ("store_backlog", "Submissions waiting for the store's next commit"),
         ):
             yield GaugeMetricFamily(f"awe_{name}", help_text, value=now[name])
+        for name, help_text in (
+            ("job_bytes_sent", "Bytes of Job messages sent to workers (a job carries the state keys that changed)"),
+            ("whole_states_resent", "Jobs sent again with the whole state, the worker not keeping the copy named"),
+        ):
+            yield CounterMetricFamily(f"awe_{name}", help_text, value=now[name])

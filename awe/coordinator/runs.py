@@ -77,6 +77,7 @@ class ActiveRuns:
         """
         if out.finished:
             self.runs.pop(run.run_id, None)
+            self.dispatcher.copies.forget_run(run.run_id)
         events = [r for r in out.records if isinstance(r, EventRecord)]
         final = run.snapshot() if out.finished else None
 
@@ -181,6 +182,12 @@ class ActiveRuns:
     def job_input(self, job: JobSpec) -> JobInput | None:
         run = self.runs.get(job.run_id)
         if run is None or not run.wants(job):
+            return None
+        return run.job_input(job)
+
+    def running_job_input(self, job: JobSpec) -> JobInput | None:
+        run = self.runs.get(job.run_id)
+        if run is None or run.in_flight.get(job.branch) != job:
             return None
         return run.job_input(job)
 

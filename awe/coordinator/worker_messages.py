@@ -23,7 +23,17 @@ from awe.coordinator.runs import ActiveRuns
 from awe.coordinator.worker_pool import Assignment, WorkerInfo
 from awe.store import utcnow
 from awe.transport import Message, RouterEndpoint
-from awe.transport.messages import Goodbye, Heartbeat, Hello, JobDone, JobFailed, JobInterrupted, NodeLog, Rejoin
+from awe.transport.messages import (
+    Goodbye,
+    Heartbeat,
+    Hello,
+    JobDone,
+    JobFailed,
+    JobInterrupted,
+    NodeLog,
+    Rejoin,
+    StateMissing,
+)
 
 log = structlog.get_logger("awe.coordinator")
 
@@ -43,6 +53,7 @@ class WorkerMessages:
         self._handlers: dict[type[Message], Callable[[WorkerInfo, Any], None]] = {
             Heartbeat: self.dispatcher.on_heartbeat,
             Goodbye: self.dispatcher.on_goodbye,
+            StateMissing: self.dispatcher.on_state_missing,
             JobDone: self._on_job_done,
             JobFailed: self._on_job_failed,
             JobInterrupted: self._on_job_interrupted,

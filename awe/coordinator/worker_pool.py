@@ -91,6 +91,8 @@ class WorkerInfo:
 
     async_capacity: int = 0
     """Async jobs the worker runs at once; 0 (a worker from before the split): they share its threads' slots."""
+    keeps_states: bool = False
+    """It keeps each run's last state, so its jobs carry only what changed (see ``state_copies``)."""
 
     @property
     def free_slots(self) -> int:

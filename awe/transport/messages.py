@@ -63,6 +63,8 @@ class Hello(Message):
     """The tools this worker has, by name: it can run a JSON graph's node only if it has its tool."""
     async_capacity: int = 0
     """Async jobs it runs at once, besides ``capacity`` sync ones (threads); 0: they share ``capacity``."""
+    keeps_states: bool = False
+    """It keeps the last state it was sent of each run, so jobs may carry only what changed (``Job.base``)."""
 
 
 @dataclass
@@ -112,6 +114,15 @@ class JobInterrupted(Message):
     run_id: str
     payload: Any = None
     duration_ms: float = 0.0
+
+
+@dataclass
+class StateMissing(Message):
+    """The worker does not keep the copy of the state that the job's ``base`` names: send it whole."""
+
+    kind: ClassVar[str] = "state_missing"
+    job_id: str
+    run_id: str
 
 
 @dataclass
@@ -180,6 +191,12 @@ class Job(Message):
     """The version of a JSON graph (0 for a Python graph, which workers know by name)."""
     answer: dict[str, Any] | None = None
     """``{"value": ...}``: a person's answer to the node's ``Interrupt``; ``ctx.interrupt()`` returns it."""
+    base: int = 0
+    """0: ``state`` is the whole state. Otherwise ``state`` holds only the keys changed since the copy
+    named ``base`` that this worker was sent, and ``removed`` the keys dropped since (see ``keeps_states``)."""
+    removed: list[str] = field(default_factory=list)
+    version: int = 0
+    """The name under which the worker keeps this job's whole state, for a later ``base`` (0: keep nothing)."""
 
 
 @dataclass
@@ -206,6 +223,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         JobDone,
         JobFailed,
         JobInterrupted,
+        StateMissing,
         NodeLog,
         Goodbye,
         Welcome,

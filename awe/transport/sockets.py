@@ -95,6 +95,8 @@ class DealerEndpoint:
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_MAX_S * 1000))
         self.socket.connect(address)
         self.address = address
+        self.last_frame_bytes = 0
+        """The size of the frame the last message received came in."""
 
     async def send(self, message: Message) -> None:
         await self.socket.send(message.encode())
@@ -102,6 +104,7 @@ class DealerEndpoint:
     async def recv(self) -> Message:
         while True:
             frames = await self.socket.recv_multipart()
+            self.last_frame_bytes = len(frames[-1])
             try:
                 return decode(frames[-1])
             except ProtocolError as exc:

@@ -33,7 +33,9 @@ class NodeOutputError(TypeError):
 
 
 def _copy(state: dict[str, Any]) -> dict[str, Any]:
-    """An independent copy to diff against; msgpack round-trips plain data faster than deepcopy."""
+    """An independent copy for the node to work on, so that ``job.state`` stays as it came: it is what
+    the node's changes are found against, and the worker may keep it for the run's next job.
+    msgpack round-trips plain data faster than deepcopy."""
     copy: dict[str, Any] = msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False)
     return copy
 
@@ -187,28 +189,29 @@ def _args(fn_takes_context: bool, state: dict[str, Any], ctx: Context) -> tuple[
 def _run_sync(
     graph: CompiledGraph, fn: Callable[..., Any], takes_context: bool, job: Job, ctx: Context
 ) -> tuple[dict[str, Any], list[str], Any]:
-    before = _copy(job.state)
-    returned = fn(*_args(takes_context, job.state, ctx))
+    state = _copy(job.state)
+    returned = fn(*_args(takes_context, state, ctx))
     if inspect.isawaitable(returned):
         raise NodeOutputError(f"node {job.node!r} returned an awaitable from a sync function; make it `async def`")
-    delta, removed = _updates(graph, job, before, returned)
-    return delta, removed, _route(graph, job.node, before, delta, removed)
+    delta, removed = _updates(graph, job, state, returned)
+    return delta, removed, _route(graph, job.node, job.state, delta, removed)
 
 
 async def _run_async(
     graph: CompiledGraph, fn: Callable[..., Any], takes_context: bool, job: Job, ctx: Context
 ) -> tuple[dict[str, Any], list[str], Any]:
-    before = _copy(job.state)
-    returned = await fn(*_args(takes_context, job.state, ctx))
-    delta, removed = _updates(graph, job, before, returned)
-    route = _route(graph, job.node, before, delta, removed)
+    state = _copy(job.state)
+    returned = await fn(*_args(takes_context, state, ctx))
+    delta, removed = _updates(graph, job, state, returned)
+    route = _route(graph, job.node, job.state, delta, removed)
     if inspect.isawaitable(route):
         route = _plain_route(job.node, await route)
     return delta, removed, route
 
 
-def _updates(graph: CompiledGraph, job: Job, before: dict[str, Any], returned: Any) -> tuple[dict[str, Any], list[str]]:
-    """The node's updates to the run's state.
+def _updates(graph: CompiledGraph, job: Job, after: dict[str, Any], returned: Any) -> tuple[dict[str, Any], list[str]]:
+    """The node's updates to the run's state: what it changed in ``after`` (its copy of ``job.state``)
+    and what it returned.
 
     On a Send's payload only the returned dict counts: the payload is the node's input, not the
     run's state. A key with a reducer takes its update from the returned dict too, because an
@@ -217,7 +220,7 @@ def _updates(graph: CompiledGraph, job: Job, before: dict[str, Any], returned: A
     if job.from_send:
         delta, _ = state_delta({}, {}, returned, job.node)
         return delta, []
-    delta, removed = state_delta(before, job.state, returned, job.node)
+    delta, removed = state_delta(job.state, after, returned, job.node)
     for key in delta.keys() & graph.reducers.keys():
         if not (isinstance(returned, dict) and key in returned):
             raise NodeOutputError(

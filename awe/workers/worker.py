@@ -66,11 +66,13 @@ from awe.transport.messages import (
     Message,
     NodeLog,
     Rejoin,
+    StateMissing,
     Welcome,
 )
 from awe.workers.executor import describe_error, run_job
 from awe.workers.known_graphs import KnownGraphs
 from awe.workers.node_logger import NodeLogger
+from awe.workers.state_cache import StateCache
 
 log = structlog.get_logger("awe.worker")
 
@@ -174,6 +176,7 @@ class Worker:
         heartbeat_liveness: int = 3,
         drain_timeout: float = 10.0,
         handle_signals: bool = True,
+        state_cache_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         """``handle_signals=False`` leaves SIGTERM and SIGINT alone: for a worker that shares its process
         and event loop with others (tests, :mod:`awe.testing`), where :meth:`stop` is how it is stopped.
@@ -194,6 +197,7 @@ class Worker:
         """Node threads still running after their attempt was given up: each holds a slot."""
         self.exit_code = 0
         self.jobs_received = 0
+        self.states = StateCache(state_cache_bytes)
         self.endpoint = DealerEndpoint(self.connect, self.worker_id)
         self.tasks = BackgroundTasks()
         self._sender: asyncio.Task[Any] | None = None
@@ -358,6 +362,7 @@ class Worker:
                 running=list(self.running),
                 stuck=len(self.abandoned),
                 jobs_received=self.jobs_received,
+                keeps_states=self.states.keeps_states,
             )
         )
 
@@ -371,8 +376,7 @@ class Worker:
             message = await self.endpoint.recv()
             self._last_heard = time.monotonic()
             if isinstance(message, Job):
-                self.jobs_received += 1
-                self._start_job(message)
+                self._job_arrived(message)
             elif isinstance(message, CancelJob):
                 task = self.running.get(message.job_id)
                 if task is not None:
@@ -398,6 +402,19 @@ class Worker:
                 self.known.learn(graph_id, version, definition)
             else:
                 log.warning("graph_entry_dropped", reason="not a graph_id, version and definition")
+
+    def _job_arrived(self, job: Job) -> None:
+        """Start the job on its whole state, or ask for that state if the job names a copy not kept here.
+
+        A job sent again with its whole state is counted once, as the coordinator counts it.
+        """
+        whole = self.states.whole(job, self.endpoint.last_frame_bytes)
+        if whole is None:
+            log.info("state_missing", job_id=job.job_id, run_id=job.run_id, base=job.base)
+            self.send(StateMissing(job_id=job.job_id, run_id=job.run_id))
+            return
+        self.jobs_received += 1
+        self._start_job(whole)
 
     def _start_job(self, job: Job) -> None:
         if self._stopping.is_set():
