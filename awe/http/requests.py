@@ -57,8 +57,9 @@ def json_object(raw: bytes) -> dict[str, Any]:
 # the documentation cannot promise what the parser refuses. JSON Schema rather than apispec
 # or pydantic: the ``jsonschema`` package already checks JSON graphs and tool arguments here,
 # and a schema is plain data that OpenAPI 3.1 embeds as it is. Each property's ``x-error`` is
-# the message a client gets when its value does not fit; what a schema cannot say (one field
-# that only goes with another) the request type's ``parse`` checks after it.
+# the message a client gets when its value does not fit; a rule between fields is an entry of
+# the schema's ``allOf`` with its own ``x-error``. What a schema cannot know (whether a graph
+# or a node exists, whether a state can be stored) the coordinator checks.
 
 
 def _field(schema: JsonSchema, error: str, description: str) -> JsonSchema:
@@ -138,6 +139,14 @@ RUN_REQUEST_SCHEMA: JsonSchema = {
             "Pause, rather than fail, when a node fails for good.",
         ),
     },
+    "allOf": [
+        {
+            "description": "a timeout goes with wait",
+            "if": {"required": ["timeout"], "properties": {"timeout": {"type": "number"}}},
+            "then": {"required": ["wait"], "properties": {"wait": {"const": True}}},
+            "x-error": "'timeout' goes with \"wait\": true",
+        }
+    ],
 }
 
 RESUME_REQUEST_SCHEMA: JsonSchema = {
@@ -176,7 +185,8 @@ def check(body: dict[str, Any], schema: JsonSchema) -> None:
     """Raise :class:`RequestError` naming the first thing in ``body`` that ``schema`` refuses.
 
     Unknown fields come first (a misspelt name explains the rest), then missing ones, then
-    the fields in the schema's order, so the same body always gets the same message.
+    the fields in the schema's order, then the rules between fields, so the same body always
+    gets the same message.
     """
     properties: dict[str, JsonSchema] = schema["properties"]
     unknown = set(body) - set(properties)
@@ -188,10 +198,16 @@ def check(body: dict[str, Any], schema: JsonSchema) -> None:
     validator = _VALIDATORS.get(id(schema))
     if validator is None:
         validator = _VALIDATORS[id(schema)] = Draft202012Validator(schema)
-    failing = {str(error.path[0]) for error in validator.iter_errors(body) if error.path}
+    errors = list(validator.iter_errors(body))
+    failing = {str(error.path[0]) for error in errors if error.schema_path[0] == "properties"}
     for name in properties:
         if name in failing:
             raise RequestError(properties[name]["x-error"])
+    for error in errors:
+        if error.schema_path[0] == "allOf":
+            raise RequestError(schema["allOf"][int(error.schema_path[1])]["x-error"])
+    if errors:  # a keyword this function does not know how to explain: say what jsonschema says
+        raise RequestError(errors[0].message)
 
 
 @dataclass(frozen=True)
@@ -227,11 +243,9 @@ class RunRequest:
 
 
 def _wait(body: dict[str, Any]) -> float | None:
-    wait, timeout = body.get("wait", False), body.get("timeout")
-    if not wait:
-        if timeout is not None:
-            raise RequestError("'timeout' goes with \"wait\": true")
+    if not body.get("wait", False):
         return None
+    timeout = body.get("timeout")
     return float(timeout) if timeout is not None else DEFAULT_WAIT_SECONDS
 
 
