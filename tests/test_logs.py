@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from engine import Engine
 
+from awe.cli.parser import parse, to_flags
 from awe.logs import RotatingFile
 
 MAX_BYTES = 4000
@@ -104,3 +105,12 @@ def test_a_second_process_with_the_same_file_name_writes_its_own_file(tmp_path: 
         "worker-x.jsonl",
         "worker-x.jsonl.1",
     ]
+
+
+@pytest.mark.parametrize(("text", "size"), [("4000", 4000), ("512kB", 512_000), ("10MB", 10_000_000), ("1gb", 10**9)])
+def test_log_sizes_are_read_in_bytes_or_with_a_unit(text: str, size: int) -> None:
+    invocation = parse(["worker", "--log-max-bytes", text])
+    assert invocation.settings.log_max_bytes == size
+    # awe up hands the value to its processes as a flag they read back the same.
+    assert "--log-max-bytes" in to_flags("worker", invocation.settings)
+    assert parse(["worker", *to_flags("worker", invocation.settings)]).settings == invocation.settings
