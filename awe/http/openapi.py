@@ -48,7 +48,7 @@ def describe(routes: tuple[Route, ...]) -> dict[str, Any]:
                 'body `{"error": "..."}` with a 4xx or 5xx status; a refused request stores nothing.'
             ),
         },
-        "tags": TAGS,
+        "tags": [tag for tag in TAGS if any(route.tag == tag["name"] for route in routes)],
         "paths": paths,
         "components": {"schemas": {**COMPONENTS, "GraphDefinition": graph_definition_schema()}},
     }
