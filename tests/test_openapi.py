@@ -169,6 +169,9 @@ async def test_every_operation_answers_as_described(tools_engine: InProcessEngin
     async with session.ws_connect(f"{url}/ws/logs/doc-run") as ws:
         events = [message.json() async for message in ws]
     assert events[-1]["event"] == "run_completed"
+    event_schema = OAS31Validator({"$ref": f"{SPEC_URI}#/components/schemas/Event"}, registry=check.registry)
+    for event in events:
+        event_schema.validate(event)
     check.answered.add(("GET", "/ws/logs/{run_id}"))  # 101: no body to check
     await call("GET", "/ws/logs/{run_id}", 400, **run)  # a plain GET, no upgrade
     await call("GET", "/ws/logs/{run_id}", 404, **missing)
