@@ -18,8 +18,9 @@ from aiohttp import web
 import awe
 from awe.graph.json_graph import graph_schema
 from awe.http.keys import OPENAPI
+from awe.http.requests import JsonSchema
 from awe.http.routing import Route, error_reply
-from awe.http.schemas import COMPONENTS, JsonSchema
+from awe.http.schemas import COMPONENTS
 
 TAGS = [
     {"name": "runs", "description": "Start runs, follow them, pause, resume, fork and cancel them."},

@@ -10,11 +10,8 @@ so a client written against this description keeps working when a field is added
 
 from __future__ import annotations
 
-from typing import Any
-
 from awe.coordinator.run_machine import RunStatus
-
-JsonSchema = dict[str, Any]
+from awe.http.requests import JsonSchema
 
 TIMESTAMP: JsonSchema = {"type": "string", "description": "ISO-8601 UTC, e.g. 2026-11-30T18:00:00.000000Z"}
 OPTIONAL_TIMESTAMP: JsonSchema = {**TIMESTAMP, "type": ["string", "null"]}
