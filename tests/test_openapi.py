@@ -157,6 +157,11 @@ async def test_every_operation_answers_as_described(tools_engine: InProcessEngin
     await call("POST", "/runs/{run_id}/resume", 409, json={}, path={"run_id": "ask"})
     await call("POST", "/runs/{run_id}/resume", 400, json={"by": ""}, path={"run_id": "ask"})
     await call("POST", "/runs/{run_id}/resume", 404, json={}, **missing)
+    held = {"graph_id": "counter_loop", "initial_state": {"count": 0, "target": 1}, "interrupt_before": ["increment"]}
+    await call("POST", "/graph/run", 202, json={**held, "run_id": "held"})
+    await _wait_for(engine, "held", "paused")
+    await call("POST", "/runs/{run_id}/resume", 200, path={"run_id": "held"})  # no body: go on as it is
+    assert (await engine.wait_finished("held"))["state"]["count"] == 1
     await call(
         "POST", "/graph/run", 202, json={"graph_id": "approval", "initial_state": {"release": "2"}, "run_id": "drop"}
     )
@@ -208,6 +213,14 @@ async def _wait_for(engine: InProcessEngine, run_id: str, status: str) -> None:
         return (await engine.state(run_id))["status"] == status
 
     await engine.wait_until(reached, what=f"run {run_id} to be {status}")
+
+
+async def test_a_wrong_method_is_a_json_405_naming_the_methods_the_path_takes(engine: InProcessEngine) -> None:
+    assert engine.session is not None
+    async with engine.session.delete(f"{engine.url}/graph/run") as r:
+        assert (r.status, r.content_type) == (405, "application/json")
+        assert r.headers["Allow"] == "POST"
+        assert (await r.json())["error"] == "Method Not Allowed"
 
 
 @pytest.mark.parametrize(

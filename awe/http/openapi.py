@@ -69,6 +69,10 @@ def _operation(route: Route) -> dict[str, Any]:
         {"name": q.name, "in": "query", "required": False, "description": q.description, "schema": q.schema()}
         for q in route.query
     ]
+    parameters += [
+        {"name": name, "in": "header", "required": True, "schema": schema}
+        for name, schema in (route.headers or {}).items()
+    ]
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:

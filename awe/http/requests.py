@@ -317,17 +317,28 @@ class IntQuery:
 
 @dataclass(frozen=True)
 class TextQuery:
-    """A text query parameter, optional; the handler (or the coordinator) checks its value."""
+    """A text query parameter, optional. With a ``pattern``, a value that does not match it is refused
+    here with ``refusal``; an ``enum`` is described, and checked by the coordinator (which names the choices)."""
 
     name: str
     description: str
     enum: tuple[str, ...] = ()
+    pattern: str | None = None
+    refusal: str = ""
 
     def read(self, request: web.Request) -> str | None:
-        return request.query.get(self.name)
+        value = request.query.get(self.name)
+        if value is not None and self.pattern is not None and not re.search(self.pattern, value):
+            raise BadRequest(f"query parameter {self.name!r} {self.refusal}")
+        return value
 
     def schema(self) -> JsonSchema:
-        return {"type": "string", **({"enum": list(self.enum)} if self.enum else {})}
+        schema: JsonSchema = {"type": "string"}
+        if self.enum:
+            schema["enum"] = list(self.enum)
+        if self.pattern is not None:
+            schema["pattern"] = self.pattern
+        return schema
 
 
 def graph_definition(raw: bytes) -> dict[str, Any]:

@@ -12,13 +12,21 @@ a handler that serves the files of one folder by name is, see :mod:`awe.http.doc
 from __future__ import annotations
 
 from awe.http import docs, openapi, views, websocket
-from awe.http.requests import FORK_REQUEST_SCHEMA, RESUME_REQUEST_SCHEMA, RUN_REQUEST_SCHEMA
+from awe.http.requests import FORK_REQUEST_SCHEMA, RESUME_REQUEST_SCHEMA, RUN_REQUEST_SCHEMA, JsonSchema
 from awe.http.routing import Reply, Route, error_reply, errors, listing
 from awe.http.schemas import ref
 
 UNKNOWN_RUN = "no run has this id"
 UNKNOWN_GRAPH = "no graph has this id (or this version)"
 STOPPING = "the coordinator is stopping; try again once it is back"
+
+WEBSOCKET_UPGRADE: dict[str, JsonSchema] = {
+    "Connection": {"type": "string", "enum": ["Upgrade"]},
+    "Upgrade": {"type": "string", "enum": ["websocket"]},
+    "Sec-WebSocket-Version": {"type": "string", "enum": ["13"]},
+    "Sec-WebSocket-Key": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"},
+}
+"""The headers of a WebSocket opening handshake (RFC 6455): the key is 16 random bytes in base64."""
 
 RUN_WITH_FORKS = Reply("the run, with its state and the runs forked from it", ref("RunWithForks"))
 
@@ -174,6 +182,7 @@ ROUTES: tuple[Route, ...] = (
             **errors(e400="not a WebSocket upgrade request, or since is invalid", e404=UNKNOWN_RUN),
         },
         query=(websocket.SINCE,),
+        headers=WEBSOCKET_UPGRADE,
     ),
     # -- graphs ---------------------------------------------------------------------------------
     Route(

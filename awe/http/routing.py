@@ -49,6 +49,8 @@ class Route:
     query: tuple[IntQuery | TextQuery, ...] = ()
     path_values: Mapping[str, JsonSchema] | None = None
     """Schemas of the path's ``{parameters}`` (default: any text)."""
+    headers: Mapping[str, JsonSchema] | None = None
+    """Request headers the route requires (a WebSocket upgrade's), with their schemas."""
     description: str = ""
     """More than the summary says, in Markdown (Swagger UI shows it under the summary)."""
 

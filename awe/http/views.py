@@ -10,7 +10,6 @@ from awe.coordinator.metrics import CONTENT_TYPE
 from awe.coordinator.run_machine import RunStatus
 from awe.http.keys import COORDINATOR
 from awe.http.requests import (
-    BadRequest,
     ForkRequest,
     IntQuery,
     ResumeRequest,
@@ -25,7 +24,11 @@ RUNS_LIMIT = IntQuery("limit", 50, 1, 1000, "how many runs, newest first (or old
 RUNS_STATUS = TextQuery("status", "only runs with this status", tuple(s.value for s in RunStatus))
 RUNS_GRAPH = TextQuery("graph_id", "only runs of this graph")
 RUNS_SINCE = TextQuery(
-    "since", "'' to start, then an answer's next_cursor: the runs changed after it, in order of change"
+    "since",
+    "'' to start, then an answer's next_cursor: the runs changed after it, in order of change",
+    # '' or updated_at|run_id; (?![\s\S]) is the end of the text, in Python's re and in ECMAScript's
+    pattern=r"^(?:[^|]+\|[\s\S]*)?(?![\s\S])",
+    refusal="must be '' or a next_cursor from an earlier answer",
 )
 HISTORY_CURSOR = IntQuery("cursor", 0, 0, 2**62, "the first entry to answer (an earlier answer's next_cursor)")
 HISTORY_LIMIT = IntQuery("limit", 100, 1, 1000, "how many entries")
@@ -78,7 +81,8 @@ async def run_state(request: web.Request) -> web.Response:
 
 async def resume_run(request: web.Request) -> web.Response:
     who = f"api ({request.remote})" if request.remote else "api"
-    resume = ResumeRequest.parse(json_object(await request.read()), default_by=who)
+    raw = await request.read()
+    resume = ResumeRequest.parse(json_object(raw) if raw else {}, default_by=who)  # no body: resume as it is
     record = await request.app[COORDINATOR].resume_run(
         request.match_info["run_id"], state_update=resume.state_update, answer=resume.answer, by=resume.by
     )
@@ -134,12 +138,8 @@ async def list_runs(request: web.Request) -> web.Response:
 
 
 def _cursor(text: str) -> tuple[str, str]:
-    """``updated_at|run_id`` as ``next_cursor`` gives it; ``""`` means from the beginning."""
-    if text == "":
-        return ("", "")
-    updated_at, separator, run_id = text.partition("|")
-    if not separator or not updated_at:
-        raise BadRequest("query parameter 'since' must be '' or a next_cursor from an earlier answer")
+    """``updated_at|run_id`` as ``next_cursor`` gives it (``RUNS_SINCE`` has checked it); ``""``: from the start."""
+    updated_at, _, run_id = text.partition("|")
     return (updated_at, run_id)
 
 
