@@ -2,9 +2,10 @@
 
 One :class:`Route` per method and path, in one table (:mod:`awe.http.routes`). The
 application registers its handlers from the table and :mod:`awe.http.openapi` writes the
-OpenAPI description from the same table, so a route cannot be served without being
-described, nor described with a body the handler does not validate (``body`` is the very
-schema the handler's request type checks).
+OpenAPI description from the same table, so a route of the table cannot be served without
+being described, nor described with a body the handler does not validate (``body`` is the
+very schema the handler's request type checks). A route added to the application any
+other way is missing from the description, and ``tests/test_openapi.py`` says so.
 """
 
 from __future__ import annotations
