@@ -5,6 +5,18 @@ Parsing answers two questions in order: is the body JSON at all
 endpoint needs (each request type's ``parse``, a ``RequestError`` naming the
 field if not). Whether the values are data the engine can store is the
 coordinator's check, made where data enters the engine.
+
+Each request body is described once, as a JSON Schema (draft 2020-12, the dialect of
+OpenAPI 3.1): :func:`check` validates a body against it, and the OpenAPI description
+(:mod:`awe.http.openapi`) publishes the same object, so the documentation cannot promise
+what the parser refuses. JSON Schema with the ``jsonschema`` package rather than apispec
+or pydantic: ``jsonschema`` already checks JSON graphs and tool arguments here, a schema is
+plain data that OpenAPI 3.1 embeds as it is (no conversion layer to keep true), and the
+error messages stay ours. Each property's ``x-error`` is the message a client gets when its
+value does not fit; a rule between fields is an entry of the schema's ``allOf`` with its
+own ``x-error``. What a schema cannot know (whether a graph or a node exists, whether a
+state can be stored) the coordinator checks. Query parameters are objects too
+(:class:`IntQuery`, :class:`TextQuery`) that both read the request and describe themselves.
 """
 
 from __future__ import annotations
@@ -50,16 +62,7 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-# -- the body schemas ---------------------------------------------------------------------
-#
-# Each request body is described once, as a JSON Schema (draft 2020-12, the dialect of OpenAPI
-# 3.1). ``check`` validates a body against it and the OpenAPI description publishes it, so
-# the documentation cannot promise what the parser refuses. JSON Schema rather than apispec
-# or pydantic: the ``jsonschema`` package already checks JSON graphs and tool arguments here,
-# and a schema is plain data that OpenAPI 3.1 embeds as it is. Each property's ``x-error`` is
-# the message a client gets when its value does not fit; a rule between fields is an entry of
-# the schema's ``allOf`` with its own ``x-error``. What a schema cannot know (whether a graph
-# or a node exists, whether a state can be stored) the coordinator checks.
+# -- the body schemas (see the module docstring) -----------------------------------------
 
 
 def _field(schema: JsonSchema, error: str, description: str) -> JsonSchema:
