@@ -41,6 +41,10 @@ def positive_int(text: str) -> int:
     return whole_number(text, low=1)
 
 
+def non_negative_int(text: str) -> int:
+    return whole_number(text, low=0)
+
+
 def port(text: str) -> int:
     try:
         return whole_number(text, low=0, high=65535)
@@ -56,6 +60,30 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise ValueError(f"expected a positive number of seconds, got {text}")
     return value
+
+
+def byte_count(text: str) -> int:
+    """A number of bytes, at least 1000 (a file must hold a few lines): ``10000000``, or ``10MB``, ``512kB``."""
+    units = {"kb": 1000, "mb": 1000**2, "gb": 1000**3}
+    lowered = text.strip().lower()
+    factor = next((units[u] for u in units if lowered.endswith(u)), 1)
+    digits = lowered[:-2] if factor > 1 else lowered
+    try:
+        value = int(digits) * factor
+    except ValueError:
+        raise ValueError(f"expected a number of bytes (like 10000000 or 10MB), got {text!r}") from None
+    if value < 1000:
+        raise ValueError(f"expected at least 1000 bytes, got {text}")
+    return value
+
+
+def switch(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected on or off (true/false, yes/no, 1/0), got {text!r}")
 
 
 def log_level(text: str) -> str:
@@ -90,6 +118,24 @@ class Settings:
     log_dir: str = _setting("logs", "folder for the JSON log files", commands=EVERY_PROCESS)
     log_level: str = _setting(
         "info", "least severe level logged: debug, info, warning or error", commands=EVERY_PROCESS, parse=log_level
+    )
+    log_max_bytes: int = _setting(
+        10_000_000,
+        "a log file past this size (bytes, or with kB, MB, GB) is rotated: renamed <name>.jsonl.1 and a new one begun",
+        commands=EVERY_PROCESS,
+        parse=byte_count,
+    )
+    log_backups: int = _setting(
+        5,
+        "rotated log files kept per process (<name>.jsonl.1 to .N); older ones are deleted",
+        commands=EVERY_PROCESS,
+        parse=non_negative_int,
+    )
+    log_console: bool = _setting(
+        False,
+        "also print each log event to stderr, readably (awe up turns this on for its processes)",
+        commands=frozenset({COORDINATOR, WORKER}),
+        parse=switch,
     )
     graphs: tuple[str, ...] = _setting(
         (),

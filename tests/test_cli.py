@@ -162,6 +162,10 @@ def test_a_graph_that_does_not_compile_is_named(tmp_path: Path) -> None:
         (["up", "--workers", "0"], "at least 1"),
         (["up", "--port", "70000"], "not a TCP port"),
         (["worker", "--capacity", "many"], "expected a whole number, got 'many'"),
+        (["worker", "--log-max-bytes", "10"], "expected at least 1000 bytes, got 10"),
+        (["up", "--log-max-bytes", "lots"], "expected a number of bytes (like 10000000 or 10MB), got 'lots'"),
+        (["coordinator", "--log-backups", "-1"], "at least 0"),
+        (["coordinator", "--log-console", "maybe"], "expected on or off"),
         (["fly"], "invalid choice"),
     ],
 )

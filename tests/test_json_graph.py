@@ -198,6 +198,19 @@ def fired_joins(graph: CompiledGraph, node: str, finished: dict[int, set[str]]) 
 # -- valid definitions -----------------------------------------------------------------
 
 
+def test_a_join_whose_sources_are_not_names_is_a_problem_not_a_crash():
+    """Found by Schemathesis against POST /graph/create: a dict among a join's sources crashed the name checks."""
+    definition = {
+        "graph_id": "odd_join",
+        "entry_point": "a",
+        "nodes": [{"name": "a", "tool": "t.step"}],
+        "edges": [{"from": [{}], "to": "END"}, {"from": ["a", 3], "to": "a"}, {"from": "a", "to": "END"}],
+    }
+    problems = problems_of(definition)
+    assert_problem(problems, "/edges/0/from/0", "string")
+    assert_problem(problems, "/edges/1/from/1", "string")
+
+
 def test_validate_fills_in_the_defaults_and_is_idempotent():
     definition = base()
     definition["nodes"][1]["retry"] = {"max_attempts": 5}

@@ -198,7 +198,7 @@ def configured_logs(folder: Path, level: str) -> Iterator[Path]:
     """``logs.configure`` in this process, undone afterwards (structlog, the root logger, the file)."""
     root, access = logging.getLogger(), logging.getLogger("aiohttp.access")
     saved_levels = (root.level, access.level)
-    path = logs.configure("worker-test", folder, level=level)
+    path = logs.configure("worker-test", folder, role="worker", level=level)
     (ours,) = root.handlers
     # Module loggers (awe.worker, awe.tasks) must not cache this configuration past the test.
     structlog.configure(cache_logger_on_first_use=False)

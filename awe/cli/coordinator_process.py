@@ -86,7 +86,15 @@ def _bound_port(runner: web.AppRunner, asked: int) -> int:
 
 
 def run_coordinator(settings: Settings) -> int:
-    logs.configure("coordinator", settings.log_dir, level=settings.log_level)
+    logs.configure(
+        "coordinator",
+        settings.log_dir,
+        role="coordinator",
+        level=settings.log_level,
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+        console=settings.log_console,
+    )
     graphs = load_graphs_or_exit(settings.graphs)
     try:
         return asyncio.run(_serve(settings, graphs))

@@ -52,10 +52,33 @@ def _connect_address(bind: str) -> str:
     return bind.replace("://*:", "://127.0.0.1:").replace("://0.0.0.0:", "://127.0.0.1:")
 
 
+ADDRESSES = (
+    ("API", "", "the REST API and /ws/logs/{run_id}"),
+    ("docs", "/docs", "Swagger UI; the description itself is /openapi.json"),
+    ("page", "/", "runs and graphs, live, in the browser"),
+    ("metrics", "/metrics", "Prometheus text format"),
+)
+
+
+def where_things_are(url: str, log_dir: str) -> str:
+    """The lines ``awe up`` prints once the coordinator answers: an address per thing a person can open."""
+    lines = [f"  {name:<8} {url}{path:<10} {what}" for name, path, what in ADDRESSES]
+    lines.append(f"  {'logs':<8} {log_dir}/ (a JSON file per process; the same events follow here)")
+    return "\n".join(lines)
+
+
+def _reachable_url(host: str, port: int) -> str:
+    """The API's URL as a browser on this machine reaches it (a wildcard host is not an address to open)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def run_up(settings: Settings) -> int:
     load_graphs_or_exit(settings.graphs)  # a broken module fails here, before any process starts
 
     python = [sys.executable, "-m", "awe"]
+    settings = settings.replace(log_console=True)  # the console shows what the processes' log files record
     coordinator = Child("coordinator", [*python, COORDINATOR, *to_flags(COORDINATOR, settings)])
     worker_settings = settings.replace(connect=_connect_address(settings.bind))
     workers = [
@@ -75,6 +98,7 @@ def run_up(settings: Settings) -> int:
         url = f"http://{settings.host}:{settings.port}"
         if _wait_healthy(url, coordinator, stop_requested):
             print(f"awe is up: {url} with {len(workers)} workers (Ctrl-C to stop)", flush=True)
+            print(where_things_are(_reachable_url(settings.host, settings.port), settings.log_dir), flush=True)
         failure = _supervise(coordinator, workers, stop_requested)
     finally:
         _stop_all(workers, coordinator, grace=settings.drain_timeout + STOP_GRACE_MARGIN)

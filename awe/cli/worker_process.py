@@ -17,7 +17,16 @@ READY_LINE = "awe worker started"
 
 def run_worker(settings: Settings) -> int:
     worker_id = settings.worker_id or default_worker_id()
-    logs.configure(f"worker-{worker_id}", settings.log_dir, level=settings.log_level)
+    logs.configure(
+        f"worker-{worker_id}",
+        settings.log_dir,
+        role="worker",
+        level=settings.log_level,
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+        console=settings.log_console,
+        context={"worker": worker_id},
+    )
     graphs = load_graphs_or_exit(settings.graphs)
     worker = Worker(
         connect=settings.connect,

@@ -540,7 +540,9 @@ def _edges(definition: dict[str, Any]) -> Iterator[tuple[str, str | list[str], s
     """``(path, source, target)`` of each well-formed edge; a one-item source list is a plain edge."""
     for i, edge in _objects(definition.get("edges")):
         source, target = edge.get("from"), edge.get("to")
-        if isinstance(source, list) and source and all(isinstance(s, str) for s in source):
+        if isinstance(source, list):
+            if not source or not all(isinstance(s, str) for s in source):
+                continue  # not a list of names: the schema's check says so, and no other check can use it
             source = source[0] if len(source) == 1 else source
         if isinstance(source, (str, list)) and isinstance(target, str):
             yield f"/edges/{i}", source, target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -25,3 +26,5 @@ class OpenStream:
 
 COORDINATOR = web.AppKey("coordinator", Coordinator)
 STREAMS = web.AppKey("streams", set[OpenStream])
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+"""The OpenAPI description, written once when the application is built."""

@@ -45,7 +45,10 @@ async def errors_as_json(
         if exc.status < 400:
             raise
         default_text = f"{exc.status}: {exc.reason}"
-        return json_error(exc.status, exc.reason if exc.text in (None, default_text) else exc.text)
+        response = json_error(exc.status, exc.reason if exc.text in (None, default_text) else exc.text)
+        if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except InvalidGraph as exc:
         problems = [{"path": p.path, "message": p.message} for p in exc.problems]
         return web.json_response({"error": str(exc), "problems": problems}, status=400)

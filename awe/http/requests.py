@@ -5,6 +5,18 @@ Parsing answers two questions in order: is the body JSON at all
 endpoint needs (each request type's ``parse``, a ``RequestError`` naming the
 field if not). Whether the values are data the engine can store is the
 coordinator's check, made where data enters the engine.
+
+Each request body is described once, as a JSON Schema (draft 2020-12, the dialect of
+OpenAPI 3.1): :func:`check` validates a body against it, and the OpenAPI description
+(:mod:`awe.http.openapi`) publishes the same object, so the documentation cannot promise
+what the parser refuses. JSON Schema with the ``jsonschema`` package rather than apispec
+or pydantic: ``jsonschema`` already checks JSON graphs and tool arguments here, a schema is
+plain data that OpenAPI 3.1 embeds as it is (no conversion layer to keep true), and the
+error messages stay ours. Each property's ``x-error`` is the message a client gets when its
+value does not fit; a rule between fields is an entry of the schema's ``allOf`` with its
+own ``x-error``. What a schema cannot know (whether a graph or a node exists, whether a
+state can be stored) the coordinator checks. Query parameters are objects too
+(:class:`IntQuery`, :class:`TextQuery`) that both read the request and describe themselves.
 """
 
 from __future__ import annotations
@@ -13,6 +25,9 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from aiohttp import web
+from jsonschema import Draft202012Validator
 
 from awe.coordinator.errors import RequestError
 from awe.coordinator.run_machine import DEFAULT_MAX_STEPS
@@ -25,6 +40,8 @@ class BadRequest(Exception):
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 """A whole run id (matched with ``fullmatch``): it appears in URLs, log lines and file names."""
+
+JsonSchema = dict[str, Any]
 
 
 def _refuse_constant(name: str) -> Any:
@@ -45,7 +62,155 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+# -- the body schemas (see the module docstring) -----------------------------------------
+
+
+def _field(schema: JsonSchema, error: str, description: str) -> JsonSchema:
+    return {**schema, "description": description, "x-error": error}
+
+
+RUN_ID_ERROR = "'run_id' must be 1-128 characters of letters, digits and _ . : - (starting with one of the first two)"
+
+
+def _run_id_field(description: str) -> JsonSchema:
+    # (?!\n)$ refuses the trailing newline that $ accepts in Python's re (jsonschema's engine).
+    pattern = f"^{RUN_ID_PATTERN.pattern}(?!\\n)$"
+    return _field({"type": ["string", "null"], "pattern": pattern}, RUN_ID_ERROR, description)
+
+
+STATE_UPDATE_FIELD = _field(
+    {"type": ["object", "null"]},
+    "'state_update' must be a JSON object of the state keys to set",
+    "State keys to set before the run goes on (the graph's reducers do not apply).",
+)
+
+MAX_WAIT_SECONDS = 300.0
+DEFAULT_WAIT_SECONDS = 30.0
 PAUSE_FIELDS = ("interrupt_before", "interrupt_after", "pause_on_error")
+
+
+def _node_list(key: str, when: str) -> JsonSchema:
+    return _field(
+        {"type": ["array", "null"], "items": {"type": "string"}},
+        f"'{key}' must be a list of node names",
+        f"Pause the run {when} these nodes (besides those the graph declares).",
+    )
+
+
+RUN_REQUEST_SCHEMA: JsonSchema = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["graph_id"],
+    "properties": {
+        "graph_id": _field(
+            {"type": "string"},
+            "'graph_id' must be a string naming a registered graph",
+            "the graph to run (GET /graphs lists them)",
+        ),
+        "initial_state": _field(
+            {"type": "object", "default": {}}, "'initial_state' must be a JSON object", "The run's first state."
+        ),
+        "run_id": _run_id_field(
+            "An id for the run (default: a new random one). Sending an id that exists returns that run: "
+            "a client may retry after a timeout."
+        ),
+        "max_steps": _field(
+            {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000, "default": DEFAULT_MAX_STEPS},
+            "'max_steps' must be a whole number from 1 to 1000000",
+            "The run fails with StepLimitExceeded after this many steps.",
+        ),
+        "version": _field(
+            {"type": ["integer", "null"], "minimum": 1},
+            "'version' must be a graph version number (1 or more); leave it out for the newest",
+            "The graph version to run (default: the newest).",
+        ),
+        "wait": _field(
+            {"type": "boolean", "default": False},
+            "'wait' must be true or false",
+            "Answer once the run has ended (200), or after 'timeout' seconds with the run as it is then (202).",
+        ),
+        "timeout": _field(
+            {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": MAX_WAIT_SECONDS},
+            f"'timeout' must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}",
+            f'With "wait": true, seconds to wait (default {DEFAULT_WAIT_SECONDS:g}).',
+        ),
+        "interrupt_before": _node_list("interrupt_before", "before"),
+        "interrupt_after": _node_list("interrupt_after", "after"),
+        "pause_on_error": _field(
+            {"type": ["boolean", "null"]},
+            "'pause_on_error' must be true or false",
+            "Pause, rather than fail, when a node fails for good.",
+        ),
+    },
+    "allOf": [
+        {
+            "description": "a timeout goes with wait",
+            "if": {"required": ["timeout"], "properties": {"timeout": {"type": "number"}}},
+            "then": {"required": ["wait"], "properties": {"wait": {"const": True}}},
+            "x-error": "'timeout' goes with \"wait\": true",
+        }
+    ],
+}
+
+RESUME_REQUEST_SCHEMA: JsonSchema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "state_update": STATE_UPDATE_FIELD,
+        "answer": {"description": "The answer to a node's Interrupt question: any JSON value, null included."},
+        "by": _field(
+            {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+            "'by' must be a short text saying who or what resumes the run (1-200 characters)",
+            "Who or what resumes the run, for the record (default: api and the client's address).",
+        ),
+    },
+}
+
+FORK_REQUEST_SCHEMA: JsonSchema = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["step"],
+    "properties": {
+        "step": _field(
+            {"type": "integer", "minimum": 0},
+            "'step' must be the number of a step the run completed (0: fork from its start)",
+            "the step whose state the new run starts from (0: the run's initial state)",
+        ),
+        "state_update": STATE_UPDATE_FIELD,
+        "run_id": _run_id_field("An id for the new run (default: a new random one)."),
+    },
+}
+
+_VALIDATORS: dict[int, Draft202012Validator] = {}
+
+
+def check(body: dict[str, Any], schema: JsonSchema) -> None:
+    """Raise :class:`RequestError` naming the first thing in ``body`` that ``schema`` refuses.
+
+    Unknown fields come first (a misspelt name explains the rest), then missing ones, then
+    the fields in the schema's order, then the rules between fields, so the same body always
+    gets the same message.
+    """
+    properties: dict[str, JsonSchema] = schema["properties"]
+    unknown = set(body) - set(properties)
+    if unknown and schema.get("additionalProperties") is False:
+        raise RequestError(f"unknown fields {sorted(unknown)}; expected {', '.join(sorted(properties))}")
+    for name in schema.get("required", ()):
+        if name not in body:
+            raise RequestError(f"'{name}' is required: {properties[name]['description']}")
+    validator = _VALIDATORS.get(id(schema))
+    if validator is None:
+        validator = _VALIDATORS[id(schema)] = Draft202012Validator(schema)
+    errors = list(validator.iter_errors(body))
+    failing = {str(error.path[0]) for error in errors if error.schema_path[0] == "properties"}
+    for name in properties:
+        if name in failing:
+            raise RequestError(properties[name]["x-error"])
+    for error in errors:
+        if error.schema_path[0] == "allOf":
+            raise RequestError(schema["allOf"][int(error.schema_path[1])]["x-error"])
+    if errors:  # a keyword this function does not know how to explain: say what jsonschema says
+        raise RequestError(errors[0].message)
 
 
 @dataclass(frozen=True)
@@ -59,88 +224,32 @@ class RunRequest:
 
     version: int | None = None
     pauses: dict[str, Any] = field(default_factory=dict)
+    """``interrupt_before`` / ``interrupt_after`` (node names) and ``pause_on_error``, as given."""
     wait: float | None = None
     """With ``"wait": true``: seconds to wait for the run to end before answering (``"timeout"``)."""
-    """``interrupt_before`` / ``interrupt_after`` (node names) and ``pause_on_error``, as given."""
 
-    FIELDS = frozenset(
-        {"graph_id", "initial_state", "run_id", "max_steps", "version", "wait", "timeout", *PAUSE_FIELDS}
-    )
+    SCHEMA = RUN_REQUEST_SCHEMA
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> RunRequest:
-        _no_unknown_fields(body, cls.FIELDS)
-        if "graph_id" not in body:
-            raise RequestError("'graph_id' is required")
-        graph_id = body["graph_id"]
-        if not isinstance(graph_id, str):
-            raise RequestError("'graph_id' must be a string naming a registered graph")
-        initial_state = body.get("initial_state", {})
-        if not isinstance(initial_state, dict):
-            raise RequestError("'initial_state' must be a JSON object")
+        check(body, cls.SCHEMA)
+        max_steps, version = body.get("max_steps"), body.get("version")
         return cls(
-            graph_id,
-            initial_state,
-            _run_id(body.get("run_id")),
-            _max_steps(body.get("max_steps")),
-            _version(body.get("version")),
-            _pauses(body),
+            body["graph_id"],
+            body.get("initial_state", {}),
+            body.get("run_id"),
+            DEFAULT_MAX_STEPS if max_steps is None else int(max_steps),
+            None if version is None else int(version),
+            {key: body[key] for key in PAUSE_FIELDS if body.get(key) is not None},
             _wait(body),
         )
 
 
-def _run_id(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not RUN_ID_PATTERN.fullmatch(value):
-        raise RequestError(
-            "'run_id' must be 1-128 characters of letters, digits and _ . : - (starting with one of the first two)"
-        )
-    return value
-
-
-def _max_steps(value: Any) -> int:
-    if value is None:
-        return DEFAULT_MAX_STEPS
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
-        raise RequestError("'max_steps' must be a whole number from 1 to 1000000")
-    return value
-
-
-MAX_WAIT_SECONDS = 300.0
-DEFAULT_WAIT_SECONDS = 30.0
-
-
 def _wait(body: dict[str, Any]) -> float | None:
-    wait, timeout = body.get("wait", False), body.get("timeout")
-    if not isinstance(wait, bool):
-        raise RequestError("'wait' must be true or false")
-    if timeout is not None and (
-        not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= MAX_WAIT_SECONDS
-    ):
-        raise RequestError(f"'timeout' must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}")
-    if not wait:
-        if timeout is not None:
-            raise RequestError("'timeout' goes with \"wait\": true")
+    if not body.get("wait", False):
         return None
+    timeout = body.get("timeout")
     return float(timeout) if timeout is not None else DEFAULT_WAIT_SECONDS
-
-
-def _pauses(body: dict[str, Any]) -> dict[str, Any]:
-    pauses: dict[str, Any] = {}
-    for key in ("interrupt_before", "interrupt_after"):
-        nodes = body.get(key)
-        if nodes is None:
-            continue
-        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-            raise RequestError(f"'{key}' must be a list of node names")
-        pauses[key] = nodes
-    pause_on_error = body.get("pause_on_error")
-    if pause_on_error is not None:
-        if not isinstance(pause_on_error, bool):
-            raise RequestError("'pause_on_error' must be true or false")
-        pauses["pause_on_error"] = pause_on_error
-    return pauses
 
 
 @dataclass(frozen=True)
@@ -152,15 +261,15 @@ class ResumeRequest:
     """``{"value": ...}`` when the body has an ``answer`` (even ``null``); None when it has none."""
     by: str
 
-    FIELDS = frozenset({"state_update", "answer", "by"})
+    SCHEMA = RESUME_REQUEST_SCHEMA
 
     @classmethod
     def parse(cls, body: dict[str, Any], *, default_by: str) -> ResumeRequest:
-        _no_unknown_fields(body, cls.FIELDS)
+        check(body, cls.SCHEMA)
         return cls(
-            _state_update(body.get("state_update")),
+            body.get("state_update") or {},
             {"value": body["answer"]} if "answer" in body else None,
-            _by(body.get("by"), default_by),
+            body.get("by") or default_by,
         )
 
 
@@ -172,45 +281,67 @@ class ForkRequest:
     state_update: dict[str, Any]
     run_id: str | None
 
-    FIELDS = frozenset({"step", "state_update", "run_id"})
+    SCHEMA = FORK_REQUEST_SCHEMA
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ForkRequest:
-        _no_unknown_fields(body, cls.FIELDS)
-        step = body.get("step")
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise RequestError("'step' must be the number of a step the run completed (0: fork from its start)")
-        return cls(step, _state_update(body.get("state_update")), _run_id(body.get("run_id")))
+        check(body, cls.SCHEMA)
+        return cls(int(body["step"]), body.get("state_update") or {}, body.get("run_id"))
 
 
-def _no_unknown_fields(body: dict[str, Any], fields: frozenset[str]) -> None:
-    unknown = set(body) - fields
-    if unknown:
-        raise RequestError(f"unknown fields {sorted(unknown)}; expected {', '.join(sorted(fields))}")
+# -- query parameters ------------------------------------------------------------------------
 
 
-def _state_update(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise RequestError("'state_update' must be a JSON object of the state keys to set")
-    return value
+@dataclass(frozen=True)
+class IntQuery:
+    """A whole-number query parameter: read by the handler, described in the API by the same object."""
+
+    name: str
+    default: int
+    low: int
+    high: int
+    description: str
+
+    def read(self, request: web.Request) -> int:
+        raw = request.query.get(self.name)
+        if raw is None:
+            return self.default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(f"query parameter {self.name!r} must be an integer") from None
+        if not self.low <= value <= self.high:
+            raise BadRequest(f"query parameter {self.name!r} must be between {self.low} and {self.high}")
+        return value
+
+    def schema(self) -> JsonSchema:
+        return {"type": "integer", "minimum": self.low, "maximum": self.high, "default": self.default}
 
 
-def _by(value: Any, default: str) -> str:
-    if value is None:
-        return default
-    if not isinstance(value, str) or not 0 < len(value) <= 200:
-        raise RequestError("'by' must be a short text saying who or what resumes the run (1-200 characters)")
-    return value
+@dataclass(frozen=True)
+class TextQuery:
+    """A text query parameter, optional. With a ``pattern``, a value that does not match it is refused
+    here with ``refusal``; an ``enum`` is described, and checked by the coordinator (which names the choices)."""
 
+    name: str
+    description: str
+    enum: tuple[str, ...] = ()
+    pattern: str | None = None
+    refusal: str = ""
 
-def _version(value: Any) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise RequestError("'version' must be a graph version number (1 or more); leave it out for the newest")
-    return value
+    def read(self, request: web.Request) -> str | None:
+        value = request.query.get(self.name)
+        if value is not None and self.pattern is not None and not re.search(self.pattern, value):
+            raise BadRequest(f"query parameter {self.name!r} {self.refusal}")
+        return value
+
+    def schema(self) -> JsonSchema:
+        schema: JsonSchema = {"type": "string"}
+        if self.enum:
+            schema["enum"] = list(self.enum)
+        if self.pattern is not None:
+            schema["pattern"] = self.pattern
+        return schema
 
 
 def graph_definition(raw: bytes) -> dict[str, Any]:

@@ -7,22 +7,31 @@ from typing import Any
 from aiohttp import web
 
 from awe.coordinator.metrics import CONTENT_TYPE
+from awe.coordinator.run_machine import RunStatus
 from awe.http.keys import COORDINATOR
-from awe.http.requests import BadRequest, ForkRequest, ResumeRequest, RunRequest, graph_definition, json_object
+from awe.http.requests import (
+    ForkRequest,
+    IntQuery,
+    ResumeRequest,
+    RunRequest,
+    TextQuery,
+    graph_definition,
+    json_object,
+)
 from awe.http.serialize import run_view, step_view
 
-
-def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be an integer") from None
-    if not low <= value <= high:
-        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
-    return value
+RUNS_LIMIT = IntQuery("limit", 50, 1, 1000, "how many runs, newest first (or oldest change first with since)")
+RUNS_STATUS = TextQuery("status", "only runs with this status", tuple(s.value for s in RunStatus))
+RUNS_GRAPH = TextQuery("graph_id", "only runs of this graph")
+RUNS_SINCE = TextQuery(
+    "since",
+    "'' to start, then an answer's next_cursor: the runs changed after it, in order of change",
+    # '' or updated_at|run_id; (?![\s\S]) is the end of the text, in Python's re and in ECMAScript's
+    pattern=r"^(?:[^|]+\|[\s\S]*)?(?![\s\S])",
+    refusal="must be '' or a next_cursor from an earlier answer",
+)
+HISTORY_CURSOR = IntQuery("cursor", 0, 0, 2**62, "the first entry to answer (an earlier answer's next_cursor)")
+HISTORY_LIMIT = IntQuery("limit", 100, 1, 1000, "how many entries")
 
 
 async def start_run(request: web.Request) -> web.Response:
@@ -72,7 +81,8 @@ async def run_state(request: web.Request) -> web.Response:
 
 async def resume_run(request: web.Request) -> web.Response:
     who = f"api ({request.remote})" if request.remote else "api"
-    resume = ResumeRequest.parse(json_object(await request.read()), default_by=who)
+    raw = await request.read()
+    resume = ResumeRequest.parse(json_object(raw) if raw else {}, default_by=who)  # no body: resume as it is
     record = await request.app[COORDINATOR].resume_run(
         request.match_info["run_id"], state_update=resume.state_update, answer=resume.answer, by=resume.by
     )
@@ -90,8 +100,8 @@ async def fork_run(request: web.Request) -> web.Response:
 async def run_history(request: web.Request) -> web.Response:
     page = await request.app[COORDINATOR].history(
         request.match_info["run_id"],
-        cursor=_int_query(request, "cursor", 0, 0, 2**62),
-        limit=_int_query(request, "limit", 100, 1, 1000),
+        cursor=HISTORY_CURSOR.read(request),
+        limit=HISTORY_LIMIT.read(request),
     )
     entries = [{**step_view(record), "state_after": state} for record, state in page["entries"]]
     next_cursor = page["next_cursor"]
@@ -113,12 +123,12 @@ async def run_steps(request: web.Request) -> web.Response:
 async def list_runs(request: web.Request) -> web.Response:
     """Newest first; with ``?since=CURSOR`` (``""`` to start), the runs changed after it, in order of change,
     and ``next_cursor`` to ask again: how a client follows many runs without polling each."""
-    since = request.query.get("since")
+    since = RUNS_SINCE.read(request)
     cursor = _cursor(since) if since is not None else None
     runs = await request.app[COORDINATOR].list_runs(
-        status=request.query.get("status"),
-        graph_id=request.query.get("graph_id"),
-        limit=_int_query(request, "limit", 50, 1, 1000),
+        status=RUNS_STATUS.read(request),
+        graph_id=RUNS_GRAPH.read(request),
+        limit=RUNS_LIMIT.read(request),
         since=cursor,
     )
     body: dict[str, Any] = {"runs": [run_view(r, with_state=False) for r in runs]}
@@ -128,12 +138,8 @@ async def list_runs(request: web.Request) -> web.Response:
 
 
 def _cursor(text: str) -> tuple[str, str]:
-    """``updated_at|run_id`` as ``next_cursor`` gives it; ``""`` means from the beginning."""
-    if text == "":
-        return ("", "")
-    updated_at, separator, run_id = text.partition("|")
-    if not separator or not updated_at:
-        raise BadRequest("query parameter 'since' must be '' or a next_cursor from an earlier answer")
+    """``updated_at|run_id`` as ``next_cursor`` gives it (``RUNS_SINCE`` has checked it); ``""``: from the start."""
+    updated_at, _, run_id = text.partition("|")
     return (updated_at, run_id)
 
 

@@ -24,9 +24,11 @@ from aiohttp import WSCloseCode, web
 from awe.coordinator.coordinator import Coordinator
 from awe.coordinator.events import FINAL_EVENTS
 from awe.http.keys import COORDINATOR, STREAMS, OpenStream
-from awe.http.views import _int_query
+from awe.http.requests import IntQuery
 
 log = structlog.get_logger("awe.http.ws")
+
+SINCE = IntQuery("since", 0, 0, 2**62, "send the events after this one (0: from the first)")
 
 CLOSE_TIMEOUT = 5.0
 """How long the server waits for a client to answer its close frame before it drops the connection."""
@@ -35,7 +37,7 @@ CLOSE_TIMEOUT = 5.0
 async def run_logs(request: web.Request) -> web.StreamResponse:
     coordinator = request.app[COORDINATOR]
     run_id = request.match_info["run_id"]
-    since = _int_query(request, "since", 0, 0, 2**62)
+    since = SINCE.read(request)
     await coordinator.get_run(run_id)  # an unknown run is a 404 before any upgrade
 
     ws = web.WebSocketResponse(heartbeat=20.0, timeout=CLOSE_TIMEOUT)
