@@ -173,7 +173,7 @@ async def test_awe_review_of_a_folder_reviews_its_python_files(engine: Engine, t
     (tmp_path / ".venv" / "skipped.py").write_text("import os\n")
     code, out, err = await awe_review(engine.url, str(tmp_path))
     assert code == 0, err
-    assert out.startswith("# Code review: quality 100/100 (threshold 80)\n\n2 files, 1 functions.")
+    assert out.startswith("# Code review: quality 100/100 (threshold 80)\n\n2 files, 1 function.")
     assert "skipped.py" not in out
 
 

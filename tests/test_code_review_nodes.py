@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from code_review_helpers import MESSY, SAMPLES, review
 
-from awe.graphs.code_review import code_review_agent, quality_score
+from awe.graphs.code_review import code_review_agent, nodes, quality_score
 from awe.graphs.code_review.findings import MAX_COMPLEXITY
 from awe.graphs.code_review.sources import MAX_FILE_BYTES, ReviewInputError
 
@@ -240,7 +240,7 @@ def test_invalid_python_completes_with_a_syntax_error_finding_for_that_file() ->
 def test_an_empty_source_is_a_clear_result() -> None:
     final = review({"raw_code": ""})
     assert [(f["rule"], f["message"]) for f in final["findings"]] == [
-        ("empty-source", "the source is empty: there is nothing to review")
+        ("empty-source", "the source has no statements: there is nothing to review")
     ]
     assert final["quality_score"] == 100 and final["stop_reason"] == "threshold_reached"
     assert final["refactored_code"] == "" and final["diff"] == ""
@@ -318,3 +318,29 @@ def test_the_graph_loops_and_ends_with_the_llm_step_and_the_report() -> None:
         "write_report",
     }
     assert compiled.nodes["llm_review"].retry is not None and compiled.nodes["llm_review"].retry.max_attempts == 2
+
+
+def test_doctests_that_never_end_are_stopped_with_what_they_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nodes, "DOCTEST_TIMEOUT_SECONDS", 1.0)
+    pid_file = tmp_path / "pid"
+    source = textwrap.dedent(
+        f'''\
+        """Hangs.
+
+        >>> while True: pass
+        """
+        import os
+        import subprocess
+
+        child = subprocess.Popen(["sleep", "300"])
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        '''
+    )
+    final = review({"raw_code": source, "quality_threshold": 100})
+    assert final["refactorings"][0]["doctests"] == {"snippet.py": "not checked: the doctests did not finish within 1 s"}
+    assert "import os\n" not in final["refactored_code"]  # checked by parsing only, as the note says
+    stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
+    # killed with the doctest process's group (a zombie until init reaps it)
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -102,7 +102,7 @@ def file_findings(
     """
     found = _one_too_deep(_pyflakes(path, tree, used_elsewhere) + _own_checks(path, tree, measured))
     if not tree.body:
-        found.append(finding(path, None, "empty-source", "the source is empty: there is nothing to review"))
+        found.append(finding(path, None, "empty-source", "the source has no statements: there is nothing to review"))
     for f in found:
         if f["fixable"] and f["rule"] in declined:
             f["fixable"] = False

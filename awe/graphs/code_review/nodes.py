@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -32,13 +33,23 @@ from awe.graphs.code_review.sources import (
     submitted,
     within_limits,
 )
-from awe.graphs.code_review.verify import doctests_enabled, has_doctests, parses, run_doctests, still_passes
+from awe.graphs.code_review.verify import (
+    DOCTEST_TIMEOUT_SECONDS,
+    doctests_enabled,
+    has_doctests,
+    parses,
+    run_doctests,
+    still_passes,
+)
 
 _AST_LOCK = threading.Lock()
 """CPython 3.11 keeps the AST constructor's recursion depth in a way that two threads building deep
 trees at the same moment can break (``SystemError: AST constructor recursion depth mismatch``). A
 worker runs sync nodes in threads, so the agent's steps, which all parse, run one at a time in a
 process; they are CPU-bound, so the GIL would have serialised them anyway."""
+
+DOCTEST_BUDGET_SECONDS = 40.0
+"""What one refactor pass may spend running doctests, across its files: the node's timeout is 60 s."""
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -181,8 +192,9 @@ def refactor(state: dict[str, Any]) -> dict[str, Any]:
     for f in state.get("findings") or []:
         if f["fixable"] and f["file"] in sources:
             fixable.setdefault(f["file"], []).append(f)
+    deadline = time.monotonic() + DOCTEST_BUDGET_SECONDS
     for path, findings in fixable.items():
-        checker = _Checker(path, sources, doctests_enabled(state))
+        checker = _Checker(path, sources, doctests_enabled(state), deadline)
         code, applied, refused = _fix_file(sources[path], findings, checker)
         sources[path] = code
         record["fixes"] += [{"file": path, **a} for a in applied]
@@ -197,8 +209,8 @@ def refactor(state: dict[str, Any]) -> dict[str, Any]:
 class _Checker:
     """Whether a fixed version of one file still works: it parses, and its doctests pass as before."""
 
-    def __init__(self, path: str, sources: dict[str, str], doctests: bool) -> None:
-        self.path, self.sources, self.doctests = path, sources, doctests
+    def __init__(self, path: str, sources: dict[str, str], doctests: bool, deadline: float) -> None:
+        self.path, self.sources, self.doctests, self.deadline = path, sources, doctests, deadline
         self.before: dict[str, Any] | None = None
         self.note = ""
 
@@ -210,13 +222,20 @@ class _Checker:
             self.note = "not run (disabled by run_doctests or AWE_REVIEW_DOCTESTS); the fixes were checked by parsing"
             return None
         if self.before is None:
-            self.before = run_doctests(self.path, self.sources)
-        after = run_doctests(self.path, {**self.sources, self.path: fixed})
-        if "error" in self.before:
+            self.before = self._run(self.sources)
+        if "error" in self.before:  # nothing to compare with: the fixes are checked by parsing only
             self.note = f"not checked: {self.before['error']}"
-        elif "error" not in after:
+            return None
+        after = self._run({**self.sources, self.path: fixed})
+        if "error" not in after:
             self.note = f"{after['attempted'] - after['failed']} of {after['attempted']} examples pass after the fixes"
         return still_passes(self.before, after)
+
+    def _run(self, sources: dict[str, str]) -> dict[str, Any]:
+        left = self.deadline - time.monotonic()
+        if left < 1.0:
+            return {"error": f"this pass spent its {DOCTEST_BUDGET_SECONDS:g} s for doctests on other files"}
+        return run_doctests(self.path, sources, timeout=min(DOCTEST_TIMEOUT_SECONDS, left))
 
 
 def _fix_file(

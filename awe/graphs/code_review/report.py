@@ -66,11 +66,15 @@ def _verdict(state: dict[str, Any], threshold: float) -> str:
     score = state.get("quality_score", 0)
     reason = STOP_REASONS.get(state.get("stop_reason") or "", "the review did not finish its loop")
     passes = int(state.get("iteration") or 0)
+    functions = len(state.get("functions") or [])
     return (
         f"# Code review: quality {score}/100 (threshold {threshold:g})\n\n"
-        f"{files} file{'s' if files != 1 else ''}, {len(state.get('functions') or [])} functions. "
-        f"Stopped after {passes} pass{'es' if passes != 1 else ''}: {reason}."
+        f"{_count(files, 'file')}, {_count(functions, 'function')}. Stopped after {_count(passes, 'pass')}: {reason}."
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("s") else "s")
 
 
 def _scores(state: dict[str, Any]) -> str:

@@ -15,8 +15,10 @@ code; fixes are then checked by parsing only, and the report says so.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,7 +68,7 @@ def parses(code: str) -> str | None:
     return None
 
 
-def run_doctests(path: str, sources: dict[str, str]) -> dict[str, Any]:
+def run_doctests(path: str, sources: dict[str, str], timeout: float = DOCTEST_TIMEOUT_SECONDS) -> dict[str, Any]:
     """``{"attempted", "failed"}`` for ``path``'s doctests, or ``{"error"}`` when they could not be run.
 
     ``sources`` (``{path: code}``) are all written out, so the module can import its siblings.
@@ -80,24 +82,34 @@ def run_doctests(path: str, sources: dict[str, str]) -> dict[str, Any]:
         out = Path(folder) / "result.json"
         relative = path if path.endswith(".py") else path + ".py"
         command = [sys.executable, "-I", "-c", _RUNNER, str(root), relative, str(out)]
-        try:
-            subprocess.run(
-                command,
-                cwd=folder,
-                env={"PATH": os.environ.get("PATH", "")},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=DOCTEST_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return {"error": f"the doctests did not finish within {DOCTEST_TIMEOUT_SECONDS:g} s"}
+        if not _ran_in_time(command, folder, timeout):
+            return {"error": f"the doctests did not finish within {timeout:g} s"}
         try:
             result: dict[str, Any] = json.loads(out.read_text())
         except (OSError, ValueError):
             return {"error": "the doctest process ended without a result (it exited or crashed while importing)"}
         return result
+
+
+def _ran_in_time(command: list[str], folder: str, timeout: float) -> bool:
+    """Run ``command``; past ``timeout``, kill its whole process group (what the code started too)."""
+    process = subprocess.Popen(
+        command,
+        cwd=folder,
+        env={"PATH": os.environ.get("PATH", "")},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        process.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return False
 
 
 def still_passes(before: dict[str, Any], after: dict[str, Any]) -> str | None:
