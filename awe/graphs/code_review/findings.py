@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pyflakes import checker as pyflakes_checker
@@ -92,13 +93,13 @@ def finding(
 
 
 def file_findings(
-    path: str, tree: ast.Module, measured: dict[str, Any], declined: list[str], used_elsewhere: frozenset[str]
+    path: str, tree: ast.Module, measured: dict[str, Any], declined: list[str], used_elsewhere: Callable[[str], bool]
 ) -> list[dict[str, Any]]:
     """Every finding for one parsed file.
 
     ``declined``: rules whose fixes failed verification in this file;
-    ``used_elsewhere``: the words of the other submitted files (an import they
-    mention may be a re-export, so it is not removed).
+    ``used_elsewhere(name)``: whether another submitted file mentions ``name``
+    (an import it mentions may be a re-export, so it is not removed).
     """
     found = _one_too_deep(_pyflakes(path, tree, used_elsewhere) + _own_checks(path, tree, measured))
     if not tree.body:
@@ -119,7 +120,7 @@ def _one_too_deep(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f for f in found if f["rule"] != "too-deep-to-analyse"] + [merged]
 
 
-def _pyflakes(path: str, tree: ast.Module, used_elsewhere: frozenset[str]) -> list[dict[str, Any]]:
+def _pyflakes(path: str, tree: ast.Module, used_elsewhere: Callable[[str], bool]) -> list[dict[str, Any]]:
     try:
         messages = pyflakes_checker.Checker(tree, path).messages
     except TOO_DEEP as exc:
@@ -139,7 +140,7 @@ def _pyflakes(path: str, tree: ast.Module, used_elsewhere: frozenset[str]) -> li
                 m.message % m.message_args,
                 severity=PYFLAKES_SEVERITY.get(rule, "medium"),
                 source="pyflakes",
-                fixable=rule == "unused-import" and m.lineno in removable and bound not in used_elsewhere,
+                fixable=rule == "unused-import" and m.lineno in removable and not used_elsewhere(bound),
                 name=name,
             )
         )

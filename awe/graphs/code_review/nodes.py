@@ -134,7 +134,7 @@ def detect_issues(state: dict[str, Any]) -> dict[str, Any]:
     in_files = Counter(word for found in words.values() for word in found)
     for path, code in state["sources"].items():
         if path not in unparsable:
-            elsewhere = frozenset(w for w, n in in_files.items() if n > (w in words[path]))
+            elsewhere = functools.partial(_in_other_files, in_files, words[path])
             findings += _file_findings(state, path, code, declined.get(path, []), elsewhere)
     findings.sort(key=lambda f: (f["file"], f["line"] or 0, f["rule"], f["name"] or ""))
     lines = {path: code.count("\n") + (not code.endswith("\n")) for path, code in state["sources"].items() if code}
@@ -156,8 +156,12 @@ def detect_issues(state: dict[str, Any]) -> dict[str, Any]:
     return update
 
 
+def _in_other_files(in_files: Counter[str], own: frozenset[str], word: str) -> bool:
+    return in_files[word] > (word in own)
+
+
 def _file_findings(
-    state: dict[str, Any], path: str, code: str, declined: list[str], used_elsewhere: frozenset[str]
+    state: dict[str, Any], path: str, code: str, declined: list[str], used_elsewhere: Callable[[str], bool]
 ) -> list[dict[str, Any]]:
     tree, error = parse(code)
     if tree is None:  # parsed in extract_functions, but the parser's depth limit counts the caller's frames too
