@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,21 @@ def review(state: dict[str, Any], *, attempt: int = 1) -> dict[str, Any]:
     state = copy.deepcopy(state)
     for _ in range(20):
         for step in (nodes.extract_functions, nodes.check_complexity, nodes.detect_issues):
-            state.update(_json(step(copy.deepcopy(state))))
+            state.update(_pure(step, state))
         if nodes.review_gate(state) == "done":
             break
-        state.update(_json(nodes.refactor(copy.deepcopy(state))))
+        state.update(_pure(nodes.refactor, state))
     state.update(_json(asyncio.run(nodes.llm_review(copy.deepcopy(state), context(attempt)))))
-    state.update(_json(nodes.write_report(copy.deepcopy(state))))
+    state.update(_pure(nodes.write_report, state))
     return state
+
+
+def _pure(step: Callable[[dict[str, Any]], dict[str, Any]], state: dict[str, Any]) -> dict[str, Any]:
+    """``step(state)``, checking that the node left its input alone (workers may share it) and returned JSON."""
+    before = copy.deepcopy(state)
+    update = step(state)
+    assert state == before, f"{step.__name__} changed its input state"
+    return _json(update)
 
 
 def context(attempt: int = 1) -> Context:

@@ -220,11 +220,15 @@ def test_functions_are_extracted_with_lines_arguments_and_docstrings() -> None:
         "Buy it.",
         True,
     )
-    assert {c["function"]: (c["complexity"], c["rank"]) for c in final["complexity"]} == {
-        "Shop.buy": (1, "A"),
-        "Shop.buy.inner": (1, "A"),
-    }
-    assert final["maintainability"]["snippet.py"]["rank"] == "A"
+    measured = {c["function"]: (c["complexity"], c["rank"], c["maintainability_rank"]) for c in final["complexity"]}
+    assert measured == {"Shop.buy": (1, "A", "A"), "Shop.buy.inner": (1, "A", "A")}
+    assert all(0 < c["maintainability"] <= 100 for c in final["complexity"])
+    per_file = final["maintainability"]["snippet.py"]
+    assert (per_file["maintainability_rank"], per_file["average_complexity"], per_file["average_complexity_rank"]) == (
+        "A",
+        1.0,
+        "A",
+    )
 
 
 def test_invalid_python_completes_with_a_syntax_error_finding_for_that_file() -> None:

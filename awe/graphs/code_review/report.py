@@ -127,16 +127,27 @@ def _complexity(state: dict[str, Any]) -> str:
     ranked = sorted(state.get("complexity") or [], key=lambda c: -c["complexity"])[:10]
     if not ranked:
         return ""
-    rows = [f"| `{c['function']}` | {c['file']}:{c['line']} | {c['complexity']} | {c['rank']} |" for c in ranked]
+    rows = [
+        f"| `{c['function']}` | {c['file']}:{c['line']} | {c['complexity']} ({c['rank']}) "
+        f"| {c['maintainability']} ({c['maintainability_rank']}) |"
+        for c in ranked
+    ]
     files = [
-        f"| {path} | {m['maintainability']} | {m['rank']} |"
+        f"| {path} | {m['maintainability']} ({m['maintainability_rank']}) "
+        f"| {m['average_complexity']} ({m['average_complexity_rank']}) |"
         for path, m in (state.get("maintainability") or {}).items()
         if m["maintainability"] is not None
     ]
     return (
-        "## Complexity (radon)\n\n| function | where | cyclomatic | rank |\n|---|---|---|---|\n"
+        "## Complexity (radon)\n\n| function | where | cyclomatic (rank) | maintainability index (rank) |\n"
+        "|---|---|---|---|\n"
         + "\n".join(rows)
-        + ("\n\n| file | maintainability index | rank |\n|---|---|---|\n" + "\n".join(files) if files else "")
+        + (
+            "\n\n| file | maintainability index (rank) | average cyclomatic (rank) |\n|---|---|---|\n"
+            + "\n".join(files)
+            if files
+            else ""
+        )
     )
 
 
