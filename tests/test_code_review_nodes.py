@@ -348,3 +348,12 @@ def test_doctests_that_never_end_are_stopped_with_what_they_started(
     stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
     # killed with the doctest process's group (a zombie until init reaps it)
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_bare_except_that_re_raises_is_reported_not_narrowed() -> None:
+    source = "def save(f, data):\n    '''Save.'''\n    try:\n        f.write(data)\n"
+    source += "    except:\n        f.close()\n        raise\n"
+    final = review({"raw_code": source, "quality_threshold": 100})
+    (bare,) = final["findings"]
+    assert bare["rule"] == "bare-except" and not bare["fixable"] and "`except BaseException:`" in bare["message"]
+    assert final["refactored_code"] == source and final["stop_reason"] == "nothing_to_fix"

@@ -204,12 +204,19 @@ def _scope_checks(path: str, scope_name: str, scope: ast.AST) -> list[dict[str, 
     found = []
     for node in own_nodes(scope):
         if isinstance(node, ast.ExceptHandler) and node.type is None:
-            message = "bare `except:` also catches KeyboardInterrupt and SystemExit; catch Exception (or narrower)"
-            found.append(finding(path, node.lineno, "bare-except", message, function=scope_name, fixable=True))
+            message = "bare `except:` also catches KeyboardInterrupt and SystemExit"
+            fixable = not _reraises(node)
+            message += "; catch Exception (or narrower)" if fixable else "; it re-raises: say `except BaseException:`"
+            found.append(finding(path, node.lineno, "bare-except", message, function=scope_name, fixable=fixable))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec"):
             message = f"{node.func.id}() runs arbitrary code; parse the data instead (ast.literal_eval, json)"
             found.append(finding(path, node.lineno, "eval-exec", message, function=scope_name))
     return found
+
+
+def _reraises(handler: ast.ExceptHandler) -> bool:
+    """A handler with a bare ``raise`` cleans up and lets everything through: narrowing it would change that."""
+    return any(isinstance(n, ast.Raise) and n.exc is None for n in own_nodes(handler))
 
 
 def _function_checks(
