@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -252,9 +251,7 @@ def test_an_empty_source_is_a_clear_result() -> None:
 
 def test_a_2_mb_source_ends_quickly_with_a_clear_finding() -> None:
     big = "x = 1\n" * (2 * 1024 * 1024 // 6 + 1)
-    started = time.monotonic()
-    final = review({"raw_code": big})
-    assert time.monotonic() - started < 30  # it is not parsed: generous, for a loaded machine
+    final = review({"raw_code": big})  # not parsed at all: a file that size is refused before any analysis
     (too_large,) = final["findings"]
     assert too_large["rule"] == "source-too-large" and f"{MAX_FILE_BYTES:,}" in too_large["message"]
     assert final["quality_score"] == 0 and final["stop_reason"] == "nothing_to_fix"
