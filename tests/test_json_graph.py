@@ -755,6 +755,7 @@ def test_state_problems_without_a_schema():
 def test_state_problems_with_a_schema():
     definition = example()
     assert state_problems(definition, {"raw_code": "x = 1", "quality_threshold": 90}) == []
+    assert state_problems(definition, {"files": {"pkg/a.py": "x = 1"}, "llm_model": "m"}) == []
     problems = state_problems(definition, {"quality_threshold": "high"})
     assert_problem(problems, "", "is not valid under any of the given schemas")  # neither raw_code nor files
     assert_problem(problems, "/quality_threshold", '"high" is a string; expected number or null')
