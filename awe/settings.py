@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 UP, COORDINATOR, WORKER, GRAPH = "up", "coordinator", "worker", "graph"
-RUN, STATUS, RUNS, WORKERS, LOGS = "run", "status", "runs", "workers", "logs"
+RUN, STATUS, RUNS, WORKERS, LOGS, REVIEW = "run", "status", "runs", "workers", "logs", "review"
 EVERY_PROCESS = frozenset({UP, COORDINATOR, WORKER})
-CLIENTS = frozenset({GRAPH, RUN, STATUS, RUNS, WORKERS, LOGS})
+CLIENTS = frozenset({GRAPH, RUN, STATUS, RUNS, WORKERS, LOGS, REVIEW})
 """Commands that talk to a running engine over its API."""
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

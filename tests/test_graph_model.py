@@ -728,7 +728,14 @@ def test_load_graphs_includes_the_builtin_graph(module_dir):
     assert "code_review_agent" in graphs
     review = graphs["code_review_agent"]
     assert review.entry == "extract_functions"
-    assert set(review.nodes) == {"extract_functions", "check_complexity", "detect_issues", "refactor"}
+    assert set(review.nodes) == {
+        "extract_functions",
+        "check_complexity",
+        "detect_issues",
+        "refactor",
+        "llm_review",
+        "write_report",
+    }
     module = module_dir(GOOD_MODULE.replace("{graph}", "other_graph"))
     both = load_graphs([module], search_path=module_dir.folder)
     assert {"code_review_agent", "other_graph"} <= set(both)

@@ -33,17 +33,17 @@ async def test_a_run_interrupted_before_refactor_resumes_with_an_edited_state(en
     paused = await wait_status(engine, run_id, "paused")
     assert paused["pause"] == {"reason": "interrupt_before", "node": "refactor", "branches": ["refactor"]}
     assert paused["current_node"] == "refactor" and paused["pending"] == ["refactor"]
-    assert paused["state"]["code"] == MESSY  # the state as the review left it, for a person to read
+    assert paused["state"]["sources"] == {"snippet.py": MESSY}  # the state as the review left it, for a person to read
 
-    edited = "def edited(x):\n    return x\n"
-    status, body = await resume(engine, run_id, state_update={"code": edited}, by="reviewer@example.com")
+    edited = {"snippet.py": "def edited(x):\n    return x\n"}
+    status, body = await resume(engine, run_id, state_update={"sources": edited}, by="reviewer@example.com")
     assert status == 200 and body["status"] == "running", body
     done = await engine.wait_finished(run_id, timeout=60)
     assert done["status"] == "completed"
-    assert "def edited" in done["state"]["code"] and "eval" not in done["state"]["code"]  # it used the edit
+    assert "def edited" in done["state"]["refactored_code"] and "eval" not in done["state"]["refactored_code"]
     steps = await engine.steps(run_id)
     (update,) = [s for s in steps if s["node"] == "__resume__"]
-    assert update["delta"] == {"code": edited} and update["route"] == {"by": "reviewer@example.com"}
+    assert update["delta"] == {"sources": edited} and update["route"] == {"by": "reviewer@example.com"}
     events = [e["event"] for e in await engine.ws_events(run_id)]
     assert events.index("run_paused") < events.index("run_resumed")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from code_review_helpers import MESSY as SLOPPY
 from jsonschema import Draft202012Validator
-from test_code_review_nodes import SLOPPY
 
 import awe.graphs.code_review  # registers the code_review.* tools
 from awe.graph import END, CompiledGraph, Context, Graph, RetryPolicy, registered_tools
@@ -731,20 +731,18 @@ def test_the_json_code_review_agent_ends_in_the_same_state_as_the_python_one(sta
     json_state, json_steps = run(json_agent, start)
     assert json_state == python_state
     assert json_steps == python_steps
-    assert python_state["summary"]
+    assert python_state["report"].startswith("# Code review")
 
 
 def test_the_agent_inputs_cover_every_way_out_of_the_loop():
-    """Each of the gate's reasons to stop is taken by some input above (so the equality test means something)."""
+    """Each reason to stop is taken by some input above (so the equality test means something)."""
     json_agent = compile_definition(example(), registered_tools())
-    router = json_agent.routers["detect_issues"].router
     taken = set()
     for start in AGENT_INPUTS.values():
         state, steps = run(json_agent, start)
-        taken.add(router(state))
-        taken.add("loops" if len(steps) > 3 else "one pass")
-    cases = {case["if"] for case in example()["conditional_edges"][0]["cases"]}
-    assert cases | {"loops", "one pass"} <= taken
+        taken.add(state["stop_reason"])
+        taken.add("loops" if len(steps) > 5 else "one pass")
+    assert {"threshold_reached", "nothing_to_fix", "max_iterations", "loops", "one pass"} <= taken
 
 
 def test_the_example_is_valid_and_small():
@@ -753,7 +751,8 @@ def test_the_example_is_valid_and_small():
     normalized = validate(json.loads(text), registered_tools())
     assert normalized["graph_id"] == "code_review_json"
     assert set(tools_used(normalized).values()) == {
-        f"code_review.{n}" for n in ("extract_functions", "check_complexity", "detect_issues", "refactor")
+        f"code_review.{n}"
+        for n in ("extract_functions", "check_complexity", "detect_issues", "refactor", "llm_review", "write_report")
     }
     assert not list(Draft202012Validator(graph_schema()).iter_errors(json.loads(text)))
 
@@ -769,8 +768,9 @@ def test_state_problems_without_a_schema():
 def test_state_problems_with_a_schema():
     definition = example()
     assert state_problems(definition, {"raw_code": "x = 1", "quality_threshold": 90}) == []
+    assert state_problems(definition, {"files": {"pkg/a.py": "x = 1"}, "llm_model": "m"}) == []
     problems = state_problems(definition, {"quality_threshold": "high"})
-    assert_problem(problems, "/raw_code", "required field 'raw_code' is missing")
+    assert_problem(problems, "", "is not valid under any of the given schemas")  # neither raw_code nor files
     assert_problem(problems, "/quality_threshold", '"high" is a string; expected number or null')
     assert_problem(state_problems(definition, {"raw_code": 5}), "/raw_code", "expected string")
 
@@ -824,11 +824,18 @@ def test_mermaid_of_a_python_graph_with_a_loop_a_router_a_join_and_end():
 def test_mermaid_of_a_json_graph_labels_branches_with_their_conditions():
     text = mermaid(compile_definition(example(), registered_tools()))
     ids = node_ids(text)
-    assert set(ids) == {"extract_functions", "check_complexity", "detect_issues", "refactor"}
+    assert set(ids) == {
+        "extract_functions",
+        "check_complexity",
+        "detect_issues",
+        "refactor",
+        "llm_review",
+        "write_report",
+    }
     assert f"{ids['refactor']} --> {ids['extract_functions']}" in text  # the loop
-    assert f'{ids["detect_issues"]} -.->|"state.syntax_error"| __end__' in text
+    assert f'{ids["detect_issues"]} -.->|"state.stop_reason"| {ids["llm_review"]}' in text
     assert f'{ids["detect_issues"]} -.->|"else"| {ids["refactor"]}' in text
-    assert "#62;= float(80 if state.quality_threshold is None else state.quality_threshold)" in text
+    assert f"{ids['write_report']} --> __end__" in text
 
 
 def test_mermaid_draws_a_json_join():

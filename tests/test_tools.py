@@ -180,6 +180,6 @@ def test_a_node_calls_its_tool_with_its_args():
 def test_the_code_review_steps_are_registered_tools(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.undo()  # back to the process's registry, where importing awe.graphs.code_review registered them
     found = registered_tools()
-    for step in ("extract_functions", "check_complexity", "detect_issues", "refactor"):
+    for step in ("extract_functions", "check_complexity", "detect_issues", "refactor", "llm_review", "write_report"):
         assert found[f"code_review.{step}"].fn.__name__ == step
         assert found[f"code_review.{step}"].description

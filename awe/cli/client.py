@@ -52,10 +52,10 @@ def _list(url: str) -> None:
         print(f"{graph['graph_id']}  v{graph['version']}  {graph['source']}  {len(graph['nodes'])} nodes")
 
 
-def request_json(method: str, url: str, body: bytes | None = None) -> Any:
+def request_json(method: str, url: str, body: bytes | None = None, *, timeout: float = TIMEOUT_SECONDS) -> Any:
     request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         raise ClientError(engine_error(exc)) from None

@@ -15,7 +15,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from awe.settings import COORDINATOR, GRAPH, LOGS, RUN, RUNS, STATUS, UP, WORKER, WORKERS, Settings, fields_for
+from awe.settings import (
+    COORDINATOR,
+    GRAPH,
+    LOGS,
+    REVIEW,
+    RUN,
+    RUNS,
+    STATUS,
+    UP,
+    WORKER,
+    WORKERS,
+    Settings,
+    fields_for,
+    positive_int,
+)
 
 COMMANDS = {
     UP: "start the coordinator (HTTP API) and a pool of workers",
@@ -27,6 +41,7 @@ COMMANDS = {
     RUNS: "list recent runs",
     WORKERS: "list the connected workers",
     LOGS: "print a run's events, following it until it ends",
+    REVIEW: "review a .py file or a folder of them with the Code Review Agent; print the report and the diff",
 }
 
 
@@ -108,7 +123,33 @@ def _runs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=20, help="how many, newest first (default: 20)")
 
 
-CLIENT_ARGUMENTS = {RUN: _run_arguments, STATUS: _run_id_argument, LOGS: _run_id_argument, RUNS: _runs_arguments}
+def _review_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="FILE_OR_DIR", help="a .py file, or a folder whose .py files to review")
+    parser.add_argument(
+        "--threshold", type=_score, default=80, help="the score (0-100) to reach; exit 0 if reached (default: 80)"
+    )
+    parser.add_argument(
+        "--max-iterations", type=_argument_type(positive_int), default=None, help="review passes at most (default: 3)"
+    )
+
+
+def _score(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a score from 0 to 100, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a score from 0 to 100, got {text}")
+    return value
+
+
+CLIENT_ARGUMENTS = {
+    RUN: _run_arguments,
+    STATUS: _run_id_argument,
+    LOGS: _run_id_argument,
+    RUNS: _runs_arguments,
+    REVIEW: _review_arguments,
+}
 
 
 def _add_graph_actions(parser: argparse.ArgumentParser) -> None:
