@@ -15,6 +15,7 @@ from awe.coordinator.coordinator import Coordinator
 from awe.http import views, websocket
 from awe.http.keys import COORDINATOR, STREAMS, OpenStream
 from awe.http.middlewares import errors_as_json
+from awe.http.page import add_page_routes
 from awe.http.websocket import CLOSE_TIMEOUT
 
 
@@ -40,6 +41,7 @@ def create_app(coordinator: Coordinator) -> web.Application:
     app.router.add_get("/healthz", views.health)
     app.router.add_get("/metrics", views.metrics)
     app.router.add_get("/ws/logs/{run_id}", websocket.run_logs)
+    add_page_routes(app)
     app.on_shutdown.append(_close_websockets)
     return app
 

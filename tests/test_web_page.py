@@ -1,0 +1,312 @@
+"""The web page at ``/``, driven in headless Chromium against real coordinator and worker processes.
+
+One engine and one browser serve the module. Every test also checks that the page logged no error
+in the browser's console and that no request left 127.0.0.1 (the page must work offline). Chromium
+is Debian's (``apt-get install -y chromium``, which ``.ci/run`` does): a machine without it fails
+these tests rather than skip them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from engine import Engine
+from playwright.async_api import (
+    BrowserContext,
+    Dialog,
+    Locator,
+    Page,
+    Request,
+    Route,
+    WebSocket,
+    async_playwright,
+    expect,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(os.environ.get("AWE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+WAIT_MS = 30_000
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def web_engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engine]:
+    async with Engine(tmp_path_factory.mktemp("web"), graphs=("web_graphs",)) as eng:
+        yield await eng.start(workers=2)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[BrowserContext]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: `apt-get install -y chromium` (.ci/run does)")
+    with tempfile.TemporaryDirectory(prefix="awe-chromium-") as profile:
+        async with async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_FLAGS,
+                viewport={"width": 1440, "height": 1000},
+            )
+            try:
+                yield context
+            finally:
+                await context.close()
+
+
+@dataclass
+class Watched:
+    """A page and what it did that a test must not let pass: console errors, requests off this machine, dialogs."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    local_requests: int = 0
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], f"the browser's console reported errors: {self.errors}"
+        assert self.foreign == [], f"the page asked for something off 127.0.0.1: {self.foreign}"
+        assert self.dialogs == [], f"the page opened dialogs (user data ran as code?): {self.dialogs}"
+        assert self.local_requests > 0, "no request to the engine was seen: the watch itself is broken"
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def watched(browser: BrowserContext) -> AsyncIterator[Watched]:
+    page = await browser.new_page()
+    watched = Watched(page)
+
+    def is_local(url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme in ("data", "blob") or parts.hostname == "127.0.0.1"
+
+    def on_request(request: Request) -> None:
+        if is_local(request.url):
+            watched.local_requests += 1
+        else:
+            watched.foreign.append(request.url)
+
+    def on_websocket(ws: WebSocket) -> None:
+        if not is_local(ws.url):
+            watched.foreign.append(ws.url)
+
+    async def on_dialog(dialog: Dialog) -> None:
+        watched.dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+    async def only_local(route: Route) -> None:
+        if is_local(route.request.url):
+            await route.continue_()
+        else:
+            await route.abort()
+
+    page.on("console", lambda m: watched.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: watched.errors.append(str(e)))
+    page.on("request", on_request)
+    page.on("websocket", on_websocket)
+    page.on("dialog", on_dialog)
+    await page.route("**/*", only_local)
+    try:
+        yield watched
+    finally:
+        await page.close()
+
+
+RECORD_STATUSES = """() => {
+  // Every change of a diagram node's status, in order: how the test sees nodes light up.
+  window.awePaths = [];
+  const last = new Map();
+  const note = (el) => {
+    const holder = el.closest('.react-flow__node');
+    if (holder === null) return;
+    const id = holder.getAttribute('data-id');
+    const status = el.getAttribute('data-status');
+    if (last.get(id) === status) return;
+    last.set(id, status);
+    if (status !== 'idle') window.awePaths.push([id, status]);
+  };
+  new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.type === 'attributes') { note(r.target); continue; }
+      for (const n of r.addedNodes) {
+        if (n.nodeType !== 1) continue;
+        if (n.matches('.awe-node')) note(n);
+        n.querySelectorAll('.awe-node').forEach(note);
+      }
+    }
+  }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['data-status']});
+}"""
+
+
+def node(page: Page, name: str) -> Locator:
+    return page.locator(f'.react-flow__node[data-id="{name}"]')
+
+
+async def test_page_draws_the_graphs_and_lights_a_run_node_by_node(web_engine: Engine, watched: Watched) -> None:
+    page = watched.page
+    await page.goto(f"{web_engine.url}/")
+
+    # The built-in graph is drawn first: every node, START and END, its edges and its router's branches.
+    for name in ("__start__", "extract_functions", "check_complexity", "detect_issues", "refactor", "__end__"):
+        await expect(node(page, name)).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(".react-flow__edge")).to_have_count(6)
+    await expect(page.locator(".react-flow__edge.edge-conditional")).to_have_count(2)
+    assert sorted(await page.locator(".react-flow__edge-text").all_text_contents()) == ["done", "refactor"]
+    await expect(node(page, "detect_issues")).to_contain_text("router: quality_gate")
+    await _assert_apart(page)
+
+    # A graph with a fan-out, a join and a loop; a run of it started from the page.
+    await page.click('a[data-graph-id="paced_review"]')
+    for name in ("plan", "style", "security", "summarise", "__join_0__"):
+        await expect(node(page, name)).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(".react-flow__edge.edge-join")).to_have_count(3)
+    await _assert_apart(page)
+    await page.evaluate(RECORD_STATUSES)
+    await page.fill('textarea[name="initial_state"]', json.dumps({"pace": 0.3, "rounds": 2}))
+    await page.click("text=Start run")
+    await page.wait_for_url(re.compile(r"#/runs/."))
+    run_id = unquote(page.url.split("#/runs/", 1)[1])
+    await expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=WAIT_MS)
+    await expect(node(page, "summarise").locator(".awe-node")).to_have_attribute("data-status", "done")
+
+    # The nodes lit up in the order the engine ran them: each running, then done, step after step.
+    steps = await web_engine.steps(run_id)
+    by_step: dict[int, set[str]] = {}
+    for s in steps:
+        by_step.setdefault(s["step"], set()).add(s["node"])
+    expected = [by_step[k] for k in sorted(by_step)]
+    assert expected == [{"plan"}, {"style", "security"}, {"summarise"}] * 2
+    seen: list[list[str]] = await page.evaluate("window.awePaths")
+    for status in ("running", "done"):
+        order = [name for name, s in seen if s == status]
+        groups = []
+        for nodes in expected:
+            groups.append(set(order[: len(nodes)]))
+            order = order[len(nodes) :]
+        assert groups == expected and order == [], f"nodes {status} in this order: {seen}"
+
+    # The path: parallel branches side by side in one step; the state after the last step, its changes marked.
+    await expect(page.locator(".step-row")).to_have_count(6)
+    await expect(page.locator('.step-row[data-step="2"] .chip')).to_have_count(2)
+    await expect(page.locator(".state-table tr.changed")).to_have_attribute("data-key", "summary")
+    await expect(page.locator('.state-table tr[data-key="summary"] pre.value')).to_have_text(
+        "4 findings after 2 rounds"
+    )
+    await expect(page.locator('.event-row[data-event="run_completed"]')).to_have_count(1)
+    await expect(node(page, "plan").locator(".awe-node-visits")).to_have_text("\u00d72")  # x2: ran twice
+    run_row = page.locator(f'.run-row[data-run-id="{run_id}"]')  # the runs list follows the run
+    await expect(run_row).to_have_attribute("data-status", "completed", timeout=WAIT_MS)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "web-page-run.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot of the run's page: {shot}")
+    watched.assert_clean()
+
+
+async def test_state_and_logs_are_shown_as_text_never_run(web_engine: Engine, watched: Watched) -> None:
+    page = watched.page
+    script, image = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
+    run_id = await web_engine.start_run("paced_review", {"pace": 0, "note": script, "html": image})
+    await web_engine.wait_finished(run_id)
+    await page.goto(f"{web_engine.url}/#/runs/{run_id}")
+    await expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=WAIT_MS)
+    await expect(page.locator('.state-table tr[data-key="note"] pre.value')).to_have_text(script)
+    await expect(page.locator('.state-table tr[data-key="html"] pre.value')).to_have_text(image)
+    await expect(page.locator('.event-row[data-event="node_log"]')).to_contain_text(script)
+    assert await page.locator("script").count() == 1, "only the page's own bundle may be a script"
+    assert await page.locator("main img").count() == 0
+    watched.assert_clean()
+
+
+async def test_a_paused_run_shows_its_question_and_resumes_with_the_edited_state(
+    web_engine: Engine, watched: Watched
+) -> None:
+    page = watched.page
+    run_id = await web_engine.start_run("asking", {"release": "v1"})
+    await web_engine.wait_until(
+        lambda: _status_is(web_engine, run_id, "paused"), what=f"run {run_id} to pause for its question"
+    )
+    await page.goto(f"{web_engine.url}/#/runs/{run_id}")
+    pause = page.get_by_test_id("pause")
+    await expect(pause.locator(".question")).to_contain_text('"question": "ship v1?"', timeout=WAIT_MS)
+    await expect(node(page, "ask").locator(".awe-node")).to_have_attribute("data-status", "paused")
+    await pause.locator('textarea[name="state"]').fill(json.dumps({"release": "v2"}))
+    await pause.locator('input[name="answer"]').fill("yes")
+    await pause.locator('input[name="by"]').fill("ana")
+    await pause.locator("text=Resume").click()
+    await expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=WAIT_MS)
+    final = await web_engine.state(run_id)
+    assert final["state"] == {"release": "v2", "approved": "yes"}
+    resume = [s for s in await web_engine.steps(run_id) if s["node"] == "__resume__"]
+    assert resume[0]["delta"] == {"release": "v2"} and resume[0]["route"]["by"] == "ana"
+    watched.assert_clean()
+
+
+async def _assert_apart(page: Page) -> None:
+    """No two nodes of the diagram cover each other: each can be seen and told apart."""
+    boxes = {}
+    for holder in await page.locator(".react-flow__node").all():
+        box = await holder.bounding_box()
+        assert box is not None
+        boxes[await holder.get_attribute("data-id")] = box
+    names = sorted(boxes, key=str)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            p, q = boxes[a], boxes[b]
+            apart = (
+                p["x"] + p["width"] <= q["x"]
+                or q["x"] + q["width"] <= p["x"]
+                or p["y"] + p["height"] <= q["y"]
+                or q["y"] + q["height"] <= p["y"]
+            )
+            assert apart, f"nodes {a} and {b} overlap: {p} {q}"
+
+
+async def _status_is(engine: Engine, run_id: str, status: str) -> bool:
+    return (await engine.state(run_id))["status"] == status
+
+
+async def test_the_page_is_one_file_and_assets_beside_the_api(web_engine: Engine) -> None:
+    """``/`` is the built page, with no inline script (a Content-Security-Policy can forbid them); its
+    assets come from ``/ui/``; the API's answers, and its JSON 404, are untouched."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{web_engine.url}/") as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            html = await r.text()
+        scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
+        assert scripts and all('src="/ui/' in attrs and body.strip() == "" for attrs, body in scripts), html
+        assets = re.findall(r'(?:src|href)="(/ui/[^"]+)"', html)
+        assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+        for asset in assets:
+            async with http.get(f"{web_engine.url}{asset}") as r:
+                assert r.status == 200, asset
+                body = await r.text()
+                assert "eval(" not in body and "new Function" not in body, f"{asset} evaluates strings"
+        async with http.get(f"{web_engine.url}/ui/assets/nothing-here.js") as r:
+            assert r.status == 404 and "nothing-here.js" in (await r.json())["error"]
+        async with http.get(f"{web_engine.url}/ui/assets/..%2F..%2F__init__.py") as r:
+            assert r.status == 404
+        async with http.get(f"{web_engine.url}/runs?limit=1") as r:
+            assert r.status == 200 and "runs" in await r.json()

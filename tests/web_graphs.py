@@ -1,0 +1,61 @@
+"""Graphs the web page's browser tests run (``--graphs web_graphs``): slow enough to watch.
+
+``paced_review`` has what the page must draw and light: a fan-out (``plan`` to ``style`` and
+``security``, run as parallel branches of one step), a join (``summarise`` after both), and a router
+that loops back to ``plan`` until ``rounds`` are done. Each node waits ``state["pace"]`` seconds,
+so the page sees it running before it sees it done, and logs the state's ``note``, so whatever a
+user put there reaches the event log too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from awe import END, Graph
+
+
+async def plan(state, ctx):
+    await asyncio.sleep(state["pace"])
+    ctx.log.info("planning", note=state.get("note"))
+    return {"round": state.get("round", 0) + 1}
+
+
+def checker(kind):
+    async def check(state):
+        await asyncio.sleep(state["pace"])
+        return {"findings": [f"{kind} round {state['round']}"]}
+
+    check.__name__ = kind
+    return check
+
+
+async def summarise(state):
+    await asyncio.sleep(state["pace"])
+    return {"summary": f"{len(state['findings'])} findings after {state['round']} rounds"}
+
+
+def again(state):
+    return "done" if state["round"] >= state.get("rounds", 1) else "again"
+
+
+paced_review = Graph("paced_review", reducers={"findings": "append"})
+paced_review.add_node("plan", plan)
+for kind in ("style", "security"):
+    paced_review.add_node(kind, checker(kind))
+    paced_review.add_edge("plan", kind)
+paced_review.add_node("summarise", summarise)
+paced_review.add_edge(["style", "security"], "summarise")
+paced_review.add_conditional_edge("summarise", again, {"done": END, "again": "plan"})
+paced_review.set_entry_point("plan")
+
+
+def ask(state, ctx):
+    """Pauses the run with a question; once resumed with an answer, runs again and returns it."""
+    answer = ctx.interrupt({"question": f"ship {state['release']}?"})
+    return {"approved": answer}
+
+
+asking = Graph("asking")
+asking.add_node("ask", ask)
+asking.add_edge("ask", END)
+asking.set_entry_point("ask")

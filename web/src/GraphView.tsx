@@ -1,0 +1,88 @@
+// One graph drawn with React Flow; during a run, each node lit by what it is doing.
+import { Background, BaseEdge, Controls, Handle, Position, ReactFlow, type EdgeProps, type NodeProps } from "@xyflow/react";
+import { useMemo } from "react";
+import type { GraphDescription } from "./api";
+import { diagram, type DiagramNode } from "./layout";
+import type { NodeStatus } from "./trace";
+
+function AweNode({ data }: NodeProps<DiagramNode>) {
+  return (
+    <div className={`awe-node kind-${data.kind} status-${data.status ?? "idle"}`} data-status={data.status ?? "idle"}>
+      <Handle type="target" position={Position.Top} />
+      <div className="awe-node-name">{data.label}</div>
+      {data.router ? <div className="awe-node-router">router: {data.router}</div> : null}
+      {data.visits ? (
+        <span className="awe-node-visits" title="times completed">
+          ×{data.visits}
+        </span>
+      ) : null}
+      <Handle type="source" position={Position.Bottom} />
+    </div>
+  );
+}
+
+interface Point {
+  x: number;
+  y: number;
+}
+
+/** An edge along the route dagre chose (its points), smoothed: curves through the midpoints. */
+function RoutedEdge({ id, data, label, markerEnd, sourceX, sourceY, targetX, targetY }: EdgeProps) {
+  const points = (data?.points as Point[] | undefined) ?? [];
+  const route = points.length >= 2 ? points : [{ x: sourceX, y: sourceY }, { x: targetX, y: targetY }];
+  let path = `M ${route[0].x} ${route[0].y}`;
+  for (let i = 1; i < route.length - 1; i++) {
+    const next = route[i + 1];
+    const mid = i + 1 === route.length - 1 ? next : { x: (route[i].x + next.x) / 2, y: (route[i].y + next.y) / 2 };
+    path += ` Q ${route[i].x} ${route[i].y} ${mid.x} ${mid.y}`;
+  }
+  if (route.length === 2) path += ` L ${route[1].x} ${route[1].y}`;
+  const labelX = typeof data?.labelX === "number" ? data.labelX : route[Math.floor(route.length / 2)].x;
+  const labelY = typeof data?.labelY === "number" ? data.labelY : route[Math.floor(route.length / 2)].y;
+  return <BaseEdge id={id} path={path} markerEnd={markerEnd} label={label} labelX={labelX} labelY={labelY} />;
+}
+
+const NODE_TYPES = { awe: AweNode };
+const EDGE_TYPES = { routed: RoutedEdge };
+
+interface Props {
+  graph: GraphDescription;
+  statuses?: Map<string, NodeStatus>;
+  paused?: string | null;
+}
+
+export function GraphView({ graph, statuses, paused }: Props) {
+  const base = useMemo(() => diagram(graph), [graph]);
+  const nodes = useMemo(
+    () =>
+      base.nodes.map((n) => {
+        const s = statuses?.get(n.id);
+        const status = n.id === paused ? "paused" : s?.status;
+        return s === undefined && status === undefined ? n : { ...n, data: { ...n.data, status, visits: s?.visits } };
+      }),
+    [base, statuses, paused],
+  );
+  return (
+    <div className="graph-view" data-graph={graph.graph_id}>
+      <ReactFlow
+        nodes={nodes}
+        edges={base.edges}
+        nodeTypes={NODE_TYPES}
+        edgeTypes={EDGE_TYPES}
+        fitView
+        nodesConnectable={false}
+        nodesDraggable={false}
+        elementsSelectable={false}
+        minZoom={0.2}
+      >
+        <Background />
+        <Controls showInteractive={false} />
+      </ReactFlow>
+      <div className="legend">
+        <span className="legend-plain">edge</span>
+        <span className="legend-conditional">router branch</span>
+        <span className="legend-join">join</span>
+      </div>
+    </div>
+  );
+}
