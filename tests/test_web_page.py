@@ -8,6 +8,7 @@ these tests rather than skip them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -261,6 +262,46 @@ async def test_a_paused_run_shows_its_question_and_resumes_with_the_edited_state
     assert final["state"] == {"release": "v2", "approved": "yes"}
     resume = [s for s in await web_engine.steps(run_id) if s["node"] == "__resume__"]
     assert resume[0]["delta"] == {"release": "v2"} and resume[0]["route"]["by"] == "ana"
+    watched.assert_clean()
+
+
+async def test_a_thousand_runs_and_a_run_of_a_thousand_steps_render_only_what_is_in_view(
+    web_engine: Engine, watched: Watched
+) -> None:
+    page = watched.page
+    long_run = await web_engine.start_run("ticker", {"target": 1000}, max_steps=1000)
+    await web_engine.wait_finished(long_run)
+    runs = await asyncio.gather(*(web_engine.start_run("ticker", {"target": 1}) for _ in range(1000)))
+    for run_id in runs:
+        await web_engine.wait_finished(run_id)
+
+    await page.goto(f"{web_engine.url}/#/runs/{long_run}")
+    await page.select_option('select[name="graph"]', "ticker")
+    await page.select_option('select[name="status"]', "completed")
+    # The newest thousand (the API's largest page), said so; the last of them drawn once scrolled to.
+    await expect(page.get_by_test_id("runs-count")).to_have_text("1000", timeout=WAIT_MS)
+    await expect(page.locator(".runs-note")).to_contain_text("newest 1000")
+    assert await page.locator(".run-row").count() < 100
+    _, newest = await web_engine.request("GET", "/runs?graph_id=ticker&status=completed&limit=1000")
+    oldest_listed = newest["runs"][-1]["run_id"]
+    await expect(page.locator(f'.run-row[data-run-id="{oldest_listed}"]')).to_have_count(0)
+    await page.locator(".runs-list").evaluate("list => { list.scrollTop = list.scrollHeight; }")
+    await expect(page.locator(f'.run-row[data-run-id="{oldest_listed}"]')).to_be_visible()
+
+    # The list follows new runs through its filters: one more completed run of the graph appears.
+    another = await web_engine.start_run("ticker", {"target": 2})
+    await expect(page.get_by_test_id("runs-count")).to_have_text("1001", timeout=WAIT_MS)
+    await page.locator(".runs-list").evaluate("list => { list.scrollTop = 0; }")
+    await expect(page.locator(f'.run-row[data-run-id="{another}"]')).to_have_count(1)
+
+    # The long run: the path, the events and the steps are all there, and only a window of each is drawn.
+    await expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=WAIT_MS)
+    await expect(page.locator('.step-row[data-step="1000"]')).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator('.history-row:has-text("1000. tick")')).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator('.state-table tr[data-key="count"] pre.value')).to_have_text("1000")
+    await expect(page.locator('.event-row[data-event="run_completed"]')).to_be_visible()
+    for rows in (".step-row", ".event-row", ".history-row", ".run-row"):
+        assert await page.locator(rows).count() < 100, f"{rows}: every row is drawn, not only those in view"
     watched.assert_clean()
 
 

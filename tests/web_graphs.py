@@ -59,3 +59,18 @@ asking = Graph("asking")
 asking.add_node("ask", ask)
 asking.add_edge("ask", END)
 asking.set_entry_point("ask")
+
+
+def tick(state):
+    return {"count": state.get("count", 0) + 1}
+
+
+def until_target(state):
+    return "done" if state["count"] >= state["target"] else "again"
+
+
+ticker = Graph("ticker")
+"""One node looping ``target`` times: a run of many steps, and many quick runs, for the page to keep up with."""
+ticker.add_node("tick", tick)
+ticker.add_conditional_edge("tick", until_target, {"done": END, "again": "tick"})
+ticker.set_entry_point("tick")

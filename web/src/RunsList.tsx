@@ -1,7 +1,8 @@
 // The runs, filtered by status and graph, kept current by polling GET /runs?since=CURSOR.
 //
-// The first page comes filtered by the server (newest first); the polls are not filtered, because a
-// run that leaves the filter (running -> completed under "running") must leave the list too.
+// The first page comes filtered by the server: the newest 1000 runs (the API's largest page; it has
+// no cursor to page further back). The polls are not filtered, because a run that leaves the filter
+// (running -> completed under "running") must leave the list too.
 import { useEffect, useState } from "react";
 import { api, cursorAfter, STATUSES, type Run, type RunFilter } from "./api";
 import { VirtualList } from "./VirtualList";
@@ -16,8 +17,9 @@ function matches(run: Run, filter: RunFilter): boolean {
   return (!filter.status || run.status === filter.status) && (!filter.graph_id || run.graph_id === filter.graph_id);
 }
 
-function useRuns(filter: RunFilter): { runs: Run[]; error: string } {
+function useRuns(filter: RunFilter): { runs: Run[]; error: string; capped: boolean } {
   const [runs, setRuns] = useState<Run[]>([]);
+  const [capped, setCapped] = useState(false);
   const [error, setError] = useState("");
   const { status, graph_id } = filter;
   useEffect(() => {
@@ -60,6 +62,7 @@ function useRuns(filter: RunFilter): { runs: Run[]; error: string } {
         const first = await api.runs(wanted, FIRST_PAGE);
         if (stopped) return;
         for (const r of first) byId.set(r.run_id, r);
+        setCapped(first.length === FIRST_PAGE);
         cursor = cursorAfter(first);
         publish();
       } catch (e) {
@@ -68,19 +71,20 @@ function useRuns(filter: RunFilter): { runs: Run[]; error: string } {
       if (!stopped) void poll();
     };
     setRuns([]);
+    setCapped(false);
     void start();
     return () => {
       stopped = true;
       window.clearTimeout(timer);
     };
   }, [status, graph_id]);
-  return { runs, error };
+  return { runs, error, capped };
 }
 
 export function RunsList({ graphIds, selected }: { graphIds: string[]; selected: string | null }) {
   const [status, setStatus] = useState("");
   const [graphId, setGraphId] = useState("");
-  const { runs, error } = useRuns({ status: status || undefined, graph_id: graphId || undefined });
+  const { runs, error, capped } = useRuns({ status: status || undefined, graph_id: graphId || undefined });
   return (
     <section className="runs">
       <h2>
@@ -107,6 +111,11 @@ export function RunsList({ graphIds, selected }: { graphIds: string[]; selected:
         </label>
       </div>
       {error ? <p className="error">{error}</p> : null}
+      {capped ? (
+        <p className="muted runs-note">
+          The newest {FIRST_PAGE} runs when the page opened, and every run since; narrow the filters for older ones.
+        </p>
+      ) : null}
       <VirtualList
         className="runs-list"
         label="runs"
