@@ -9,6 +9,7 @@ these tests rather than skip them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -34,7 +35,10 @@ from playwright.async_api import (
     expect,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+from awe.http import page
+
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+"""The tests share the module's engine and browser, so they run in its event loop."""
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -164,6 +168,7 @@ def node(page: Page, name: str) -> Locator:
     return page.locator(f'.react-flow__node[data-id="{name}"]')
 
 
+@in_module_loop
 async def test_page_draws_the_graphs_and_lights_a_run_node_by_node(web_engine: Engine, watched: Watched) -> None:
     page = watched.page
     await page.goto(f"{web_engine.url}/")
@@ -226,6 +231,7 @@ async def test_page_draws_the_graphs_and_lights_a_run_node_by_node(web_engine: E
     watched.assert_clean()
 
 
+@in_module_loop
 async def test_state_and_logs_are_shown_as_text_never_run(web_engine: Engine, watched: Watched) -> None:
     page = watched.page
     script, image = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
@@ -241,6 +247,7 @@ async def test_state_and_logs_are_shown_as_text_never_run(web_engine: Engine, wa
     watched.assert_clean()
 
 
+@in_module_loop
 async def test_a_paused_run_shows_its_question_and_resumes_with_the_edited_state(
     web_engine: Engine, watched: Watched
 ) -> None:
@@ -265,6 +272,7 @@ async def test_a_paused_run_shows_its_question_and_resumes_with_the_edited_state
     watched.assert_clean()
 
 
+@in_module_loop
 async def test_a_thousand_runs_and_a_run_of_a_thousand_steps_render_only_what_is_in_view(
     web_engine: Engine, watched: Watched
 ) -> None:
@@ -329,6 +337,28 @@ async def _status_is(engine: Engine, run_id: str, status: str) -> bool:
     return (await engine.state(run_id))["status"] == status
 
 
+WEB_SOURCES = ("index.html", "package.json", "package-lock.json", "tsconfig.json", "vite.config.ts", "public", "src")
+"""What the build is made from, hashed as ``web/vite.config.ts`` does when it writes ``source-hash.txt``."""
+
+
+def test_the_shipped_build_is_of_the_sources_in_web() -> None:
+    web, static = Path(__file__).parent.parent / "web", Path(page.__file__).parent / "static"
+    files = sorted(
+        path.relative_to(web).as_posix()
+        for source in WEB_SOURCES
+        for path in ([web / source] if (web / source).is_file() else (web / source).rglob("*"))
+        if path.is_file()
+    )
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(f"{name}\0".encode())
+        digest.update((web / name).read_bytes())
+        digest.update(b"\0")
+    built = (static / "source-hash.txt").read_text().strip()
+    assert built == digest.hexdigest(), "web/ changed since the page was built: `cd web && npm ci && npm run build`"
+
+
+@in_module_loop
 async def test_the_page_is_one_file_and_assets_beside_the_api(web_engine: Engine) -> None:
     """``/`` is the built page, with no inline script (a Content-Security-Policy can forbid them); its
     assets come from ``/ui/``; the API's answers, and its JSON 404, are untouched."""

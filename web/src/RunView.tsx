@@ -12,8 +12,10 @@ import type { BranchTrace } from "./trace";
 import { VirtualList } from "./VirtualList";
 
 export function RunView({ runId }: { runId: string }) {
-  const { trace, tick, connection } = useRunTrace(runId);
+  const [known, setKnown] = useState(false);
+  const { trace, tick, connection } = useRunTrace(runId, known);
   const { run, error, reload } = useRun(runId, trace.changes);
+  if (run !== null && !known) setKnown(true);
   const entries = useHistory(runId, trace.changes);
   const [graph, setGraph] = useState<GraphDescription | null>(null);
   const graphId = run?.graph_id;

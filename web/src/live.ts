@@ -5,8 +5,11 @@ import { RunTrace } from "./trace";
 
 export type Connection = "connecting" | "live" | "reconnecting" | "ended";
 
-/** The run's events from /ws/logs/{run_id}, folded into a trace; re-renders at most every 100 ms. */
-export function useRunTrace(runId: string): { trace: RunTrace; tick: number; connection: Connection } {
+/**
+ * The run's events from /ws/logs/{run_id}, folded into a trace; re-renders at most every 100 ms.
+ * Connects once `known` (the run's record was read): an unknown run would only fail the upgrade again and again.
+ */
+export function useRunTrace(runId: string, known: boolean): { trace: RunTrace; tick: number; connection: Connection } {
   const [trace, setTrace] = useState(() => new RunTrace());
   const [tick, setTick] = useState(0);
   const [connection, setConnection] = useState<Connection>("connecting");
@@ -14,6 +17,7 @@ export function useRunTrace(runId: string): { trace: RunTrace; tick: number; con
     const current = new RunTrace();
     setTrace(current);
     setConnection("connecting");
+    if (!known) return;
     let socket: WebSocket | null = null;
     let left = false;
     let flush = 0;
@@ -55,7 +59,7 @@ export function useRunTrace(runId: string): { trace: RunTrace; tick: number; con
         socket?.close();
       }
     };
-  }, [runId]);
+  }, [runId, known]);
   return { trace, tick, connection };
 }
 
