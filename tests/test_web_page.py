@@ -142,6 +142,7 @@ RECORD_STATUSES = """() => {
   // Every change of a diagram node's status, in order: how the test sees nodes light up.
   window.awePaths = [];
   const last = new Map();
+  let batch = 0;
   const note = (el) => {
     const holder = el.closest('.react-flow__node');
     if (holder === null) return;
@@ -149,9 +150,10 @@ RECORD_STATUSES = """() => {
     const status = el.getAttribute('data-status');
     if (last.get(id) === status) return;
     last.set(id, status);
-    if (status !== 'idle') window.awePaths.push([id, status]);
+    if (status !== 'idle') window.awePaths.push([batch, id, status]);
   };
   new MutationObserver((records) => {
+    batch += 1;
     for (const r of records) {
       if (r.type === 'attributes') { note(r.target); continue; }
       for (const n of r.addedNodes) {
@@ -182,39 +184,50 @@ async def test_page_draws_the_graphs_and_lights_a_run_node_by_node(web_engine: E
     await expect(node(page, "detect_issues")).to_contain_text("router: quality_gate")
     await _assert_apart(page)
 
-    # A graph with a fan-out, a join and a loop; a run of it started from the page.
-    await page.click('a[data-graph-id="paced_review"]')
-    for name in ("plan", "style", "security", "summarise", "__join_0__"):
+    # A graph with a fan-out, a join and a loop, its runs gated by a pause: started from the page, each
+    # run waits there, so the test watches it from its first node on.
+    await page.click('a[data-graph-id="gated_review"]')
+    for name in ("intake", "plan", "style", "security", "summarise", "__join_0__"):
         await expect(node(page, name)).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator(".react-flow__edge.edge-join")).to_have_count(3)
     await _assert_apart(page)
-    await page.evaluate(RECORD_STATUSES)
     await page.fill('textarea[name="initial_state"]', json.dumps({"pace": 0.3, "rounds": 2}))
     await page.click("text=Start run")
     await page.wait_for_url(re.compile(r"#/runs/."))
     run_id = unquote(page.url.split("#/runs/", 1)[1])
+    await expect(node(page, "intake").locator(".awe-node")).to_have_attribute("data-status", "paused", timeout=WAIT_MS)
+    await page.evaluate(RECORD_STATUSES)
+    await page.get_by_test_id("pause").locator("text=Resume").click()
     await expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=WAIT_MS)
     await expect(node(page, "summarise").locator(".awe-node")).to_have_attribute("data-status", "done")
 
-    # The nodes lit up in the order the engine ran them: each running, then done, step after step.
-    steps = await web_engine.steps(run_id)
+    # The nodes lit up in the order the engine ran them: each step's nodes running, then done, then the next
+    # step's. Changes the page drew at once (in one batch of DOM mutations) count as simultaneous.
     by_step: dict[int, set[str]] = {}
-    for s in steps:
-        by_step.setdefault(s["step"], set()).add(s["node"])
+    for s in await web_engine.steps(run_id):
+        if s["node"] != "__resume__":
+            by_step.setdefault(s["step"], set()).add(s["node"])
     expected = [by_step[k] for k in sorted(by_step)]
-    assert expected == [{"plan"}, {"style", "security"}, {"summarise"}] * 2
-    seen: list[list[str]] = await page.evaluate("window.awePaths")
-    for status in ("running", "done"):
-        order = [name for name, s in seen if s == status]
-        groups = []
-        for nodes in expected:
-            groups.append(set(order[: len(nodes)]))
-            order = order[len(nodes) :]
-        assert groups == expected and order == [], f"nodes {status} in this order: {seen}"
+    assert expected == [{"intake"}, *[{"plan"}, {"style", "security"}, {"summarise"}] * 2]
+    seen: list[tuple[int, str, str]] = await page.evaluate("window.awePaths")
+    used: dict[tuple[str, str], int] = {}
+    last = 0
+    for nodes in expected:
+        for status in ("running", "done"):
+            batches = []
+            for name in nodes:
+                times = [batch for batch, n, s in seen if (n, s) == (name, status)]
+                k = used.get((name, status), 0)
+                assert k < len(times), f"{name} was not seen {status} (time {k + 1}) in {seen}"
+                used[(name, status)] = k + 1
+                batches.append(times[k])
+            assert min(batches) >= last, f"{sorted(nodes)} {status} before the step before them: {seen}"
+            last = max(batches)
+    assert len(seen) == sum(used.values()), f"the diagram changed more than the run did: {seen}"
 
     # The path: parallel branches side by side in one step; the state after the last step, its changes marked.
-    await expect(page.locator(".step-row")).to_have_count(6)
-    await expect(page.locator('.step-row[data-step="2"] .chip')).to_have_count(2)
+    await expect(page.locator(".step-row")).to_have_count(7)
+    await expect(page.locator('.step-row[data-step="3"] .chip')).to_have_count(2)
     await expect(page.locator(".state-table tr.changed")).to_have_attribute("data-key", "summary")
     await expect(page.locator('.state-table tr[data-key="summary"] pre.value')).to_have_text(
         "4 findings after 2 rounds"
@@ -242,6 +255,10 @@ async def test_state_and_logs_are_shown_as_text_never_run(web_engine: Engine, wa
     await expect(page.locator('.state-table tr[data-key="note"] pre.value')).to_have_text(script)
     await expect(page.locator('.state-table tr[data-key="html"] pre.value')).to_have_text(image)
     await expect(page.locator('.event-row[data-event="node_log"]')).to_contain_text(script)
+    # One round: every edge lit but the router's way back to plan.
+    await expect(page.locator(".react-flow__edge.taken")).to_have_count(7)
+    await expect(page.locator(".react-flow__edge:not(.taken)")).to_have_attribute("data-id", "c:0:1")
+    await expect(page.locator(".react-flow__edge:not(.taken) .react-flow__edge-text")).to_have_text("again")
     assert await page.locator("script").count() == 1, "only the page's own bundle may be a script"
     assert await page.locator("main img").count() == 0
     watched.assert_clean()

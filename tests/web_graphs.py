@@ -4,7 +4,8 @@
 ``security``, run as parallel branches of one step), a join (``summarise`` after both), and a router
 that loops back to ``plan`` until ``rounds`` are done. Each node waits ``state["pace"]`` seconds,
 so the page sees it running before it sees it done, and logs the state's ``note``, so whatever a
-user put there reaches the event log too.
+user put there reaches the event log too. ``gated_review`` is the same behind a pause, so that a
+test can open the run's page before its first node runs.
 """
 
 from __future__ import annotations
@@ -38,15 +39,29 @@ def again(state):
     return "done" if state["round"] >= state.get("rounds", 1) else "again"
 
 
-paced_review = Graph("paced_review", reducers={"findings": "append"})
-paced_review.add_node("plan", plan)
-for kind in ("style", "security"):
-    paced_review.add_node(kind, checker(kind))
-    paced_review.add_edge("plan", kind)
-paced_review.add_node("summarise", summarise)
-paced_review.add_edge(["style", "security"], "summarise")
-paced_review.add_conditional_edge("summarise", again, {"done": END, "again": "plan"})
-paced_review.set_entry_point("plan")
+async def intake(state):
+    await asyncio.sleep(state["pace"])
+    return {"round": 0}
+
+
+def review(name, *, gated):
+    """The review; ``gated``, it starts with ``intake`` and pauses before it, until someone resumes it."""
+    graph = Graph(name, reducers={"findings": "append"}, interrupt_before=["intake"] if gated else [])
+    graph.add_node("plan", plan)
+    for kind in ("style", "security"):
+        graph.add_node(kind, checker(kind))
+        graph.add_edge("plan", kind)
+    graph.add_node("summarise", summarise)
+    graph.add_edge(["style", "security"], "summarise")
+    graph.add_conditional_edge("summarise", again, {"done": END, "again": "plan"})
+    if gated:
+        graph.add_node("intake", intake)
+        graph.add_edge("intake", "plan")
+    return graph.set_entry_point("intake" if gated else "plan")
+
+
+paced_review = review("paced_review", gated=False)
+gated_review = review("gated_review", gated=True)
 
 
 def ask(state, ctx):

@@ -1,5 +1,5 @@
 // One graph drawn with React Flow; during a run, each node lit by what it is doing.
-import { Background, BaseEdge, Controls, Handle, Position, ReactFlow, type EdgeProps, type NodeProps } from "@xyflow/react";
+import { Background, BaseEdge, Controls, Handle, MarkerType, Position, ReactFlow, type Edge, type EdgeProps, type NodeProps } from "@xyflow/react";
 import { useMemo } from "react";
 import type { GraphDescription } from "./api";
 import { diagram, type DiagramNode } from "./layout";
@@ -43,15 +43,25 @@ function RoutedEdge({ id, data, label, markerEnd, sourceX, sourceY, targetX, tar
 }
 
 const NODE_TYPES = { awe: AweNode };
+const TAKEN_ARROW = { type: MarkerType.ArrowClosed, width: 16, height: 16, color: "#16a34a" };
 const EDGE_TYPES = { routed: RoutedEdge };
 
 interface Props {
   graph: GraphDescription;
   statuses?: Map<string, NodeStatus>;
   paused?: string | null;
+  /** The (from, to) pairs a run went along, as `from\u0000to` (RunTrace.taken): their edges are drawn lit. */
+  taken?: Set<string>;
 }
 
-export function GraphView({ graph, statuses, paused }: Props) {
+/** Whether a run went along an edge; a join's edges stand for going from its sources to its target. */
+function wasTaken(edge: Edge, taken: Set<string>): boolean {
+  const from = (edge.data?.from as string[] | undefined) ?? [edge.source];
+  const to = (edge.data?.to as string | undefined) ?? edge.target;
+  return from.some((source) => taken.has(`${source}\u0000${to}`));
+}
+
+export function GraphView({ graph, statuses, paused, taken }: Props) {
   const base = useMemo(() => diagram(graph), [graph]);
   const nodes = useMemo(
     () =>
@@ -62,11 +72,18 @@ export function GraphView({ graph, statuses, paused }: Props) {
       }),
     [base, statuses, paused],
   );
+  const edges = useMemo(
+    () =>
+      taken === undefined
+        ? base.edges
+        : base.edges.map((e) => (wasTaken(e, taken) ? { ...e, className: `${e.className} taken`, markerEnd: TAKEN_ARROW } : e)),
+    [base, taken],
+  );
   return (
     <div className="graph-view" data-graph={graph.graph_id}>
       <ReactFlow
         nodes={nodes}
-        edges={base.edges}
+        edges={edges}
         nodeTypes={NODE_TYPES}
         edgeTypes={EDGE_TYPES}
         fitView
@@ -82,6 +99,7 @@ export function GraphView({ graph, statuses, paused }: Props) {
         <span className="legend-plain">edge</span>
         <span className="legend-conditional">router branch</span>
         <span className="legend-join">join</span>
+        {taken ? <span className="legend-taken">taken by this run</span> : null}
       </div>
     </div>
   );

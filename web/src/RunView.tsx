@@ -26,6 +26,7 @@ export function RunView({ runId }: { runId: string }) {
 
   // The trace mutates in place; `tick` says when to look at it again.
   const statuses = useMemo(() => trace.nodeStatuses(), [trace, tick]);
+  const taken = useMemo(() => new Set(trace.taken), [trace, tick]);
   const steps = useMemo(() => [...trace.steps.entries()].map(([step, b]) => ({ step, branches: [...b.values()] })), [trace, tick]);
   const events = useMemo(() => trace.events.slice(), [trace, tick]);
   const current = trace.currentNodes();
@@ -56,7 +57,7 @@ export function RunView({ runId }: { runId: string }) {
       <div className="run-grid">
         <section className="run-diagram">
           {graph ? (
-            <GraphView graph={graph} statuses={statuses} paused={run.status === "paused" ? run.pause?.node ?? null : null} />
+            <GraphView graph={graph} statuses={statuses} taken={taken} paused={run.status === "paused" ? run.pause?.node ?? null : null} />
           ) : (
             <p className="muted">Loading the graph…</p>
           )}

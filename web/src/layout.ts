@@ -61,9 +61,15 @@ export function diagram(graph: GraphDescription): { nodes: DiagramNode[]; edges:
     const id = `__join_${i}__`;
     nodes.push({ id, type: "awe", position: { x: 0, y: 0 }, data: { label: "join", kind: "join" } });
     join.sources.forEach((source, j) =>
-      edges.push({ id: `j:${i}:${j}`, source, target: id, className: "edge-join" }),
+      edges.push({ id: `j:${i}:${j}`, source, target: id, className: "edge-join", data: { from: [source], to: join.target } }),
     );
-    edges.push({ id: `j:${i}:out`, source: id, target: join.target, className: "edge-join" });
+    edges.push({
+      id: `j:${i}:out`,
+      source: id,
+      target: join.target,
+      className: "edge-join",
+      data: { from: join.sources, to: join.target },
+    });
   });
   return place(nodes, edges);
 }

@@ -1,7 +1,8 @@
 // What a run's event stream says about it, folded as the events arrive: the branches of every
 // step with their latest attempt, which node runs now, how often each node ran, and the events
 // themselves (bounded, so a long run cannot grow the page without limit).
-import { FINAL_EVENTS, type RunEvent } from "./api";
+import { END, FINAL_EVENTS, type RunEvent } from "./api";
+import { START } from "./layout";
 
 export type BranchStatus = "running" | "done" | "failed" | "retrying" | "lost" | "interrupted";
 
@@ -42,6 +43,8 @@ export class RunTrace {
   readonly running = new Map<string, BranchTrace>();
   /** Counts the events after which the run's record or history may have changed. */
   changes = 0;
+  /** Every (from, to) the run went along, as `from\u0000to`: START to the first node, a step's node to the next step's, the last to END. */
+  readonly taken = new Set<string>();
 
   add(event: RunEvent): void {
     if (event.seq <= this.lastSeq) return; // a reconnect's ?since= makes this rare; never count twice
@@ -54,10 +57,23 @@ export class RunTrace {
     }
     const status = BRANCH_EVENTS[event.event];
     if (status !== undefined && event.node !== null) this.branchEvent(event, event.node, status);
+    if (event.event === "step_completed") this.stepCompleted(event);
+    if (event.event === "node_started" && event.fields.step === 1 && event.node !== null) {
+      this.taken.add(`${START}\u0000${event.node}`);
+    }
     if (event.event === "step_completed" || event.event.startsWith("run_")) this.changes += 1;
     if (FINAL_EVENTS.has(event.event)) {
       this.finished = true;
       this.running.clear();
+    }
+  }
+
+  private stepCompleted(event: RunEvent): void {
+    const names = (value: unknown): string[] =>
+      Array.isArray(value) ? value.filter((v): v is string => typeof v === "string").map(nodeOf) : [];
+    const next = names(event.fields.next);
+    for (const from of names(event.fields.branches)) {
+      for (const to of next.length ? next : [END]) this.taken.add(`${from}\u0000${to}`);
     }
   }
 
@@ -95,4 +111,10 @@ export class RunTrace {
   currentNodes(): string[] {
     return [...new Set([...this.running.values()].map((b) => b.node))];
   }
+}
+
+/** A branch's node: a `Send` branch is named `node[i]`. */
+function nodeOf(branch: string): string {
+  const bracket = branch.indexOf("[");
+  return bracket > 0 ? branch.slice(0, bracket) : branch;
 }
