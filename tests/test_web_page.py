@@ -277,11 +277,15 @@ async def test_a_paused_run_shows_its_question_and_resumes_with_the_edited_state
     pause = page.get_by_test_id("pause")
     await expect(pause.locator(".question")).to_contain_text('"question": "ship v1?"', timeout=WAIT_MS)
     await expect(node(page, "ask").locator(".awe-node")).to_have_attribute("data-status", "paused")
+    await page.select_option('select[name="status"]', "paused")  # the runs waiting for someone
+    listed = page.locator(f'.run-row[data-run-id="{run_id}"]')
+    await expect(listed).to_have_count(1)
     await pause.locator('textarea[name="state"]').fill(json.dumps({"release": "v2"}))
     await pause.locator('input[name="answer"]').fill("yes")
     await pause.locator('input[name="by"]').fill("ana")
     await pause.locator("text=Resume").click()
     await expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=WAIT_MS)
+    await expect(listed).to_have_count(0, timeout=WAIT_MS)  # no longer paused: it leaves the filtered list
     final = await web_engine.state(run_id)
     assert final["state"] == {"release": "v2", "approved": "yes"}
     resume = [s for s in await web_engine.steps(run_id) if s["node"] == "__resume__"]

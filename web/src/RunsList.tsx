@@ -59,11 +59,15 @@ function useRuns(filter: RunFilter): { runs: Run[]; error: string; capped: boole
     };
     const start = async () => {
       try {
+        // The polls start after the latest change either answer shows: every later change is polled, every
+        // earlier one is in the filtered page (asked second). The unfiltered few keep a filter that matches
+        // nothing from scanning every run ever changed.
+        const recent = await api.runs({}, 50);
         const first = await api.runs(wanted, FIRST_PAGE);
         if (stopped) return;
         for (const r of first) byId.set(r.run_id, r);
         setCapped(first.length === FIRST_PAGE);
-        cursor = cursorAfter(first);
+        cursor = cursorAfter([...recent, ...first]);
         publish();
       } catch (e) {
         setError(String((e as Error).message ?? e));
