@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -78,6 +79,22 @@ async def browser() -> AsyncIterator[BrowserContext]:
                 yield context
             finally:
                 await context.close()
+        leftovers = _processes_using(profile)
+        for pid in leftovers:
+            os.kill(pid, signal.SIGKILL)
+        assert not leftovers, f"Chromium processes outlived the browser fixture: {leftovers}"
+
+
+def _processes_using(profile: str) -> list[int]:
+    """The pids of the processes whose command line names ``profile``: Chromium's, which a fresh profile marks."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and profile.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:  # it ended meanwhile
+            continue
+    return pids
 
 
 @dataclass
