@@ -1,7 +1,9 @@
 """The web page at ``/``, driven in headless Chromium against real coordinator and worker processes.
 
-One engine and one browser serve the module. Every test also checks that the page logged no error
-in the browser's console and that no request left 127.0.0.1 (the page must work offline). Chromium
+One engine and one browser serve the module. The page comes with a strict Content-Security-Policy
+(no inline script or style, no eval, nothing from elsewhere), and every test also checks that the
+page logged no error in the browser's console (where the policy's refusals go) and that no request
+left 127.0.0.1 (the page must work offline). Chromium
 is Debian's (``apt-get install -y chromium``, which ``.ci/run`` does): a machine without it fails
 these tests rather than skip them.
 """
@@ -138,10 +140,10 @@ async def watched(browser: BrowserContext) -> AsyncIterator[Watched]:
         await dialog.dismiss()
 
     async def only_local(route: Route) -> None:
-        if is_local(route.request.url):
-            await route.continue_()
-        else:
+        if not is_local(route.request.url):
             await route.abort()
+        else:
+            await route.continue_()
 
     page.on("console", lambda m: watched.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: watched.errors.append(str(e)))
@@ -398,11 +400,12 @@ def test_the_shipped_build_is_of_the_sources_in_web() -> None:
 
 @in_module_loop
 async def test_the_page_is_one_file_and_assets_beside_the_api(web_engine: Engine) -> None:
-    """``/`` is the built page, with no inline script (a Content-Security-Policy can forbid them); its
-    assets come from ``/ui/``; the API's answers, and its JSON 404, are untouched."""
+    """``/`` is the built page under its Content-Security-Policy, with no inline script; its assets come
+    from ``/ui/``; the API's answers, and its JSON 404, are untouched."""
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_engine.url}/") as r:
             assert r.status == 200 and r.content_type == "text/html"
+            assert r.headers["Content-Security-Policy"] == page.CONTENT_SECURITY_POLICY
             html = await r.text()
         scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
         assert scripts and all('src="/ui/' in attrs and body.strip() == "" for attrs, body in scripts), html
