@@ -19,7 +19,11 @@ export function GraphPage({ graphId }: { graphId: string }) {
         <h2>{graph.graph_id}</h2>
         <span className="muted">
           version {graph.version} · {graph.source} · {graph.nodes.length} nodes
-          {Object.keys(graph.reducers).length ? ` · reducers: ${Object.entries(graph.reducers).map(([k, r]) => `${k} (${r})`).join(", ")}` : ""}
+          {Object.keys(graph.reducers).length
+            ? ` · reducers: ${Object.entries(graph.reducers)
+                .map(([k, r]) => `${k} (${r})`)
+                .join(", ")}`
+            : ""}
         </span>
       </header>
       <GraphView graph={graph} />

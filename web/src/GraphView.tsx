@@ -1,5 +1,16 @@
 // One graph drawn with React Flow; during a run, each node lit by what it is doing.
-import { Background, BaseEdge, Controls, Handle, MarkerType, Position, ReactFlow, type Edge, type EdgeProps, type NodeProps } from "@xyflow/react";
+import {
+  Background,
+  BaseEdge,
+  Controls,
+  Handle,
+  MarkerType,
+  Position,
+  ReactFlow,
+  type Edge,
+  type EdgeProps,
+  type NodeProps,
+} from "@xyflow/react";
 import { useMemo } from "react";
 import type { GraphDescription } from "./api";
 import { diagram, type DiagramNode } from "./layout";
@@ -29,7 +40,13 @@ interface Point {
 /** An edge along the route dagre chose (its points), smoothed: curves through the midpoints. */
 function RoutedEdge({ id, data, label, markerEnd, sourceX, sourceY, targetX, targetY }: EdgeProps) {
   const points = (data?.points as Point[] | undefined) ?? [];
-  const route = points.length >= 2 ? points : [{ x: sourceX, y: sourceY }, { x: targetX, y: targetY }];
+  const route =
+    points.length >= 2
+      ? points
+      : [
+          { x: sourceX, y: sourceY },
+          { x: targetX, y: targetY },
+        ];
   let path = `M ${route[0].x} ${route[0].y}`;
   for (let i = 1; i < route.length - 1; i++) {
     const next = route[i + 1];
@@ -76,7 +93,9 @@ export function GraphView({ graph, statuses, paused, taken }: Props) {
     () =>
       taken === undefined
         ? base.edges
-        : base.edges.map((e) => (wasTaken(e, taken) ? { ...e, className: `${e.className} taken`, markerEnd: TAKEN_ARROW } : e)),
+        : base.edges.map((e) =>
+            wasTaken(e, taken) ? { ...e, className: `${e.className} taken`, markerEnd: TAKEN_ARROW } : e,
+          ),
     [base, taken],
   );
   return (

@@ -27,24 +27,29 @@ export function RunView({ runId }: { runId: string }) {
   // The trace mutates in place; `tick` says when to look at it again.
   const statuses = useMemo(() => trace.nodeStatuses(), [trace, tick]);
   const taken = useMemo(() => new Set(trace.taken), [trace, tick]);
-  const steps = useMemo(() => [...trace.steps.entries()].map(([step, b]) => ({ step, branches: [...b.values()] })), [trace, tick]);
+  const steps = useMemo(
+    () => [...trace.steps.entries()].map(([step, b]) => ({ step, branches: [...b.values()] })),
+    [trace, tick],
+  );
   const events = useMemo(() => trace.events.slice(), [trace, tick]);
   const current = trace.currentNodes();
 
   if (run === null) return <p className={error ? "error" : "muted"}>{error || "Loading the run…"}</p>;
-  const status = trace.finished ? finalStatus(trace.events) ?? run.status : run.status;
+  const status = trace.finished ? (finalStatus(trace.events) ?? run.status) : run.status;
   return (
     <div className="run-view" data-run-id={run.run_id}>
       <header className="run-header">
         <h2>
-          Run <span className="run-id">{run.run_id}</span> of <a href={`#/graphs/${encodeURIComponent(run.graph_id)}`}>{run.graph_id}</a>
+          Run <span className="run-id">{run.run_id}</span> of{" "}
+          <a href={`#/graphs/${encodeURIComponent(run.graph_id)}`}>{run.graph_id}</a>
         </h2>
         <span className={`badge status-${status}`} data-testid="run-status">
           {status}
         </span>
         <span className="muted">
           {" "}
-          {connection} · {run.step_count} steps · now: <span data-testid="current-node">{current.join(", ") || "—"}</span>
+          {connection} · {run.step_count} steps · now:{" "}
+          <span data-testid="current-node">{current.join(", ") || "—"}</span>
         </span>
         {!run.finished_at && status !== "completed" ? (
           <button type="button" className="secondary" onClick={() => void api.cancel(run.run_id).then(reload, reload)}>
@@ -57,7 +62,12 @@ export function RunView({ runId }: { runId: string }) {
       <div className="run-grid">
         <section className="run-diagram">
           {graph ? (
-            <GraphView graph={graph} statuses={statuses} taken={taken} paused={run.status === "paused" ? run.pause?.node ?? null : null} />
+            <GraphView
+              graph={graph}
+              statuses={statuses}
+              taken={taken}
+              paused={run.status === "paused" ? (run.pause?.node ?? null) : null}
+            />
           ) : (
             <p className="muted">Loading the graph…</p>
           )}
@@ -107,7 +117,13 @@ function StepRow({ step, branches }: { step: number; branches: BranchTrace[] }) 
     <div className="step-row" data-step={step}>
       <span className="step-number">{step}</span>
       {branches.map((b) => (
-        <span key={b.branch} className={`chip status-${b.status}`} data-node={b.node} data-status={b.status} title={b.worker ?? ""}>
+        <span
+          key={b.branch}
+          className={`chip status-${b.status}`}
+          data-node={b.node}
+          data-status={b.status}
+          title={b.worker ?? ""}
+        >
           {b.branch}
           {b.attempt > 1 ? ` #${b.attempt}` : ""}
         </span>

@@ -29,7 +29,9 @@ function useRuns(filter: RunFilter): { runs: Run[]; error: string; capped: boole
     let stopped = false;
     let timer = 0;
     const publish = () => {
-      let list = [...byId.values()].sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+      let list = [...byId.values()].sort((a, b) =>
+        a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0,
+      );
       if (list.length > KEEP) {
         for (const r of list.slice(KEEP)) byId.delete(r.run_id);
         list = list.slice(0, KEEP);
@@ -92,7 +94,10 @@ export function RunsList({ graphIds, selected }: { graphIds: string[]; selected:
   return (
     <section className="runs">
       <h2>
-        Runs <span className="count" data-testid="runs-count">{runs.length}</span>
+        Runs{" "}
+        <span className="count" data-testid="runs-count">
+          {runs.length}
+        </span>
       </h2>
       <div className="filters">
         <label>

@@ -31,11 +31,7 @@ export function StatePanel({ entries }: { entries: HistoryEntry[] }) {
             </button>
           )}
         />
-        {entry === null ? (
-          <p className="muted">No step yet.</p>
-        ) : (
-          <StateTable entry={entry} before={before} />
-        )}
+        {entry === null ? <p className="muted">No step yet.</p> : <StateTable entry={entry} before={before} />}
       </div>
     </section>
   );
@@ -73,9 +69,7 @@ function StateTable({ entry, before }: { entry: HistoryEntry; before: JsonObject
                   <th>{key}</th>
                   <td>
                     <pre className="value">{show(state[key])}</pre>
-                    {changed.has(key) && before !== null ? (
-                      <pre className="was">was: {show(before[key])}</pre>
-                    ) : null}
+                    {changed.has(key) && before !== null ? <pre className="was">was: {show(before[key])}</pre> : null}
                   </td>
                 </tr>
               ))}

@@ -142,7 +142,11 @@ function query(params: Record<string, string | undefined>): string {
 export function cursorAfter(runs: Run[]): string {
   let best: Run | null = null;
   for (const r of runs) {
-    if (best === null || r.updated_at > best.updated_at || (r.updated_at === best.updated_at && r.run_id > best.run_id)) {
+    if (
+      best === null ||
+      r.updated_at > best.updated_at ||
+      (r.updated_at === best.updated_at && r.run_id > best.run_id)
+    ) {
       best = r;
     }
   }

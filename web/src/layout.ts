@@ -31,14 +31,12 @@ export function diagram(graph: GraphDescription): { nodes: DiagramNode[]; edges:
   const routers = new Map(graph.conditional_edges.map((c) => [c.source, c.router]));
   const nodes: DiagramNode[] = [
     { id: START, type: "awe", position: { x: 0, y: 0 }, data: { label: "START", kind: "start" } },
-    ...graph.nodes.map(
-      (n): DiagramNode => ({
-        id: n.name,
-        type: "awe",
-        position: { x: 0, y: 0 },
-        data: { label: n.name, kind: "node", router: routers.get(n.name) },
-      }),
-    ),
+    ...graph.nodes.map((n): DiagramNode => ({
+      id: n.name,
+      type: "awe",
+      position: { x: 0, y: 0 },
+      data: { label: n.name, kind: "node", router: routers.get(n.name) },
+    })),
     { id: END, type: "awe", position: { x: 0, y: 0 }, data: { label: "END", kind: "end" } },
   ];
   const edges: Edge[] = [{ id: "e:start", source: START, target: graph.entry_point, className: "edge-plain" }];
@@ -61,7 +59,13 @@ export function diagram(graph: GraphDescription): { nodes: DiagramNode[]; edges:
     const id = `__join_${i}__`;
     nodes.push({ id, type: "awe", position: { x: 0, y: 0 }, data: { label: "join", kind: "join" } });
     join.sources.forEach((source, j) =>
-      edges.push({ id: `j:${i}:${j}`, source, target: id, className: "edge-join", data: { from: [source], to: join.target } }),
+      edges.push({
+        id: `j:${i}:${j}`,
+        source,
+        target: id,
+        className: "edge-join",
+        data: { from: [source], to: join.target },
+      }),
     );
     edges.push({
       id: `j:${i}:out`,

@@ -5,7 +5,8 @@ const MAX_CHARS = 4000;
 
 /** JSON text of a value, cut to a length the page can lay out quickly. */
 export function show(value: Json | undefined, indent = 2, max = MAX_CHARS): string {
-  const text = value === undefined ? "(absent)" : typeof value === "string" ? value : JSON.stringify(value, null, indent);
+  const text =
+    value === undefined ? "(absent)" : typeof value === "string" ? value : JSON.stringify(value, null, indent);
   return text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters)` : text;
 }
 

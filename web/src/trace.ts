@@ -43,7 +43,10 @@ export class RunTrace {
   readonly running = new Map<string, BranchTrace>();
   /** Counts the events after which the run's record or history may have changed. */
   changes = 0;
-  /** Every (from, to) the run went along, as `from\u0000to`: START to the first node, a step's node to the next step's, the last to END. */
+  /**
+   * Every (from, to) the run went along, as `from\u0000to`: START to the first node, each node of a step to
+   * each of the next step's, the last step's to END.
+   */
   readonly taken = new Set<string>();
 
   add(event: RunEvent): void {
