@@ -348,6 +348,7 @@ async def test_a_thousand_runs_and_a_run_of_a_thousand_steps_render_only_what_is
     await expect(page.locator('.history-row:has-text("1000. tick")')).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator('.state-table tr[data-key="count"] pre.value')).to_have_text("1000")
     await expect(page.locator('.event-row[data-event="run_completed"]')).to_be_visible()
+    await expect(page.locator(".react-flow__edge.taken")).to_have_count(3)  # START, the loop on tick, END
     for rows in (".step-row", ".event-row", ".history-row", ".run-row"):
         assert await page.locator(rows).count() < 100, f"{rows}: every row is drawn, not only those in view"
     watched.assert_clean()

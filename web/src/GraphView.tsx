@@ -39,6 +39,12 @@ interface Point {
 
 /** An edge along the route dagre chose (its points), smoothed: curves through the midpoints. */
 function RoutedEdge({ id, data, label, markerEnd, sourceX, sourceY, targetX, targetY }: EdgeProps) {
+  if (data?.selfLoop) {
+    const width = typeof data.width === "number" ? data.width : 0;
+    return (
+      <SelfLoop id={id} label={label} markerEnd={markerEnd} x={sourceX} bottom={sourceY} top={targetY} width={width} />
+    );
+  }
   const points = (data?.points as Point[] | undefined) ?? [];
   const route =
     points.length >= 2
@@ -59,9 +65,31 @@ function RoutedEdge({ id, data, label, markerEnd, sourceX, sourceY, targetX, tar
   return <BaseEdge id={id} path={path} markerEnd={markerEnd} label={label} labelX={labelX} labelY={labelY} />;
 }
 
+/** A node's edge to itself: out of its right side low, round, and back into it high. */
+function SelfLoop({ id, label, markerEnd, x, bottom, top, width }: SelfLoopProps) {
+  const right = x + width / 2;
+  const [out, back] = [bottom - (bottom - top) / 3, top + (bottom - top) / 3];
+  const path = `M ${right} ${out} C ${right + 70} ${out + 30}, ${right + 70} ${back - 30}, ${right + 2} ${back}`;
+  return (
+    <BaseEdge id={id} path={path} markerEnd={markerEnd} label={label} labelX={right + 55} labelY={(top + bottom) / 2} />
+  );
+}
+
+interface SelfLoopProps {
+  id: string;
+  label: EdgeProps["label"];
+  markerEnd?: string;
+  x: number;
+  bottom: number;
+  top: number;
+  width: number;
+}
+
 const NODE_TYPES = { awe: AweNode };
 const TAKEN_ARROW = { type: MarkerType.ArrowClosed, width: 16, height: 16, color: "#16a34a" };
 const EDGE_TYPES = { routed: RoutedEdge };
+/** Small graphs at their natural size, with room for loops drawn beside the nodes (fitting sees only nodes). */
+const FIT = { maxZoom: 1, padding: 0.25 };
 
 interface Props {
   graph: GraphDescription;
@@ -106,6 +134,7 @@ export function GraphView({ graph, statuses, paused, taken }: Props) {
         nodeTypes={NODE_TYPES}
         edgeTypes={EDGE_TYPES}
         fitView
+        fitViewOptions={FIT}
         nodesConnectable={false}
         nodesDraggable={false}
         elementsSelectable={false}

@@ -101,7 +101,15 @@ function place(nodes: DiagramNode[], edges: Edge[]): { nodes: DiagramNode[]; edg
       ...e,
       type: "routed",
       markerEnd: { type: MarkerType.ArrowClosed, width: 16, height: 16 },
-      data: { ...e.data, points, labelX: label.x, labelY: label.y },
+      // A node's edge to itself is drawn as a loop on its right (RoutedEdge), not along dagre's route.
+      data: {
+        ...e.data,
+        points,
+        labelX: label.x,
+        labelY: label.y,
+        selfLoop: e.source === e.target,
+        width: g.node(e.source).width,
+      },
     };
   });
   return { nodes: placed, edges: routed };
