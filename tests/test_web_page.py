@@ -284,6 +284,26 @@ async def test_state_and_logs_are_shown_as_text_never_run(web_engine: Engine, wa
 
 
 @in_module_loop
+async def test_the_start_form_says_what_is_wrong_and_starts_nothing(web_engine: Engine, watched: Watched) -> None:
+    page = watched.page
+    await page.goto(f"{web_engine.url}/#/graphs/ticker")
+    form, error = page.locator(".start-run"), page.locator(".start-run .error")
+    await form.locator("textarea").fill('{"target": ')
+    await form.locator("text=Start run").click()
+    await expect(error).to_contain_text("not valid JSON")
+    await form.locator("textarea").fill('{"target": 18446744073709551616}')  # the API refuses it: 400
+    await form.locator("text=Start run").click()
+    await expect(error).to_contain_text("initial_state['target'] is an integer outside 64 bits")
+    assert page.url.endswith("#/graphs/ticker")
+    _, runs = await web_engine.request("GET", "/runs?graph_id=ticker")
+    assert runs["runs"] == []
+    refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    assert watched.errors == [refused]  # how Chromium reports the refused request, and nothing else
+    watched.errors.clear()
+    watched.assert_clean()
+
+
+@in_module_loop
 async def test_a_paused_run_shows_its_question_and_resumes_with_the_edited_state(
     web_engine: Engine, watched: Watched
 ) -> None:
@@ -348,7 +368,7 @@ async def test_a_thousand_runs_and_a_run_of_a_thousand_steps_render_only_what_is
     await expect(page.locator('.history-row:has-text("1000. tick")')).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator('.state-table tr[data-key="count"] pre.value')).to_have_text("1000")
     await expect(page.locator('.event-row[data-event="run_completed"]')).to_be_visible()
-    await expect(page.locator(".react-flow__edge.taken")).to_have_count(3)  # START, the loop on tick, END
+    await expect(page.locator(".react-flow__edge.taken")).to_have_count(3, timeout=WAIT_MS)  # START, tick to tick, END
     for rows in (".step-row", ".event-row", ".history-row", ".run-row"):
         assert await page.locator(rows).count() < 100, f"{rows}: every row is drawn, not only those in view"
     watched.assert_clean()
