@@ -203,12 +203,25 @@ async def test_page_draws_the_graphs_and_lights_a_run_node_by_node(web_engine: E
     await expect(node(page, "detect_issues")).to_contain_text("router: quality_gate")
     await _assert_apart(page)
 
+    # A JSON graph's nodes name their tools.
+    definition = {
+        "graph_id": "stamped",
+        "entry_point": "stamp",
+        "nodes": [{"name": "stamp", "tool": "web.stamp"}],
+        "edges": [{"from": "stamp", "to": "END"}],
+    }
+    status, answer = await web_engine.request("POST", "/graph/create", json=definition)
+    assert status == 201, answer
+    await page.goto(f"{web_engine.url}/#/graphs/stamped")
+    await expect(node(page, "stamp")).to_contain_text("tool: web.stamp", timeout=WAIT_MS)
+
     # A graph with a fan-out, a join and a loop, its runs gated by a pause: started from the page, each
     # run waits there, so the test watches it from its first node on.
     await page.click('a[data-graph-id="gated_review"]')
     for name in ("intake", "plan", "style", "security", "summarise", "__join_0__"):
         await expect(node(page, name)).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator(".react-flow__edge.edge-join")).to_have_count(3)
+    await expect(node(page, "intake")).to_contain_text("pauses before")
     await _assert_apart(page)
     await page.fill('textarea[name="initial_state"]', json.dumps({"pace": 0.3, "rounds": 2}))
     await page.click("text=Start run")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from awe import END, Graph
+from awe import END, Graph, tool
 
 
 async def plan(state, ctx):
@@ -89,3 +89,9 @@ ticker = Graph("ticker")
 ticker.add_node("tick", tick)
 ticker.add_conditional_edge("tick", until_target, {"done": END, "again": "tick"})
 ticker.set_entry_point("tick")
+
+
+@tool("web.stamp", parameters={"type": "object", "properties": {"key": {"type": "string"}}})
+def stamp(state, *, key="stamped"):
+    """Sets ``state[key]`` to true: a tool for the JSON graphs the page draws."""
+    return {key: True}

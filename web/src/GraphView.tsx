@@ -11,20 +11,36 @@ import {
   type EdgeProps,
   type NodeProps,
 } from "@xyflow/react";
-import { useMemo } from "react";
+import { createContext, useContext, useMemo } from "react";
 import type { GraphDescription } from "./api";
 import { diagram, type DiagramNode } from "./layout";
 import type { NodeStatus } from "./trace";
 
-function AweNode({ data }: NodeProps<DiagramNode>) {
+/**
+ * What a run is doing, for the nodes to read. It reaches them through a context, not through their
+ * data: React Flow re-adopts a node whose object changes and may drop what it measured of it (its
+ * handles, which its edges are drawn from), so the node objects stay the same for the whole run.
+ */
+interface RunLook {
+  statuses: Map<string, NodeStatus>;
+  paused: string | null;
+}
+const RunLookContext = createContext<RunLook | null>(null);
+
+function AweNode({ id, data }: NodeProps<DiagramNode>) {
+  const look = useContext(RunLookContext);
+  const seen = look?.statuses.get(id);
+  const status = look?.paused === id ? "paused" : (seen?.status ?? "idle");
   return (
-    <div className={`awe-node kind-${data.kind} status-${data.status ?? "idle"}`} data-status={data.status ?? "idle"}>
+    <div className={`awe-node kind-${data.kind} status-${status}`} data-status={status}>
       <Handle type="target" position={Position.Top} />
       <div className="awe-node-name">{data.label}</div>
+      {data.tool ? <div className="awe-node-tool">tool: {data.tool}</div> : null}
       {data.router ? <div className="awe-node-router">router: {data.router}</div> : null}
-      {data.visits ? (
+      {data.pauses ? <div className="awe-node-pauses">{data.pauses}</div> : null}
+      {seen?.visits ? (
         <span className="awe-node-visits" title="times completed">
-          ×{data.visits}
+          ×{seen.visits}
         </span>
       ) : null}
       <Handle type="source" position={Position.Bottom} />
@@ -108,14 +124,9 @@ function wasTaken(edge: Edge, taken: Set<string>): boolean {
 
 export function GraphView({ graph, statuses, paused, taken }: Props) {
   const base = useMemo(() => diagram(graph), [graph]);
-  const nodes = useMemo(
-    () =>
-      base.nodes.map((n) => {
-        const s = statuses?.get(n.id);
-        const status = n.id === paused ? "paused" : s?.status;
-        return s === undefined && status === undefined ? n : { ...n, data: { ...n.data, status, visits: s?.visits } };
-      }),
-    [base, statuses, paused],
+  const look = useMemo(
+    () => (statuses === undefined ? null : { statuses, paused: paused ?? null }),
+    [statuses, paused],
   );
   const edges = useMemo(
     () =>
@@ -128,21 +139,23 @@ export function GraphView({ graph, statuses, paused, taken }: Props) {
   );
   return (
     <div className="graph-view" data-graph={graph.graph_id}>
-      <ReactFlow
-        nodes={nodes}
-        edges={edges}
-        nodeTypes={NODE_TYPES}
-        edgeTypes={EDGE_TYPES}
-        fitView
-        fitViewOptions={FIT}
-        nodesConnectable={false}
-        nodesDraggable={false}
-        elementsSelectable={false}
-        minZoom={0.2}
-      >
-        <Background />
-        <Controls showInteractive={false} />
-      </ReactFlow>
+      <RunLookContext.Provider value={look}>
+        <ReactFlow
+          nodes={base.nodes}
+          edges={edges}
+          nodeTypes={NODE_TYPES}
+          edgeTypes={EDGE_TYPES}
+          fitView
+          fitViewOptions={FIT}
+          nodesConnectable={false}
+          nodesDraggable={false}
+          elementsSelectable={false}
+          minZoom={0.2}
+        >
+          <Background />
+          <Controls showInteractive={false} />
+        </ReactFlow>
+      </RunLookContext.Provider>
       <div className="legend">
         <span className="legend-plain">edge</span>
         <span className="legend-conditional">router branch</span>

@@ -15,6 +15,8 @@ export interface GraphDescription {
   reducers: Record<string, string>;
   interrupt_before: string[];
   interrupt_after: string[];
+  /** A JSON graph's definition (GET /graphs/{id} only): its nodes name their tools. */
+  definition?: { nodes?: { name: string; tool?: string }[] };
 }
 
 export interface Pause {

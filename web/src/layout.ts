@@ -15,13 +15,15 @@ export interface NodeData extends Record<string, unknown> {
   label: string;
   kind: NodeKind;
   router?: string;
-  visits?: number;
-  status?: "running" | "done" | "failed" | "paused";
+  /** A JSON graph node's tool. */
+  tool?: string;
+  /** "pause before", "pause after", or both: a declared interrupt. */
+  pauses?: string;
 }
 export type DiagramNode = Node<NodeData>;
 
 const SIZE: Record<NodeKind, { width: number; height: number }> = {
-  node: { width: 190, height: 54 },
+  node: { width: 190, height: 62 },
   start: { width: 90, height: 34 },
   end: { width: 90, height: 34 },
   join: { width: 56, height: 28 },
@@ -29,13 +31,24 @@ const SIZE: Record<NodeKind, { width: number; height: number }> = {
 
 export function diagram(graph: GraphDescription): { nodes: DiagramNode[]; edges: Edge[] } {
   const routers = new Map(graph.conditional_edges.map((c) => [c.source, c.router]));
+  const tools = new Map((graph.definition?.nodes ?? []).map((n) => [n.name, n.tool]));
+  const pauses = (name: string) =>
+    [graph.interrupt_before.includes(name) ? "before" : "", graph.interrupt_after.includes(name) ? "after" : ""]
+      .filter(Boolean)
+      .join(" and ");
   const nodes: DiagramNode[] = [
     { id: START, type: "awe", position: { x: 0, y: 0 }, data: { label: "START", kind: "start" } },
     ...graph.nodes.map((n): DiagramNode => ({
       id: n.name,
       type: "awe",
       position: { x: 0, y: 0 },
-      data: { label: n.name, kind: "node", router: routers.get(n.name) },
+      data: {
+        label: n.name,
+        kind: "node",
+        router: routers.get(n.name),
+        tool: tools.get(n.name),
+        pauses: pauses(n.name) ? `pauses ${pauses(n.name)}` : undefined,
+      },
     })),
     { id: END, type: "awe", position: { x: 0, y: 0 }, data: { label: "END", kind: "end" } },
   ];
