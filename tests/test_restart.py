@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,23 @@ async def test_after_a_restart_queued_jobs_go_out_once_the_workers_present_befor
         for run_id in (running, queued):
             assert (await engine.wait_finished(run_id, timeout=20))["status"] == "completed"
         assert len(_lines(witness, "start")) == 1  # the job in flight was adopted, not run again
+
+
+async def test_a_run_whose_stored_plan_cannot_go_on_fails_and_the_coordinator_serves_the_rest(
+    bare_engine: Engine,
+) -> None:
+    """A run recorded as running with nothing left to run (a database edited by hand, say)."""
+    engine = bare_engine
+    await engine.start(workers=1)
+    broken = await engine.start_run("counter_loop", {"count": 0, "target": 2})
+    await engine.wait_finished(broken)
+    assert engine.coordinator is not None
+    assert await engine.stop_process(engine.coordinator, signal.SIGTERM) == 0
+    with sqlite3.connect(engine.db) as conn:
+        conn.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?", (broken,))
+    await engine.start_coordinator()
+    final = await engine.wait_finished(broken)
+    assert final["status"] == "failed" and final["error"]["type"] == "NotRecoverable", final
+    await engine.wait_for_workers(1)
+    again = await engine.start_run("counter_loop", {"count": 0, "target": 2})
+    assert (await engine.wait_finished(again))["state"]["count"] == 2

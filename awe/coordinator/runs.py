@@ -27,6 +27,7 @@ from awe.coordinator.metrics import Metrics
 from awe.coordinator.plan import Instructions, JobInput, JobSpec
 from awe.coordinator.run_machine import Run
 from awe.coordinator.worker_pool import Needs, WorkerInfo, WorkerPool
+from awe.graph import CompiledGraph
 from awe.store import EventRecord, RunRecord, WorkerPresence, utcnow
 from awe.store.sqlite import Store
 from awe.transport import RECONNECT_MAX_S, RouterEndpoint
@@ -158,26 +159,44 @@ class ActiveRuns:
                     reason="its graph version is not loaded",
                 )
                 continue
-            finished_branches = await self.store.steps(record.run_id, step=record.step_count + 1)
-            last_seq = await self.store.last_seq(record.run_id)
-            run = Run(
-                graph=version.graph,
-                graph_version=record.graph_version,
-                record=record,
-                last_seq=last_seq,
-                finished_branches=finished_branches,
-            )
-            self.add(run)
-            out = run.recover(utcnow())
-            jobs, out.dispatch = out.dispatch, []
-            self.apply(run, out)
-            held.extend(jobs)
+            try:
+                held.extend(await self._recover_one(record, version.graph))
+            except Exception as exc:  # one run's unreadable plan must not keep the others (or the API) down
+                log.exception("run_not_recovered", run_id=record.run_id, reason="its stored plan cannot go on")
+                self._fail_unrecoverable(record, version.graph, exc)
         # A job may still be running on a worker, even for a run still recorded as queued (a job is
         # sent before its send is durable). That worker reconnects and says Hello at once (or when its
         # next heartbeat gets a Rejoin, or its own liveness check fires), and keeps the job.
         grace = RECONNECT_MAX_S + heartbeat_interval * liveness
         present = set(await self.store.present_workers())
         self.dispatcher.hold(held, until_hello_from=present, seconds=grace)
+
+    async def _recover_one(self, record: RunRecord, graph: CompiledGraph) -> list[JobSpec]:
+        """Load one run where its last commit left it; the jobs it waits for, to be held (see ``recover``)."""
+        run = Run(
+            graph=graph,
+            graph_version=record.graph_version,
+            record=record,
+            last_seq=await self.store.last_seq(record.run_id),
+            finished_branches=await self.store.steps(record.run_id, step=record.step_count + 1),
+        )
+        self.add(run)
+        out = run.recover(utcnow())
+        jobs, out.dispatch = out.dispatch, []
+        self.apply(run, out)
+        return jobs
+
+    def _fail_unrecoverable(self, record: RunRecord, graph: CompiledGraph, error: Exception) -> None:
+        """End a run whose stored plan cannot go on, saying why, so that no restart trips on it again."""
+        self.runs.pop(record.run_id, None)
+        reason = {"type": "NotRecoverable", "message": f"the run could not be resumed after a restart: {error!r}"}
+        try:
+            run = Run(graph=graph, graph_version=record.graph_version, record=record)
+            self.add(run)
+            self.apply(run, run.fail(reason, utcnow()))
+        except Exception:
+            self.runs.pop(record.run_id, None)
+            log.exception("run_left_unfinished", run_id=record.run_id, reason="it cannot even be failed")
 
     # -- what the dispatcher asks and tells ---------------------------------------------------
 
