@@ -7,7 +7,15 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
+from awe.coordinator.errors import (
+    RequestError,
+    RunFinished,
+    ShuttingDown,
+    TooBusy,
+    TooLarge,
+    UnknownGraph,
+    UnknownRun,
+)
 from awe.coordinator.graph_registry import GraphConflict, GraphInUse
 from awe.coordinator.replay import ReplayError
 from awe.coordinator.run_machine import NotPaused
@@ -20,6 +28,7 @@ log = structlog.get_logger("awe.http")
 STATUS_FOR: dict[type[Exception], int] = {
     BadRequest: 400,
     RequestError: 400,
+    TooLarge: 413,
     UnknownGraph: 404,
     UnknownRun: 404,
     RunFinished: 409,
@@ -49,6 +58,10 @@ async def errors_as_json(
         if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except TooBusy as exc:
+        return web.json_response(
+            {"error": str(exc)}, status=429, headers={"Retry-After": str(TooBusy.RETRY_AFTER_SECONDS)}
+        )
     except InvalidGraph as exc:
         problems = [{"path": p.path, "message": p.message} for p in exc.problems]
         return web.json_response({"error": str(exc), "problems": problems}, status=400)
