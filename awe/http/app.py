@@ -15,7 +15,7 @@ from aiohttp import web
 from awe.coordinator.coordinator import Coordinator
 from awe.http import openapi
 from awe.http.keys import COORDINATOR, OPENAPI, STREAMS, OpenStream
-from awe.http.middlewares import errors_as_json
+from awe.http.middlewares import errors_as_json, ids_checked
 from awe.http.routes import ROUTES
 from awe.http.routing import Route, register
 from awe.http.security import MIDDLEWARES, POLICY, ApiPolicy
@@ -32,7 +32,9 @@ def create_app(
     """
     settings = coordinator.settings
     policy = policy if policy is not None else ApiPolicy.from_settings(settings, token=None)
-    app = web.Application(middlewares=[*MIDDLEWARES, errors_as_json], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[*MIDDLEWARES, errors_as_json, ids_checked], client_max_size=settings.max_body_bytes
+    )
     app[POLICY] = policy
     app[COORDINATOR] = coordinator
     app[STREAMS] = set()

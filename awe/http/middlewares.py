@@ -19,8 +19,9 @@ from awe.coordinator.errors import (
 from awe.coordinator.graph_registry import GraphConflict, GraphInUse
 from awe.coordinator.replay import ReplayError
 from awe.coordinator.run_machine import NotPaused
+from awe.graph.errors import GRAPH_ID_PATTERN
 from awe.graph.json_graph import InvalidGraph
-from awe.http.requests import BadRequest
+from awe.http.requests import RUN_ID_PATTERN, BadRequest
 
 log = structlog.get_logger("awe.http")
 
@@ -38,6 +39,23 @@ STATUS_FOR: dict[type[Exception], int] = {
     ReplayError: 400,
     ShuttingDown: 503,
 }
+
+
+PATH_IDS = {"run_id": ("run", RUN_ID_PATTERN), "graph_id": ("graph", GRAPH_ID_PATTERN)}
+"""The ids a URL may carry, and their patterns: an id no run or graph can have is refused before any
+handler, store query or log line sees it."""
+
+
+@web.middleware
+async def ids_checked(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    for name, (what, pattern) in PATH_IDS.items():
+        value = request.match_info.get(name)
+        if value is not None and not pattern.fullmatch(value):
+            shown = value if len(value) <= 80 else f"{value[:77]}..."
+            return json_error(404, f"no {what} has the id {shown!r}: {what} ids match {pattern.pattern}")
+    return await handler(request)
 
 
 def json_error(status: int, message: str) -> web.Response:

@@ -17,9 +17,10 @@ from typing import Any
 from aiohttp import web
 
 import awe
+from awe.graph.errors import GRAPH_ID_PATTERN
 from awe.graph.json_graph import graph_schema
 from awe.http.keys import OPENAPI
-from awe.http.requests import JsonSchema
+from awe.http.requests import RUN_ID_PATTERN, JsonSchema
 from awe.http.routing import Route, error_reply
 from awe.http.schemas import COMPONENTS
 
@@ -105,8 +106,15 @@ def _operation(route: Route, authenticated: bool, max_body_bytes: int) -> dict[s
     return operation
 
 
+ID_SCHEMAS: dict[str, JsonSchema] = {
+    # (?!\n)$ refuses the trailing newline $ accepts in Python's re; the ids_checked middleware enforces these.
+    name: {"type": "string", "pattern": f"^{pattern.pattern}(?!\\n)$"}
+    for name, pattern in (("run_id", RUN_ID_PATTERN), ("graph_id", GRAPH_ID_PATTERN))
+}
+
+
 def _path_parameter(route: Route, name: str) -> dict[str, Any]:
-    schema = (route.path_values or {}).get(name, {"type": "string"})
+    schema = (route.path_values or {}).get(name, ID_SCHEMAS.get(name, {"type": "string"}))
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
