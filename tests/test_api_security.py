@@ -51,7 +51,8 @@ async def completes(engine: InProcessEngine) -> None:
 async def answer(engine: InProcessEngine, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any], Any]:
     """Status, JSON body and headers of a request sent without the engine session's token."""
     async with aiohttp.ClientSession() as session, session.request(method, f"{engine.url}{path}", **kwargs) as r:
-        return r.status, await r.json(content_type=None), r.headers
+        body = await r.json() if r.content_type == "application/json" else {"text": await r.text()}
+        return r.status, body, r.headers
 
 
 # -- the token ---------------------------------------------------------------------------------
@@ -59,7 +60,7 @@ async def answer(engine: InProcessEngine, method: str, path: str, **kwargs: Any)
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
-    [("GET", "/runs", None), ("GET", "/graphs", None), ("GET", "/openapi.json", None), ("POST", "/graph/run", {})],
+    [("GET", "/runs", None), ("GET", "/graphs", None), ("GET", "/metrics", None), ("POST", "/graph/run", {})],
 )
 async def test_without_or_with_a_wrong_token_every_endpoint_is_a_401_that_tells_nothing(
     engine: InProcessEngine, method: str, path: str, body: Any
@@ -76,9 +77,15 @@ async def test_without_or_with_a_wrong_token_every_endpoint_is_a_401_that_tells_
     assert status not in (401, 403, 415, 421), status
 
 
-async def test_healthz_answers_without_the_token(engine: InProcessEngine) -> None:
+async def test_healthz_and_the_files_of_the_docs_answer_without_the_token(engine: InProcessEngine) -> None:
     status, body, _ = await answer(engine, "GET", "/healthz")
     assert status == 200 and body["status"] == "ok"
+    async with aiohttp.ClientSession() as anonymous:
+        for path in ("/docs", "/docs/assets/start-swagger-ui.js", "/openapi.json"):
+            async with anonymous.get(f"{engine.url}{path}") as r:
+                assert r.status == 200, path  # a browser loads them before anyone can give it the token
+        async with anonymous.get(f"{engine.url}/docs/assets/no-such-file.js") as r:
+            assert r.status == 404
 
 
 async def test_the_description_declares_the_bearer_scheme(engine: InProcessEngine) -> None:

@@ -18,7 +18,7 @@ from awe.http.keys import COORDINATOR, OPENAPI, STREAMS, OpenStream
 from awe.http.middlewares import errors_as_json, ids_checked
 from awe.http.routes import ROUTES
 from awe.http.routing import Route, register
-from awe.http.security import MIDDLEWARES, POLICY, ApiPolicy
+from awe.http.security import MIDDLEWARES, POLICY, PUBLIC_RESOURCES, ApiPolicy
 from awe.http.websocket import CLOSE_TIMEOUT
 
 
@@ -41,7 +41,7 @@ def create_app(
     app[OPENAPI] = openapi.describe(
         routes, authenticated=policy.token is not None, max_body_bytes=settings.max_body_bytes
     )
-    register(app, routes)
+    app[PUBLIC_RESOURCES] = register(app, routes)
     app.on_shutdown.append(_close_websockets)
     return app
 

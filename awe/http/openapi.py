@@ -35,10 +35,6 @@ TAGS = [
 _PATH_PARAMETER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 
-OPEN_OPERATIONS = frozenset({"get_health"})
-"""Operations answered without the token (see :data:`awe.http.security.OPEN_PATHS`)."""
-
-
 def describe(
     routes: tuple[Route, ...], *, authenticated: bool = False, max_body_bytes: int = 16_000_000
 ) -> dict[str, Any]:
@@ -83,7 +79,7 @@ def _operation(route: Route, authenticated: bool, max_body_bytes: int) -> dict[s
         "tags": [route.tag],
         "responses": _responses(route, authenticated, max_body_bytes),
     }
-    if route.name in OPEN_OPERATIONS:
+    if route.public:
         operation["security"] = []
     if route.description:
         operation["description"] = route.description
@@ -124,7 +120,7 @@ def _responses(route: Route, authenticated: bool, max_body_bytes: int) -> dict[s
         replies.setdefault(400, error_reply("the body is not a JSON object, or a field is invalid"))
         replies.setdefault(413, error_reply(f"the body is larger than the server accepts ({max_body_bytes} bytes)"))
         replies.setdefault(415, error_reply("the body is not sent as Content-Type: application/json"))
-    if authenticated and route.name not in OPEN_OPERATIONS:
+    if authenticated and not route.public:
         replies.setdefault(401, error_reply("the API token is missing or wrong"))
     replies.setdefault(403, error_reply("sent from a page of another origin than --cors-origins allows"))
     replies.setdefault(421, error_reply("the Host header names a host this server does not answer for"))

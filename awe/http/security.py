@@ -12,7 +12,8 @@ In the order a request meets them:
 * :func:`allowed_host`: the ``Host`` header must name this server (loopback names, the bound host,
   ``--allowed-hosts``): a page on ``evil.example`` whose name an attacker re-points at 127.0.0.1 (DNS
   rebinding) sends ``Host: evil.example`` and is refused with 421.
-* :func:`bearer_token`: with a token configured, every route but ``/healthz`` requires
+* :func:`bearer_token`: with a token configured, every route but ``/healthz`` and the files of the web
+  page and of ``/docs`` (which hold no data) requires
   ``Authorization: Bearer <token>`` (a WebSocket may send ``?token=`` instead: browsers cannot set its
   headers). Compared in constant time; missing and wrong get the same 401, so a caller learns nothing.
 * :func:`json_only`: a body sent to the API must be ``application/json``. A ``text/plain`` or form
@@ -33,8 +34,9 @@ from awe.settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-OPEN_PATHS = frozenset({"/healthz"})
-"""Paths answered without a token: a supervisor or load balancer checks health without a secret."""
+PUBLIC_RESOURCES = web.AppKey("public_resources", frozenset[web.AbstractResource])
+"""The paths answered without the token (see :attr:`awe.http.routing.Route.public`): ``/healthz``, so a
+supervisor checks health without a secret, and the files of the web page and of ``/docs``."""
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
@@ -192,7 +194,8 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def bearer_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     policy = request.app[POLICY]
-    if policy.token is not None and request.path not in OPEN_PATHS and not policy.token_matches(request):
+    public = request.match_info.route.resource in request.app[PUBLIC_RESOURCES]
+    if policy.token is not None and not public and not policy.token_matches(request):
         return _error(
             401,
             "authentication required: send the API token as 'Authorization: Bearer <token>'",
