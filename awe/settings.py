@@ -125,7 +125,7 @@ def _setting(
     """``secret``: never passed to a child process on its command line (``ps`` shows command lines).
     ``metavar``: what one item of a list setting is, for ``--help``."""
     metadata = {"help": help, "commands": commands, "parse": parse, "secret": secret, "metavar": metavar}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 SERVERS = frozenset({UP, COORDINATOR})

@@ -336,3 +336,21 @@ async def test_configured_origins_and_hosts_are_let_in(tmp_path: Path) -> None:
         assert status == 200
         status, _, _ = await answer(eng, "GET", "/runs", headers={"Host": "other.internal"})
         assert status == 421
+
+
+async def test_the_token_never_reaches_a_command_line_help_text_or_repr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from awe.cli.parser import parse, secret_environment, to_flags
+
+    monkeypatch.setenv("AWE_TOKEN", TOKEN)
+    settings = parse(["up", "--max-runs-in-flight", "7"]).settings
+    assert settings.token == TOKEN and settings.max_runs_in_flight == 7
+    argv = to_flags("coordinator", settings)  # what awe up starts its coordinator with
+    assert TOKEN not in " ".join(argv) and "--max-runs-in-flight" in argv
+    assert secret_environment("coordinator", settings) == {"AWE_TOKEN": TOKEN}
+    assert TOKEN not in repr(settings)
+    with pytest.raises(SystemExit):
+        parse(["up", "--help"])
+    shown = capsys.readouterr().out
+    assert "--token-file" in shown and "set, hidden" in shown and TOKEN not in shown

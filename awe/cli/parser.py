@@ -81,6 +81,8 @@ def _add_setting(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> 
     flag = f"--{f.name.replace('_', '-')}"
     default = _env_default(f)
     shown = ",".join(default) if isinstance(default, tuple) else default
+    if f.metadata["secret"] and default is not None:
+        shown = "set, hidden"
     help_text = f"{f.metadata['help']} [{env_name(f.name)}] (default: {shown})"
     if isinstance(f.default, tuple):  # a list setting: each flag adds one item to the variable's
         parser.add_argument(flag, action="append", default=None, metavar=f.metadata["metavar"], help=help_text)
