@@ -251,6 +251,8 @@ class RecordingOwner:
         self.wanted = wanted
         self.sent: list[str] = []
         self.lost: list[tuple[str, str]] = []
+        self.joined: list[str] = []
+        self.left: list[str] = []
 
     def job_input(self, job: JobSpec) -> JobInput | None:
         return JobInput({}) if job.job_id in self.wanted else None
@@ -272,6 +274,15 @@ class RecordingOwner:
 
     def graphs_for_workers(self) -> list[dict[str, Any]]:
         return []
+
+    async def worker_joined(self, worker_id: str) -> None:
+        self.joined.append(worker_id)
+
+    def workers_left(self, worker_ids: list[str]) -> None:
+        self.left.extend(worker_ids)
+
+    def running_job_input(self, job: JobSpec) -> JobInput | None:
+        return self.job_input(job)
 
 
 def dispatcher(wanted: Set[str] = frozenset()) -> tuple[Dispatcher, RecordingEndpoint, RecordingOwner]:

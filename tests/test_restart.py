@@ -97,3 +97,22 @@ async def test_a_job_out_when_the_coordinator_died_is_adopted_not_run_again(
 
 async def _async(value: object) -> bool:
     return bool(value)
+
+
+async def test_after_a_restart_queued_jobs_go_out_once_the_workers_present_before_are_back(tmp_path: Path) -> None:
+    """No waiting out the grace (here a minute: heartbeats every 20 s) once every worker said Hello.
+
+    The worker says Hello as soon as its connection comes back, not at its next heartbeat.
+    """
+    async with Engine(tmp_path, heartbeat=20.0) as engine:
+        await engine.start(workers=1, capacity=1)
+        witness = tmp_path / "executions"
+        running = await engine.start_run("witnessed", {"witness_file": str(witness), "seconds": 1.5})
+        await engine.wait_until(lambda: _async(_lines(witness, "start")), what="the slow node to start")
+        queued = await engine.start_run("counter_loop", {"count": 0, "target": 2})  # waits for the only slot
+        assert engine.coordinator is not None
+        await engine.stop_process(engine.coordinator, signal.SIGKILL)
+        await engine.start_coordinator()
+        for run_id in (running, queued):
+            assert (await engine.wait_finished(run_id, timeout=20))["status"] == "completed"
+        assert len(_lines(witness, "start")) == 1  # the job in flight was adopted, not run again

@@ -109,5 +109,7 @@ async def test_a_version_6_state_becomes_one_row_per_key_with_every_json_type_in
         assert await store.initial_state("kept") == {"text": "start"}
         (unfinished,) = await store.unfinished_runs()
         assert unfinished.state == state
+        # Who was connected is not known: the first restart waits its whole grace, as before.
+        assert await store.present_workers() == [schema.UNKNOWN_WORKERS]
     finally:
         await store.close()

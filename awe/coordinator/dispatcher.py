@@ -38,6 +38,12 @@ class DispatchOwner(Protocol):
     def job_input(self, job: JobSpec) -> JobInput | None:
         """What ``job``'s node runs on (and the person's answer, if any); None if the job is not wanted."""
 
+    async def worker_joined(self, worker_id: str) -> None:
+        """Record, durably, that the worker is present (before it is sent any job)."""
+
+    def workers_left(self, worker_ids: list[str]) -> None:
+        """Record that these workers are gone."""
+
     def running_job_input(self, job: JobSpec) -> JobInput | None:
         """The input of a job already sent, to send it again (None if its run no longer waits for it)."""
 
@@ -98,6 +104,8 @@ class Dispatcher:
         self.coordinator_id = coordinator_id
         self.queue = JobQueue()
         self.held: dict[str, JobSpec] = {}
+        self._awaited: set[str] = set()
+        """Workers connected to the previous coordinator that have not said Hello to this one."""
         self._wakeup = asyncio.Event()
         self._paused = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,14 +139,38 @@ class Dispatcher:
         self.queue.append(job, needs)
         self._wakeup.set()
 
-    def hold(self, job: JobSpec, seconds: float) -> None:
-        """Queue ``job`` after ``seconds`` unless a worker reports it as already running."""
-        self.held[job.job_id] = job
-        asyncio.get_running_loop().call_later(seconds, self._release, job.job_id)
+    def hold(self, jobs: list[JobSpec], *, until_hello_from: set[str], seconds: float) -> None:
+        """Queue ``jobs`` once every worker in ``until_hello_from`` has said Hello, or after ``seconds``.
 
-    def _release(self, job_id: str) -> None:
-        job = self.held.pop(job_id, None)
-        if job is not None:
+        Those are the workers that were connected when the previous coordinator stopped: one may be
+        running a job of ``jobs``, and reports it in its Hello, which adopts the job instead of running
+        it a second time. A worker not back within ``seconds`` is recorded as gone.
+        """
+        self.held.update((job.job_id, job) for job in jobs)
+        self._awaited = set(until_hello_from)
+        if not self._awaited:
+            self._release_held()
+            return
+        log.info("jobs_held", jobs=len(jobs), until_hello_from=sorted(self._awaited), seconds=seconds)
+        asyncio.get_running_loop().call_later(seconds, self._hold_expired)
+
+    def _hold_expired(self) -> None:
+        if self._awaited:
+            log.warning("workers_not_back", workers=sorted(self._awaited))
+            self.owner.workers_left(sorted(self._awaited))
+            self._awaited = set()
+        self._release_held()
+
+    def _heard_from(self, worker_id: str) -> None:
+        if worker_id in self._awaited:
+            self._awaited.discard(worker_id)
+            if not self._awaited:
+                log.info("workers_back", held_jobs=len(self.held))
+                self._release_held()
+
+    def _release_held(self) -> None:
+        held, self.held = self.held, {}
+        for job in held.values():
             self.submit(job)
 
     def _unqueue(self, job_id: str) -> JobSpec | None:
@@ -263,6 +295,7 @@ class Dispatcher:
         and before the first await: the pump runs during our sends and must not see slots that the
         worker's reported jobs hold.
         """
+        await self.owner.worker_joined(msg.worker_id)  # first: no job goes to a worker not known to be there
         report = HelloReport(
             pid=msg.pid, running=tuple(msg.running), jobs_received=msg.jobs_received, finished=tuple(finished)
         )
@@ -291,6 +324,7 @@ class Dispatcher:
         welcome = Welcome(self.coordinator_id, self.pool.heartbeat_interval, graphs=self.owner.graphs_for_workers())
         await self._send(worker, welcome)
         await self._cancel_orphans(worker, decision.cancel)
+        self._heard_from(msg.worker_id)
         self._wakeup.set()
 
     def _waiting_jobs(self, job_ids: Set[str]) -> dict[str, JobSpec]:
@@ -377,6 +411,7 @@ class Dispatcher:
         if self.pool.get(worker.identity) is worker:
             self.pool.remove(worker.identity)
             self.copies.forget_worker(worker.identity)
+            self.owner.workers_left([worker.worker_id])
         log.warning(
             "worker_lost" if worker.running else "worker_left",
             worker=worker.worker_id,

@@ -27,7 +27,7 @@ from awe.coordinator.metrics import Metrics
 from awe.coordinator.plan import Instructions, JobInput, JobSpec
 from awe.coordinator.run_machine import Run
 from awe.coordinator.worker_pool import Needs, WorkerInfo, WorkerPool
-from awe.store import EventRecord, RunRecord, utcnow
+from awe.store import EventRecord, RunRecord, WorkerPresence, utcnow
 from awe.store.sqlite import Store
 from awe.transport import RECONNECT_MAX_S, RouterEndpoint
 
@@ -158,6 +158,7 @@ class ActiveRuns:
 
     async def recover(self, *, heartbeat_interval: float, liveness: int) -> None:
         """Pick up, from their last committed step, the runs a previous coordinator left unfinished."""
+        held: list[JobSpec] = []
         for record in await self.store.unfinished_runs():
             version = self.graphs.get(record.graph_id, record.graph_version)
             if version is None:
@@ -181,12 +182,13 @@ class ActiveRuns:
             out = run.recover(utcnow())
             jobs, out.dispatch = out.dispatch, []
             self.apply(run, out)
-            # A job may still be running on a worker, even for a run still recorded as queued (a job is
-            # sent before its send is durable). That worker reconnects, its next heartbeat gets a Rejoin
-            # (or its own liveness check fires), and it says Hello and keeps the job.
-            grace = RECONNECT_MAX_S + heartbeat_interval * liveness
-            for job in jobs:
-                self.dispatcher.hold(job, seconds=grace)
+            held.extend(jobs)
+        # A job may still be running on a worker, even for a run still recorded as queued (a job is
+        # sent before its send is durable). That worker reconnects and says Hello at once (or when its
+        # next heartbeat gets a Rejoin, or its own liveness check fires), and keeps the job.
+        grace = RECONNECT_MAX_S + heartbeat_interval * liveness
+        present = set(await self.store.present_workers())
+        self.dispatcher.hold(held, until_hello_from=present, seconds=grace)
 
     # -- what the dispatcher asks and tells ---------------------------------------------------
 
@@ -195,6 +197,13 @@ class ActiveRuns:
         if run is None or not run.wants(job):
             return None
         return run.job_input(job)
+
+    async def worker_joined(self, worker_id: str) -> None:
+        await self.store.write([WorkerPresence(worker_id, joined_at=utcnow())])
+
+    def workers_left(self, worker_ids: list[str]) -> None:
+        now = utcnow()
+        self.store.submit([WorkerPresence(worker_id, joined_at=now, left_at=now) for worker_id in worker_ids])
 
     def running_job_input(self, job: JobSpec) -> JobInput | None:
         run = self.runs.get(job.run_id)

@@ -6,6 +6,6 @@ state machine builds; the SQLite store that writes them is
 can be used without aiosqlite.
 """
 
-from awe.store.records import EventRecord, GraphDeletion, GraphRecord, RunRecord, StepRecord, utcnow
+from awe.store.records import EventRecord, GraphDeletion, GraphRecord, RunRecord, StepRecord, WorkerPresence, utcnow
 
-__all__ = ["EventRecord", "GraphDeletion", "GraphRecord", "RunRecord", "StepRecord", "utcnow"]
+__all__ = ["EventRecord", "GraphDeletion", "GraphRecord", "RunRecord", "StepRecord", "WorkerPresence", "utcnow"]

@@ -118,4 +118,14 @@ class GraphDeletion:
     deleted_at: str
 
 
-Record = RunRecord | StepRecord | EventRecord | GraphRecord | GraphDeletion
+@dataclass(frozen=True)
+class WorkerPresence:
+    """A worker joined (``left_at`` None) or left. After a restart, the coordinator waits for the
+    workers still present to say Hello (they report the jobs they run) before it sends those jobs again."""
+
+    worker_id: str
+    joined_at: str
+    left_at: str | None = None
+
+
+Record = RunRecord | StepRecord | EventRecord | GraphRecord | GraphDeletion | WorkerPresence

@@ -5,7 +5,7 @@ statements that bring a database from each version to the next, so an older
 file is upgraded in place when the coordinator opens it.
 """
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 CREATE_GRAPHS = """
 CREATE TABLE IF NOT EXISTS graphs (
@@ -135,6 +135,9 @@ TO_STATE_BY_KEY = (
     "ALTER TABLE runs DROP COLUMN initial_state",
 )
 
+UNKNOWN_WORKERS = "*"
+"""A present worker standing for the workers of a database written before version 8."""
+
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: (CREATE_GRAPHS, CREATE_RUNS, *CREATE_RUNS_INDEXES, CREATE_STEPS_V0, CREATE_EVENTS),
     1: ("ALTER TABLE runs ADD COLUMN next_attempt INTEGER NOT NULL DEFAULT 1",),
@@ -147,6 +150,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Version 6: a client that follows many runs reads what changed since its cursor, in order.
     5: ("CREATE INDEX IF NOT EXISTS runs_by_change ON runs (updated_at, run_id)",),
     6: TO_STATE_BY_KEY,
+    # Version 8: which workers are connected, so that a restarted coordinator knows whom to wait for.
+    7: (
+        "CREATE TABLE workers (worker_id TEXT PRIMARY KEY, joined_at TEXT NOT NULL, left_at TEXT)",
+        # Who was connected before the upgrade is not known: one name nobody answers to makes the first
+        # restart wait its whole grace for them, as coordinators before this version always did.
+        f"INSERT INTO workers SELECT '{UNKNOWN_WORKERS}', '', NULL"
+        " WHERE EXISTS (SELECT 1 FROM runs WHERE status IN ('queued', 'running', 'paused'))",
+    ),
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 
@@ -167,6 +178,11 @@ ON CONFLICT (run_id) DO UPDATE SET
     status = excluded.status, step_count = excluded.step_count,
     current_node = excluded.current_node, plan = excluded.plan, error = excluded.error,
     updated_at = excluded.updated_at, started_at = excluded.started_at, finished_at = excluded.finished_at"""
+
+UPSERT_WORKER = """
+INSERT INTO workers (worker_id, joined_at, left_at) VALUES (?, ?, ?)
+ON CONFLICT (worker_id) DO UPDATE SET left_at = excluded.left_at,
+    joined_at = CASE WHEN excluded.left_at IS NULL THEN excluded.joined_at ELSE workers.joined_at END"""
 
 INSERT_RUN_INPUT = "INSERT OR IGNORE INTO run_inputs (run_id, initial_state) VALUES (?, ?)"
 

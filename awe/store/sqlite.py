@@ -27,7 +27,16 @@ import orjson
 import structlog
 
 from awe.store import schema
-from awe.store.records import EventRecord, GraphDeletion, GraphRecord, Record, RunRecord, StepRecord, utcnow
+from awe.store.records import (
+    EventRecord,
+    GraphDeletion,
+    GraphRecord,
+    Record,
+    RunRecord,
+    StepRecord,
+    WorkerPresence,
+    utcnow,
+)
 from awe.tasks import BackgroundTasks
 
 log = structlog.get_logger("awe.store")
@@ -78,6 +87,7 @@ class _Rows:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     graphs: list[tuple[Any, ...]] = field(default_factory=list)
     deletions: list[tuple[Any, ...]] = field(default_factory=list)
+    workers: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, batch: list[_Submission]) -> _Rows:
@@ -98,6 +108,8 @@ class _Rows:
             self.graphs.append(_graph_row(record))
         elif isinstance(record, GraphDeletion):
             self.deletions.append((record.deleted_at, record.graph_id))
+        elif isinstance(record, WorkerPresence):
+            self.workers[record.worker_id] = (record.worker_id, record.joined_at, record.left_at)
 
     def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """Each statement with its rows, graphs last (a deletion applies to versions written before it)."""
@@ -123,6 +135,7 @@ class _Rows:
             (schema.INSERT_EVENT, self.events),
             (schema.INSERT_GRAPH, self.graphs),
             (schema.DELETE_GRAPH, self.deletions),
+            (schema.UPSERT_WORKER, list(self.workers.values())),
         ]
         return [(statement, params) for statement, params in groups if params]
 
@@ -462,6 +475,11 @@ class Store:
             )
             for r in rows
         ]
+
+    async def present_workers(self) -> list[str]:
+        """The workers that joined and were not seen leaving (by the coordinator that last wrote here)."""
+        rows = await self._fetchall("SELECT worker_id FROM workers WHERE left_at IS NULL ORDER BY worker_id")
+        return [str(r[0]) for r in rows]
 
     async def last_seq(self, run_id: str) -> int:
         row = await self._fetchone("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,))

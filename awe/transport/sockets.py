@@ -8,10 +8,12 @@ only ever see well-formed messages.
 from __future__ import annotations
 
 import errno
+from collections.abc import AsyncIterator
 
 import structlog
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from awe.transport.messages import Message, ProtocolError, decode
 
@@ -100,6 +102,25 @@ class DealerEndpoint:
 
     async def send(self, message: Message) -> None:
         await self.socket.send(message.encode())
+
+    async def handshakes(self) -> AsyncIterator[int]:
+        """Yield the count of completed connections to the coordinator, each time one completes.
+
+        The second and later ones are reconnections: to a coordinator that restarted, most often,
+        which learns about this worker sooner from a ``Hello`` sent at once than from the next
+        heartbeat's ``Rejoin``. (Nothing comes for ``inproc://``, which has no handshake.)
+        """
+        monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        count = 0
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())
+                if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    count += 1
+                    yield count
+        finally:
+            self.socket.disable_monitor()
+            monitor.close(linger=0)
 
     async def recv(self) -> Message:
         while True:

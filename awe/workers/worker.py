@@ -219,6 +219,7 @@ class Worker:
         self._sender = self.tasks.spawn(self._send_loop(), name="worker-send")
         self.tasks.spawn(self._recv_loop(), name="worker-recv")
         self.tasks.spawn(self._heartbeat_loop(), name="worker-heartbeat")
+        self.tasks.spawn(self._reconnect_loop(), name="worker-reconnect")
         self._say_hello()
         log.info("worker_started", connect=self.connect, capacity=self.capacity, graphs=sorted(self.graphs))
         try:
@@ -534,6 +535,13 @@ class Worker:
         loop.call_soon_threadsafe(self.send, message)
 
     # -- heartbeats ------------------------------------------------------------------
+
+    async def _reconnect_loop(self) -> None:
+        """Say Hello again as soon as the connection comes back (the first Hello goes out at start)."""
+        async for count in self.endpoint.handshakes():
+            if count > 1:
+                log.info("coordinator_reconnected")
+                self._say_hello()
 
     async def _heartbeat_loop(self) -> None:
         while True:
