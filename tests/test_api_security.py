@@ -203,6 +203,18 @@ async def test_a_node_that_grows_the_state_past_max_state_bytes_fails_its_run(en
     await completes(engine)
 
 
+async def test_a_resume_that_would_grow_the_state_past_max_state_bytes_is_a_413(engine: InProcessEngine) -> None:
+    run_id = await engine.start_run("approval", {"release": "4.0"})
+    await engine.wait_until(lambda: _status_is(engine, run_id, "paused"), what="the run to pause")
+    update = {"notes": "x" * LIMITS["max_state_bytes"]}
+    status, body = await engine.request("POST", f"/runs/{run_id}/resume", json={"state_update": update})
+    assert status == 413 and "updated state" in body["error"], body
+    assert (await engine.state(run_id))["status"] == "paused"  # refused, it changed nothing
+    status, body = await engine.request("POST", f"/runs/{run_id}/resume", json={"answer": True})
+    assert status == 200, body
+    assert (await engine.wait_finished(run_id))["state"]["shipped"] is True
+
+
 async def test_runs_in_flight_past_the_limits_are_a_429_with_retry_after(engine: InProcessEngine) -> None:
     paused = [await engine.start_run("approval", {"release": f"1.{i}"}) for i in range(2)]
     for run_id in paused:
