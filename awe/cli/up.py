@@ -109,7 +109,8 @@ def run_up(settings: Settings) -> int:
         for worker in workers:
             worker.start()
         url = f"http://{settings.host}:{settings.port}"
-        if _wait_healthy(url, coordinator, stop_requested):
+        # Asked at an address the API answers for (its Host check refuses a wildcard such as 0.0.0.0).
+        if _wait_healthy(_reachable_url(settings.host, settings.port), coordinator, stop_requested):
             print(f"awe is up: {url} with {len(workers)} workers (Ctrl-C to stop)", flush=True)
             print(where_things_are(_reachable_url(settings.host, settings.port), settings.log_dir), flush=True)
         failure = _supervise(coordinator, workers, stop_requested)
