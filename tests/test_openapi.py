@@ -9,6 +9,7 @@ lists for that operation and a body its schema accepts (``openapi-schema-validat
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -204,6 +205,11 @@ async def test_every_operation_answers_as_described(tools_engine: InProcessEngin
     await call("GET", "/docs", 200)
     await call("GET", "/docs/assets/{name}", 200, path={"name": "start-swagger-ui.js"})
     await call("GET", "/docs/assets/{name}", 404, path={"name": "swagger-editor.js"})
+    page = await call("GET", "/", 200)
+    script = re.search(r'src="/ui/assets/([^"]+)"', page)
+    assert script is not None, page
+    await call("GET", "/ui/assets/{name}", 200, path={"name": script.group(1)})
+    await call("GET", "/ui/assets/{name}", 404, path={"name": "nothing.js"})
 
     described = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
     assert described - check.answered == set(), "operations this test did not call"

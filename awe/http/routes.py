@@ -11,7 +11,7 @@ a handler that serves the files of one folder by name is, see :mod:`awe.http.doc
 
 from __future__ import annotations
 
-from awe.http import docs, openapi, views, websocket
+from awe.http import docs, openapi, page, views, websocket
 from awe.http.requests import FORK_REQUEST_SCHEMA, RESUME_REQUEST_SCHEMA, RUN_REQUEST_SCHEMA, JsonSchema
 from awe.http.routing import Reply, Route, error_reply, errors, listing
 from awe.http.schemas import ref
@@ -324,5 +324,33 @@ ROUTES: tuple[Route, ...] = (
             404: error_reply("no such asset"),
         },
         path_values={"name": {"type": "string", "enum": list(docs.ASSET_NAMES)}},
+    ),
+    # -- the web page ------------------------------------------------------------------------------
+    Route(
+        "GET",
+        "/",
+        page.index,
+        "get_page",
+        "The web page: graphs, runs, and one run live",
+        "ui",
+        {
+            200: Reply("the page", {"type": "string"}, media_types=("text/html",)),
+            500: error_reply("the page is not built (run `npm ci && npm run build` in web/)"),
+        },
+    ),
+    Route(
+        "GET",
+        "/ui/assets/{name}",
+        page.asset,
+        "get_page_asset",
+        "A file the web page loads (its names change with its content)",
+        "ui",
+        {
+            200: Reply(
+                "the file",
+                media_types=("text/javascript", "application/javascript", "text/css", "image/svg+xml"),
+            ),
+            404: error_reply("no such asset"),
+        },
     ),
 )
