@@ -5,16 +5,16 @@ In the order a request meets them:
 * :func:`security_headers`: every answer, errors included, says ``nosniff``, no framing, no
   referrer, and carries a Content-Security-Policy unless its handler set one of its own (the web page
   does); an answer is never a document a hostile page can frame or a script can sniff.
+* :func:`allowed_host`: the ``Host`` header must name this server (loopback names, the bound host,
+  ``--allowed-hosts``): a page on ``evil.example`` whose name an attacker re-points at 127.0.0.1 (DNS
+  rebinding) sends ``Host: evil.example`` and is refused with 421.
 * :func:`cors`: a request a browser sends from a page of another origin (it says ``Origin``) is
   refused with 403 unless that origin is configured (``--cors-origins``): a foreign page's form POST,
   bodiless POST or WebSocket would otherwise act with the access of the user's machine. A configured
   origin's preflight is answered and its requests get ``Access-Control-Allow-Origin``.
-* :func:`allowed_host`: the ``Host`` header must name this server (loopback names, the bound host,
-  ``--allowed-hosts``): a page on ``evil.example`` whose name an attacker re-points at 127.0.0.1 (DNS
-  rebinding) sends ``Host: evil.example`` and is refused with 421.
-* :func:`bearer_token`: with a token configured, every route but ``/healthz`` and the files of the web
-  page and of ``/docs`` (which hold no data) requires
-  ``Authorization: Bearer <token>`` (a WebSocket may send ``?token=`` instead: browsers cannot set its
+* :func:`bearer_token`: with a token configured, every route but ``/healthz``, ``/openapi.json`` and the
+  files of the web page and of ``/docs`` (the same everywhere, no data) requires ``Authorization: Bearer
+  <token>`` (a WebSocket may send ``?token=`` instead: browsers cannot set its
   headers). Compared in constant time; missing and wrong get the same 401, so a caller learns nothing.
 * :func:`json_only`: a body sent to the API must be ``application/json``. A ``text/plain`` or form
   POST is what a foreign page can send without a CORS preflight; refused with 415, it never runs.
@@ -36,7 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PUBLIC_RESOURCES = web.AppKey("public_resources", frozenset[web.AbstractResource])
 """The paths answered without the token (see :attr:`awe.http.routing.Route.public`): ``/healthz``, so a
-supervisor checks health without a secret, and the files of the web page and of ``/docs``."""
+supervisor checks health without a secret, ``/openapi.json``, and the files of the web page and ``/docs``."""
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
