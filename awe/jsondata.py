@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
+
 MAX_DEPTH = 100
 """Containers nested deeper than this are refused; real agent states stay far below it."""
 
@@ -121,6 +123,11 @@ def _short(text: str) -> str:
 
 
 # -- diagnostics ----------------------------------------------------------------
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` (JSON data, see :func:`check`) as compact JSON: what a size limit measures."""
+    return len(orjson.dumps(value))
 
 
 def sanitize(value: Any, *, max_depth: int = 20) -> Any:

@@ -108,8 +108,29 @@ def module_list(text: str) -> tuple[str, ...]:
     return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
-def _setting(default: Any, help: str, *, commands: frozenset[str], parse: Callable[[str], Any] = str) -> Any:
-    return field(default=default, metadata={"help": help, "commands": commands, "parse": parse})
+def host_list(text: str) -> tuple[str, ...]:
+    """``AWE_ALLOWED_HOSTS`` / ``AWE_CORS_ORIGINS`` are comma-separated; each flag names one."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _setting(
+    default: Any,
+    help: str,
+    *,
+    commands: frozenset[str],
+    parse: Callable[[str], Any] = str,
+    secret: bool = False,
+    metavar: str | None = None,
+) -> Any:
+    """``secret``: never passed to a child process on its command line (``ps`` shows command lines).
+    ``metavar``: what one item of a list setting is, for ``--help``."""
+    metadata = {"help": help, "commands": commands, "parse": parse, "secret": secret, "metavar": metavar}
+    return field(default=default, metadata=metadata, repr=not secret)
+
+
+SERVERS = frozenset({UP, COORDINATOR})
+API_USERS = SERVERS | CLIENTS
+"""Commands that need the API token: the servers check it, the clients send it."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +163,7 @@ class Settings:
         "a module whose Graph objects to serve; repeatable (comma-separated in the variable)",
         commands=EVERY_PROCESS,
         parse=module_list,
+        metavar="MODULE",
     )
     heartbeat_interval: float = _setting(
         1.0, "seconds between heartbeats", commands=EVERY_PROCESS, parse=positive_float
@@ -169,6 +191,74 @@ class Settings:
         commands=frozenset({UP, COORDINATOR}),
         parse=positive_int,
     )
+    # -- the API's defences (see SECURITY.md) ---------------------------------------------------
+    token: str | None = _setting(
+        None,
+        "the API token: every endpoint but /healthz then requires 'Authorization: Bearer <token>' "
+        "(prefer AWE_TOKEN or --token-file: a command line shows in ps)",
+        commands=API_USERS,
+        secret=True,
+    )
+    token_file: str | None = _setting(
+        None, "a file whose first line is the API token (instead of --token)", commands=API_USERS
+    )
+    allow_no_token: bool = _setting(
+        False,
+        "serve the API on a non-loopback host without a token (anyone who reaches the port can start runs)",
+        commands=SERVERS,
+        parse=switch,
+    )
+    allowed_hosts: tuple[str, ...] = _setting(
+        (),
+        "a Host header the API answers besides localhost, 127.0.0.1, [::1] and the bound host (DNS rebinding); "
+        "repeatable (comma-separated in the variable); '*' allows any",
+        commands=SERVERS,
+        parse=host_list,
+        metavar="HOST",
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        (),
+        "a web origin (https://app.example.com) whose pages may call the API; repeatable (comma-separated in the "
+        "variable); none by default",
+        commands=SERVERS,
+        parse=host_list,
+        metavar="ORIGIN",
+    )
+    max_body_bytes: int = _setting(
+        16_000_000,
+        "largest request body the API reads (bytes, or with kB, MB, GB); larger is a 413",
+        commands=SERVERS,
+        parse=byte_count,
+    )
+    max_state_bytes: int = _setting(
+        8_000_000,
+        "largest run state, as JSON (bytes, or with kB, MB, GB): a larger initial_state or update is a 413, "
+        "and a step that grows the state past it fails the run with StateTooLarge",
+        commands=SERVERS,
+        parse=byte_count,
+    )
+    max_runs_in_flight: int = _setting(
+        1000,
+        "unfinished runs (queued, running or paused) at once; past it, starting one is a 429 with Retry-After",
+        commands=SERVERS,
+        parse=positive_int,
+    )
+    max_runs_in_flight_per_graph: int = _setting(
+        500, "unfinished runs of one graph at once (a 429 past it)", commands=SERVERS, parse=positive_int
+    )
+    max_websockets: int = _setting(
+        1000, "open /ws/logs streams at once (a 429 past it)", commands=SERVERS, parse=positive_int
+    )
+    max_websockets_per_run: int = _setting(
+        50, "open /ws/logs streams of one run at once (a 429 past it)", commands=SERVERS, parse=positive_int
+    )
+    max_events_per_run: int = _setting(
+        100_000,
+        "events kept per run: past it, nodes' log lines are dropped (a last warning line says so); "
+        "the engine's own events are always kept (max_steps bounds them)",
+        commands=SERVERS,
+        parse=positive_int,
+    )
     # -- workers ---------------------------------------------------------------------------
     connect: str = _setting("tcp://127.0.0.1:5555", "the coordinator's ZeroMQ address", commands=frozenset({WORKER}))
     worker_id: str | None = _setting(None, "this worker's name (default: <host>-<pid>)", commands=frozenset({WORKER}))
@@ -194,6 +284,31 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def api_token(settings: Settings) -> str | None:
+    """The API token: ``token``, or the first line of ``token_file``; ValueError saying what is wrong."""
+    if settings.token is not None and settings.token_file is not None:
+        raise ValueError("give the API token once: --token (AWE_TOKEN) or --token-file (AWE_TOKEN_FILE), not both")
+    token = settings.token
+    if settings.token_file is not None:
+        try:
+            with open(settings.token_file, encoding="utf-8") as file:
+                token = file.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the token file {settings.token_file}: {exc}") from None
+    if token is None:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+        where = settings.token_file or "--token/AWE_TOKEN"
+        raise ValueError(
+            f"the API token from {where} must be at least {MIN_TOKEN_LENGTH} printable characters without spaces "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
+MIN_TOKEN_LENGTH = 16
 
 
 def fields_for(command: str) -> list[dataclasses.Field[Any]]:

@@ -86,8 +86,10 @@ class Client:
     ``async with``, which opens and closes the session.
     """
 
-    def __init__(self, url: str = "") -> None:
+    def __init__(self, url: str = "", *, token: str | None = None) -> None:
         self.url = url
+        self.token = token
+        """The API token every request sends (None: the engine has none)."""
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -103,7 +105,8 @@ class Client:
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self.session is None:
-            self.session = aiohttp.ClientSession()
+            auth = {"Authorization": f"Bearer {self.token}"} if self.token is not None else None
+            self.session = aiohttp.ClientSession(headers=auth)
         return self.session
 
     def _session(self) -> aiohttp.ClientSession:

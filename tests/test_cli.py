@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -244,3 +245,37 @@ def test_a_worker_killed_twice_soon_after_its_start_comes_back_without_a_growing
             proc.wait()
     restarts = [line for line in output.splitlines() if "worker-1 exited with code -9" in line]
     assert restarts == ["awe: worker-1 exited with code -9; restarting in 1s"] * 2, output
+
+
+def test_awe_up_with_a_token_on_its_command_line_keeps_it_off_its_childrens(tmp_path: Path) -> None:
+    token = "a-token-given-on-the-command-line-42"
+    proc, url = start_awe_up(tmp_path, "--workers", "1", "--token", token, stdout=subprocess.PIPE)
+    children: list[int] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        while "awe is up" not in proc.stdout.readline() and time.monotonic() < deadline:
+            pass
+        children = _children_of(proc.pid)
+        assert len(children) == 2  # the coordinator and the worker
+        for pid in children:
+            assert token not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(), "the token shows in ps"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(f"{url}/workers")
+        assert refused.value.code == 401
+        refused.value.close()
+        authorized = urllib.request.Request(f"{url}/workers", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(authorized, timeout=5) as r:
+            assert r.status == 200
+        assert _get(f"{url}/healthz")["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        assert proc.stdout is not None
+        proc.stdout.close()

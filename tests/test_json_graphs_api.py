@@ -237,7 +237,8 @@ async def test_an_invalid_graph_is_a_400_naming_its_problem_and_nothing_is_store
 async def test_a_body_that_is_not_json_or_too_big_is_a_400_with_a_problem(json_engine: InProcessEngine) -> None:
     assert json_engine.session is not None
     for body, words in ((b"{not json", "not valid JSON"), (b'{"x": "' + b"a" * 300_000 + b'"}', "the limit is")):
-        async with json_engine.session.post(f"{json_engine.url}/graph/create", data=body) as r:
+        headers = {"Content-Type": "application/json"}
+        async with json_engine.session.post(f"{json_engine.url}/graph/create", data=body, headers=headers) as r:
             answer = await r.json()
             assert r.status == 400 and words in answer["problems"][0]["message"], answer
 

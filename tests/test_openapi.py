@@ -26,6 +26,7 @@ from referencing.jsonschema import DRAFT202012
 
 from awe.http import create_app
 
+JSON = {"Content-Type": "application/json"}
 SPEC_URI = "urn:awe:openapi"
 COUNTER_JSON = {
     "graph_id": "counter_json",
@@ -245,7 +246,7 @@ async def test_request_bodies_failing_their_schema_get_json_400s(
     engine: InProcessEngine, body: bytes, words: str
 ) -> None:
     assert engine.session is not None
-    async with engine.session.post(f"{engine.url}/graph/run", data=body) as r:
+    async with engine.session.post(f"{engine.url}/graph/run", data=body, headers=JSON) as r:
         assert (r.status, r.content_type) == (400, "application/json")
         assert words in (await r.json())["error"]
 

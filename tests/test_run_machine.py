@@ -796,3 +796,22 @@ def test_only_a_paused_run_resumes_and_a_recovered_paused_run_sends_nothing():
     restored = Run(graph=linear_graph(), graph_version=1, record=snapshots(out)[-1])
     assert restored.status is RunStatus.PAUSED and restored.recover(T2).dispatch == []
     assert restored.pause is not None and restored.pause.node == "a"
+
+
+def test_a_step_that_grows_the_state_past_its_limit_fails_the_run_and_writes_nothing():
+    run, _ = new_run(state={"keep": "k" * 500})
+    run.max_state_bytes = 1000
+    job = only(run.next_jobs())
+    run.job_sent(job, "w1", T1)
+    run.job_done(
+        job, worker_id="w1", delta={"x": "a" * 300}, removed=[], route=None, started_at=T1, now=T2, duration_ms=1
+    )
+    assert run.status is RunStatus.RUNNING and run.state["x"] == "a" * 300  # about 820 bytes: within
+    job = only(run.next_jobs())
+    run.job_sent(job, "w1", T3)
+    out = run.job_done(
+        job, worker_id="w1", delta={"y": "b" * 200}, removed=[], route=None, started_at=T3, now=T4, duration_ms=1
+    )
+    assert out.finished and run.status is RunStatus.FAILED
+    assert run.error["type"] == "StateTooLarge" and "node 'b'" in run.error["message"], run.error
+    assert "y" not in run.state  # the write that broke the limit is not applied

@@ -457,3 +457,46 @@ async def test_the_page_is_one_file_and_assets_beside_the_api(web_engine: Engine
             assert r.status == 404
         async with http.get(f"{web_engine.url}/runs?limit=1") as r:
             assert r.status == 200 and "runs" in await r.json()
+
+
+TOKEN = "a-web-page-token-0123456789abcdef"
+
+
+@in_module_loop
+async def test_with_a_token_the_page_asks_for_it_once_and_uses_it_for_requests_and_the_event_stream(
+    browser: BrowserContext, tmp_path: Path
+) -> None:
+    secured = Engine(tmp_path, graphs=("web_graphs",), env={"AWE_TOKEN": TOKEN})
+    secured.token = TOKEN
+    async with secured:
+        await secured.start(workers=1)
+        run_id = await secured.start_run("paced_review", {"pace": 0, "note": "with a token"})
+        await secured.wait_finished(run_id)
+        page = await browser.new_page()
+        errors: list[str] = []
+        stream_urls: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("websocket", lambda ws: stream_urls.append(ws.url))
+        try:
+            await page.goto(f"{secured.url}/#/runs/{run_id}")
+            form = page.get_by_test_id("token-form")
+            await expect(form).to_be_visible(timeout=WAIT_MS)  # the API said 401: the page asks
+            await page.get_by_test_id("token-input").fill("a-wrong-token-0123456789")
+            await form.get_by_role("button").click()
+            await expect(form).to_be_visible(timeout=WAIT_MS)  # refused again: asked again
+            await page.get_by_test_id("token-input").fill(TOKEN)
+            await form.get_by_role("button").click()
+            await expect(form).to_be_hidden(timeout=WAIT_MS)
+            await expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=WAIT_MS)
+            await expect(page.locator('.state-table tr[data-key="note"] pre.value')).to_have_text("with a token")
+            await expect(page.locator('.event-row[data-event="run_completed"]')).to_have_count(1, timeout=WAIT_MS)
+            assert any(f"token={TOKEN}" in url for url in stream_urls), stream_urls
+            # Kept for the tab: a reload asks nothing.
+            await page.reload()
+            await expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=WAIT_MS)
+            await expect(form).to_be_hidden()
+        finally:
+            await page.close()
+    # Chromium logs each refused request (401) as a console error; anything else is a defect.
+    assert [e for e in errors if "401" not in e] == [], errors

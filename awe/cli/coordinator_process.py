@@ -28,7 +28,8 @@ from awe.coordinator.coordinator import Coordinator
 from awe.exit_codes import EXIT_SOFTWARE
 from awe.graph import CompiledGraph, load_graphs_or_exit
 from awe.http import create_app
-from awe.settings import Settings
+from awe.http.security import ApiPolicy, is_loopback
+from awe.settings import Settings, api_token
 from awe.store.sqlite import Store
 from awe.tasks import BackgroundTasks
 from awe.transport import RouterEndpoint
@@ -37,6 +38,25 @@ READY_LINE = "awe coordinator ready"
 """Printed to stdout once the API listens; supervisors and tests wait for it."""
 
 log = structlog.get_logger("awe.coordinator")
+
+
+class RefusedToStart(Exception):
+    """A configuration the coordinator will not serve (the message says why and what to change)."""
+
+
+def api_policy(settings: Settings) -> ApiPolicy:
+    """Who may call the API; :class:`RefusedToStart` for an API open to the network without a token."""
+    try:
+        token = api_token(settings)
+    except ValueError as exc:
+        raise RefusedToStart(str(exc)) from None
+    if token is None and not is_loopback(settings.host) and not settings.allow_no_token:
+        raise RefusedToStart(
+            f"the API would listen on {settings.host or 'every address'} without a token, so anyone who can reach "
+            "the port could start runs (which run code) and read every state. Give it a token (--token-file FILE "
+            "or AWE_TOKEN), bind it to 127.0.0.1, or pass --allow-no-token if the network is trusted"
+        )
+    return ApiPolicy.from_settings(settings, token)
 
 
 @dataclass
@@ -51,7 +71,11 @@ class RunningCoordinator:
 async def coordinator_services(
     settings: Settings, graphs: dict[str, CompiledGraph]
 ) -> AsyncIterator[RunningCoordinator]:
-    """A coordinator serving its API and its workers; stopped, drained and closed on exit."""
+    """A coordinator serving its API and its workers; stopped, drained and closed on exit.
+
+    Raises :class:`RefusedToStart` before opening anything if the API's settings are unsafe.
+    """
+    policy = api_policy(settings)
     tasks = BackgroundTasks()
     store = Store(settings.db, synchronous=settings.durability.upper())
     await store.open(tasks)
@@ -60,7 +84,7 @@ async def coordinator_services(
         try:
             coordinator = Coordinator(graphs=graphs, store=store, endpoint=endpoint, tasks=tasks, settings=settings)
             await coordinator.start()
-            runner = web.AppRunner(create_app(coordinator), access_log=None, shutdown_timeout=2.0)
+            runner = web.AppRunner(create_app(coordinator, policy=policy), access_log=None, shutdown_timeout=2.0)
             await runner.setup()
             try:
                 site = web.TCPSite(runner, settings.host, settings.port)
@@ -98,7 +122,7 @@ def run_coordinator(settings: Settings) -> int:
     graphs = load_graphs_or_exit(settings.graphs)
     try:
         return asyncio.run(_serve(settings, graphs))
-    except (OSError, zmq.ZMQError) as exc:
+    except (OSError, zmq.ZMQError, RefusedToStart) as exc:
         print(f"awe: cannot start the coordinator: {exc}", file=sys.stderr)
         return 1
 

@@ -81,9 +81,11 @@ def _add_setting(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> 
     flag = f"--{f.name.replace('_', '-')}"
     default = _env_default(f)
     shown = ",".join(default) if isinstance(default, tuple) else default
+    if f.metadata["secret"] and default is not None:
+        shown = "set, hidden"
     help_text = f"{f.metadata['help']} [{env_name(f.name)}] (default: {shown})"
     if isinstance(f.default, tuple):  # a list setting: each flag adds one item to the variable's
-        parser.add_argument(flag, action="append", default=None, metavar="MODULE", help=help_text)
+        parser.add_argument(flag, action="append", default=None, metavar=f.metadata["metavar"], help=help_text)
         parser.set_defaults(**{f"env_{f.name}": default})
     else:
         parser.add_argument(flag, type=_argument_type(f.metadata["parse"]), default=default, help=help_text)
@@ -177,9 +179,12 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
 
 
 def to_flags(command: str, settings: Settings) -> list[str]:
-    """The command line that gives a child process of ``command`` these settings."""
+    """The command line that gives a child process of ``command`` these settings, but for the secret ones
+    (:func:`secret_environment` passes those)."""
     flags: list[str] = []
     for f in fields_for(command):
+        if f.metadata["secret"]:
+            continue  # a child reads it from its environment (see secret_environment)
         value = getattr(settings, f.name)
         flag = f"--{f.name.replace('_', '-')}"
         if isinstance(value, tuple):
@@ -188,3 +193,13 @@ def to_flags(command: str, settings: Settings) -> list[str]:
         elif value is not None:
             flags += [flag, str(value)]
     return flags
+
+
+def secret_environment(command: str, settings: Settings) -> dict[str, str]:
+    """The ``AWE_*`` variables that give a child process of ``command`` the secret settings: a child's
+    environment is readable by its user only, where its command line is readable by everyone (``ps``)."""
+    return {
+        env_name(f.name): str(getattr(settings, f.name))
+        for f in fields_for(command)
+        if f.metadata["secret"] and getattr(settings, f.name) is not None
+    }

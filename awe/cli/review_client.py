@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from awe.cli.client import ClientError, request_json
+from awe.cli.client import Api, ClientError
 from awe.graphs.code_review.sources import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
 from awe.settings import Settings
 
@@ -43,7 +43,7 @@ def run_review(settings: Settings, arguments: dict[str, Any]) -> int:
     if arguments["max_iterations"] is not None:
         state["max_iterations"] = arguments["max_iterations"]
     try:
-        run = _review(settings.url, state)
+        run = _review(Api.of(settings), state)
     except ClientError as exc:
         print(f"awe review: {exc}", file=sys.stderr)
         return EXIT_ENGINE
@@ -96,11 +96,11 @@ def _read(path: Path) -> str:
         raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _review(url: str, state: dict[str, Any]) -> dict[str, Any]:
+def _review(api: Api, state: dict[str, Any]) -> dict[str, Any]:
     """Start the run and wait for its end: the whole run as the API gives it."""
     body = {"graph_id": "code_review_agent", "initial_state": state, "wait": True, "timeout": WAIT_SECONDS}
-    run: dict[str, Any] = request_json("POST", f"{url}/graph/run", json.dumps(body).encode(), timeout=WAIT_SECONDS + 30)
+    run: dict[str, Any] = api.request_json("POST", "/graph/run", json.dumps(body).encode(), timeout=WAIT_SECONDS + 30)
     while run["status"] not in ("completed", "failed", "cancelled", "paused"):
         time.sleep(1.0)
-        run = request_json("GET", f"{url}/graph/state/{run['run_id']}")
+        run = api.request_json("GET", f"/graph/state/{run['run_id']}")
     return run

@@ -17,13 +17,13 @@ from typing import Any
 
 import aiohttp
 
-from awe.cli.client import ClientError, request_json
+from awe.cli.client import Api, ClientError
 from awe.settings import LOGS, RUN, RUNS, STATUS, WORKERS, Settings
 
 
 def run_client_command(command: str, settings: Settings, arguments: dict[str, Any]) -> int:
     try:
-        return COMMANDS[command](settings.url, arguments)
+        return COMMANDS[command](Api.of(settings), arguments)
     except ClientError as exc:
         print(f"awe: {exc}", file=sys.stderr)
         return 1
@@ -36,14 +36,14 @@ class BadArgument(Exception):
     """An argument the command cannot use (state that is not JSON, a file that cannot be read)."""
 
 
-def _run(url: str, arguments: dict[str, Any]) -> int:
+def _run(api: Api, arguments: dict[str, Any]) -> int:
     body = {"graph_id": arguments["graph_id"], "initial_state": _state(arguments["state"])}
-    answer = request_json("POST", f"{url}/graph/run", json.dumps(body).encode())
+    answer = api.request_json("POST", "/graph/run", json.dumps(body).encode())
     run_id = answer["run_id"]
     print(f"run {run_id} on {answer['graph_id']} v{answer.get('graph_version', '?')}: {answer['status']}")
     if not arguments["follow"]:
         return 0
-    final = asyncio.run(_stream(url, run_id))
+    final = asyncio.run(_stream(api, run_id))
     return 0 if final == "run_completed" else 1
 
 
@@ -62,8 +62,8 @@ def _state(text: str) -> dict[str, Any]:
     return state
 
 
-def _status(url: str, arguments: dict[str, Any]) -> int:
-    run = request_json("GET", f"{url}/graph/state/{urllib.parse.quote(arguments['run_id'], safe='')}")
+def _status(api: Api, arguments: dict[str, Any]) -> int:
+    run = api.request_json("GET", f"/graph/state/{urllib.parse.quote(arguments['run_id'], safe='')}")
     print(f"{run['run_id']}  {run['status']}  {run['graph_id']} v{run['graph_version']}  step {run['step_count']}")
     if run.get("current_node"):
         print(f"node: {run['current_node']}" + (f"  pending: {', '.join(run['pending'])}" if run["pending"] else ""))
@@ -75,10 +75,10 @@ def _status(url: str, arguments: dict[str, Any]) -> int:
     return 0
 
 
-def _runs(url: str, arguments: dict[str, Any]) -> int:
+def _runs(api: Api, arguments: dict[str, Any]) -> int:
     query = {k: v for k, v in (("status", arguments["status"]), ("graph_id", arguments["graph"])) if v}
     query["limit"] = str(arguments["limit"])
-    runs = request_json("GET", f"{url}/runs?{urllib.parse.urlencode(query)}")["runs"]
+    runs = api.request_json("GET", f"/runs?{urllib.parse.urlencode(query)}")["runs"]
     for run in runs:
         print(f"{run['run_id']}  {run['status']:<9}  {run['graph_id']}  step {run['step_count']}  {run['created_at']}")
     if not runs:
@@ -86,8 +86,8 @@ def _runs(url: str, arguments: dict[str, Any]) -> int:
     return 0
 
 
-def _workers(url: str, arguments: dict[str, Any]) -> int:
-    workers = request_json("GET", f"{url}/workers")["workers"]
+def _workers(api: Api, arguments: dict[str, Any]) -> int:
+    workers = api.request_json("GET", "/workers")["workers"]
     for w in workers:
         print(
             f"{w['worker_id']}  pid {w['pid']} on {w['host']}  in flight {w['in_flight']}"
@@ -98,17 +98,22 @@ def _workers(url: str, arguments: dict[str, Any]) -> int:
     return 0
 
 
-def _logs(url: str, arguments: dict[str, Any]) -> int:
-    asyncio.run(_stream(url, arguments["run_id"]))
+def _logs(api: Api, arguments: dict[str, Any]) -> int:
+    asyncio.run(_stream(api, arguments["run_id"]))
     return 0
 
 
-async def _stream(url: str, run_id: str) -> str | None:
+async def _stream(api: Api, run_id: str) -> str | None:
     """Print the run's events until the server closes the stream; the last event's name."""
+    url = api.url
     ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    path = f"/ws/logs/{urllib.parse.quote(run_id, safe='')}"
     last: str | None = None
     try:
-        async with aiohttp.ClientSession() as session, session.ws_connect(f"{ws_url}/ws/logs/{run_id}") as ws:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{ws_url}{path}", headers=api.headers()) as ws,
+        ):
             async for message in ws:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     break

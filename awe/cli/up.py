@@ -20,7 +20,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from awe.cli.parser import to_flags
+from awe.cli.coordinator_process import RefusedToStart, api_policy
+from awe.cli.parser import secret_environment, to_flags
 from awe.exit_codes import RESTARTABLE
 from awe.graph import load_graphs_or_exit
 from awe.settings import COORDINATOR, WORKER, Settings
@@ -35,6 +36,8 @@ QUICK_EXIT_SECONDS = 5.0
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] | None = None
+    """Its environment, when it needs more than ours (secret settings go there, not in ``argv``)."""
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     backoff: float = 1.0
@@ -42,7 +45,7 @@ class Child:
     restarts: int = field(default=0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv)
+        self.process = subprocess.Popen(self.argv, env=self.env)
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -76,10 +79,20 @@ def _reachable_url(host: str, port: int) -> str:
 
 def run_up(settings: Settings) -> int:
     load_graphs_or_exit(settings.graphs)  # a broken module fails here, before any process starts
+    try:
+        api_policy(settings)  # so does an API that would be open to the network
+    except RefusedToStart as exc:
+        print(f"awe: cannot start the coordinator: {exc}", file=sys.stderr)
+        return 1
 
     python = [sys.executable, "-m", "awe"]
     settings = settings.replace(log_console=True)  # the console shows what the processes' log files record
-    coordinator = Child("coordinator", [*python, COORDINATOR, *to_flags(COORDINATOR, settings)])
+    secrets = secret_environment(COORDINATOR, settings)
+    coordinator = Child(
+        "coordinator",
+        [*python, COORDINATOR, *to_flags(COORDINATOR, settings)],
+        env={**os.environ, **secrets} if secrets else None,
+    )
     worker_settings = settings.replace(connect=_connect_address(settings.bind))
     workers = [
         Child(f"worker-{i + 1}", [*python, WORKER, *to_flags(WORKER, worker_settings)]) for i in range(settings.workers)
@@ -96,7 +109,8 @@ def run_up(settings: Settings) -> int:
         for worker in workers:
             worker.start()
         url = f"http://{settings.host}:{settings.port}"
-        if _wait_healthy(url, coordinator, stop_requested):
+        # Asked at an address the API answers for (its Host check refuses a wildcard such as 0.0.0.0).
+        if _wait_healthy(_reachable_url(settings.host, settings.port), coordinator, stop_requested):
             print(f"awe is up: {url} with {len(workers)} workers (Ctrl-C to stop)", flush=True)
             print(where_things_are(_reachable_url(settings.host, settings.port), settings.log_dir), flush=True)
         failure = _supervise(coordinator, workers, stop_requested)

@@ -19,7 +19,15 @@ import structlog
 
 from awe import jsondata
 from awe.coordinator import replay
-from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
+from awe.coordinator.errors import (
+    RequestError,
+    RunFinished,
+    ShuttingDown,
+    TooBusy,
+    TooLarge,
+    UnknownGraph,
+    UnknownRun,
+)
 from awe.coordinator.events import EventBus, Subscription
 from awe.coordinator.graph_registry import GraphConflict, GraphInUse, GraphRegistry, GraphVersion
 from awe.coordinator.metrics import Metrics
@@ -70,6 +78,8 @@ class Coordinator:
             pool=self.pool,
             coordinator_id=self.coordinator_id,
             metrics=self.metrics,
+            max_state_bytes=settings.max_state_bytes,
+            max_events_per_run=settings.max_events_per_run,
         )
         self.dispatcher = self.runs.dispatcher
         self.messages = WorkerMessages(endpoint, self.runs, coordinator_id=self.coordinator_id)
@@ -152,6 +162,7 @@ class Coordinator:
             raise ShuttingDown()
         graph = self._runnable(graph_id, version)
         _check_initial_state(graph, initial_state)
+        self._check_size(initial_state, "initial_state")
         pauses = _checked_pauses(graph, pauses or {})
         if run_id is None:
             run_id = uuid.uuid4().hex
@@ -161,6 +172,7 @@ class Coordinator:
                 existing = active.snapshot()  # submitted again while we were reading
             if existing is not None:
                 return existing, False
+        self._check_room(graph_id)
         run, out = Run.create(
             run_id=run_id,
             graph=graph.graph,
@@ -201,10 +213,37 @@ class Coordinator:
             jsondata.check(answer, "answer")
         except jsondata.NotJsonData as exc:
             raise RequestError(str(exc)) from None
+        self._check_size(state, "the updated state")
         graph = self.graphs.get(graph_id, version)
         if graph is not None and graph.source == "json" and (problems := state_problems(graph.definition, state)):
             listed = "; ".join(f"{p.path or '/'}: {p.message}" for p in problems)
             raise RequestError(f"the updated state does not match the state_schema of graph {graph_id!r}: {listed}")
+
+    def _check_size(self, state: dict[str, Any], what: str) -> None:
+        """:class:`TooLarge` for a state past ``max_state_bytes`` as JSON (a run could not store it anyway)."""
+        limit = self.settings.max_state_bytes
+        size = jsondata.json_size(state)
+        if size > limit:
+            raise TooLarge(
+                f"{what} is {size} bytes as JSON; the limit is {limit} (the coordinator's --max-state-bytes)"
+            )
+
+    def _check_room(self, graph_id: str) -> None:
+        """:class:`TooBusy` when the engine, or this graph, has as many unfinished runs as it may keep."""
+        total = self.settings.max_runs_in_flight
+        per_graph = self.settings.max_runs_in_flight_per_graph
+        unfinished = self.runs.unfinished()
+        if len(unfinished) >= total:
+            raise TooBusy(
+                f"the engine has {len(unfinished)} unfinished runs (queued, running or paused), its limit "
+                "(--max-runs-in-flight); try again once some have ended"
+            )
+        of_graph = sum(1 for run in unfinished if run.graph.name == graph_id)
+        if of_graph >= per_graph:
+            raise TooBusy(
+                f"graph {graph_id!r} has {of_graph} unfinished runs (queued, running or paused), its limit "
+                "(--max-runs-in-flight-per-graph); try again once some have ended"
+            )
 
     async def history(self, run_id: str, *, cursor: int, limit: int) -> dict[str, Any]:
         """Every step record with the state after it, ``limit`` at a time from ``cursor``."""
@@ -221,6 +260,7 @@ class Coordinator:
         if not self._accepting:
             raise ShuttingDown()
         record, graph, initial = await self._past(run_id)
+        self._check_room(record.graph_id)
         point = replay.fork_point(graph, record.graph_version, initial, await self.store.steps(run_id), step)
         state = {**point.state, **state_update}
         self._check_update(record.graph_id, record.graph_version, state, state_update, None)

@@ -25,3 +25,13 @@ class RunFinished(RuntimeError):
 
     def __init__(self, run_id: str, status: str) -> None:
         super().__init__(f"run {run_id!r} is already {status}")
+
+
+class TooLarge(RequestError):
+    """A value sent to the engine is larger than its configured limit (``--max-state-bytes``)."""
+
+
+class TooBusy(RuntimeError):
+    """The engine has as many unfinished runs as it is configured to keep; try again later."""
+
+    RETRY_AFTER_SECONDS = 5

@@ -25,6 +25,7 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
+from awe import jsondata
 from awe.coordinator.events import RunEvent
 from awe.coordinator.plan import BranchResult, Instructions, JobInput, JobSpec, Pause, Task, join_key
 from awe.graph import END, CompiledGraph, RouteError, Write, WriteConflict, apply_writes
@@ -139,6 +140,13 @@ class Run:
         """Rebuilding a past run (see ``replay``): nothing pauses, as nothing did when it ran."""
         self._unsaved: set[str] | None = set()
         """Top-level state keys changed since the last record (None: all of them, for a run not yet stored)."""
+        self.max_state_bytes: int | None = None
+        """A step that makes the state larger than this, as JSON, fails the run (StateTooLarge)."""
+        self.max_events: int | None = None
+        """Past this many events, nodes' log lines are dropped (the engine's own events are always kept)."""
+        self._sizes: dict[str, tuple[Any, int]] = {}
+        """Each state key's value and its size as JSON, so a step measures only the values it changed."""
+        self._logs_dropped = False
 
     @classmethod
     def create(
@@ -624,6 +632,12 @@ class Run:
     def node_log(
         self, *, node: str, worker_id: str, level: str, event: str, fields: dict[str, Any], now: str
     ) -> Instructions:
+        if self.max_events is not None and self.seq >= self.max_events:
+            if self._logs_dropped:
+                return Instructions()
+            self._logs_dropped = True  # one last line says why the rest are missing
+            level, event = "warning", "node log lines dropped"
+            fields = {"reason": f"the run has {self.seq} events, its limit (--max-events-per-run)"}
         return Instructions(
             records=[
                 self._event(
@@ -706,6 +720,10 @@ class Run:
                 branch=exc.branch,
                 error={"type": "ReducerFailed", "message": str(exc), "key": exc.key},
             )
+        too_large = self._oversize(state, done)
+        if too_large is not None:
+            branch, node, error = too_large
+            return self._fail(out, now, node=node, branch=branch, error=error)
         self._set_state(state)
         self.step_count = self.step
         self.results = {}
@@ -767,6 +785,34 @@ class Run:
         out.records.append(self._record())
         out.dispatch = [self._job(t) for t in self.tasks.values()]
         return out
+
+    def _oversize(
+        self, state: dict[str, Any], done: list[tuple[str, BranchResult]]
+    ) -> tuple[str, str, dict[str, Any]] | None:
+        """None if ``state`` is within ``max_state_bytes``; else the branch and node of the largest write, and
+        the run's error.
+
+        Only the values this step changed are measured: the others keep the size measured before.
+        """
+        if self.max_state_bytes is None:
+            return None
+        sizes: dict[str, tuple[Any, int]] = {}
+        total = 2  # {}
+        for key, value in state.items():
+            known = self._sizes.get(key)
+            size = known[1] if known is not None and known[0] is value else jsondata.json_size({key: value}) - 1
+            sizes[key] = (value, size)
+            total += size
+        if total <= self.max_state_bytes:
+            self._sizes = sizes
+            return None
+        branch, result = max(done, key=lambda item: jsondata.json_size(item[1].delta))
+        error = {
+            "type": "StateTooLarge",
+            "message": f"node {result.node!r} grew the run's state to {total} bytes as JSON, past the limit of "
+            f"{self.max_state_bytes} (the coordinator's --max-state-bytes)",
+        }
+        return branch, result.node, error
 
     def _fired_joins(self, finished_nodes: list[str]) -> list[str]:
         """Record which join sources finished; the targets of the joins that are now complete."""

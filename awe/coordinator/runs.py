@@ -50,8 +50,12 @@ class ActiveRuns:
         pool: WorkerPool,
         coordinator_id: str,
         metrics: Metrics | None = None,
+        max_state_bytes: int | None = None,
+        max_events_per_run: int | None = None,
     ) -> None:
         self.graphs = graphs
+        self.max_state_bytes = max_state_bytes
+        self.max_events_per_run = max_events_per_run
         self.store = store
         self.bus = bus
         self.runs: dict[str, Run] = {}
@@ -66,7 +70,14 @@ class ActiveRuns:
         return self.runs.get(run_id)
 
     def add(self, run: Run) -> None:
+        """Take charge of ``run``, under the engine's limits (a limit set later applies to recovered runs too)."""
+        run.max_state_bytes = self.max_state_bytes
+        run.max_events = self.max_events_per_run
         self.runs[run.run_id] = run
+
+    def unfinished(self) -> list[Run]:
+        """The runs in progress (queued, running, waiting or paused)."""
+        return list(self.runs.values())
 
     # -- carrying out instructions --------------------------------------------------------
 

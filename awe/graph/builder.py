@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from awe.graph.compiled import END, CompiledGraph, ConditionalEdge, Join, NodeSpec
-from awe.graph.errors import GraphError
+from awe.graph.errors import GRAPH_ID_PATTERN, GraphError
 from awe.graph.policy import RetryPolicy
 from awe.graph.reducers import Reducer, ReducerFn
 
@@ -38,8 +38,11 @@ class Graph:
         ``interrupt_before``, and after those that ran one of ``interrupt_after``; with
         ``pause_on_error`` a node that fails for good pauses the run instead of failing it.
         A run request may add its own (see ``POST /graph/run``)."""
-        if not isinstance(name, str) or not name.strip():
-            raise GraphError("a graph needs a non-empty name")
+        if not isinstance(name, str) or not GRAPH_ID_PATTERN.fullmatch(name):
+            raise GraphError(
+                f"a graph's name must be 1-64 letters, digits and _ . - starting with a letter, not {name!r}: "
+                "it appears in URLs, file names and log lines"
+            )
         self.name = name
         self._reducers: dict[str, Reducer] = {}
         for key, spec in (reducers or {}).items():

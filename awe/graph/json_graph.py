@@ -32,7 +32,7 @@ from awe.graph.builder import Graph
 from awe.graph.compiled import END, CompiledGraph, _walk
 from awe.graph.conditions import Condition, ConditionFailed, InvalidCondition, json_kind
 from awe.graph.context import Context
-from awe.graph.errors import GraphError
+from awe.graph.errors import GRAPH_ID_PATTERN, GraphError
 from awe.graph.mermaid import mermaid
 from awe.graph.policy import RetryPolicy
 from awe.graph.tools import Tool
@@ -51,8 +51,6 @@ __all__ = [
     "validate",
 ]
 
-GRAPH_ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
-"""Graph ids (fullmatch): safe in URLs, file names and logs."""
 
 MAX_DEFINITION_BYTES = 256 * 1024
 """The largest definition the HTTP layer accepts, in bytes of JSON."""

@@ -15,19 +15,33 @@ from aiohttp import web
 from awe.coordinator.coordinator import Coordinator
 from awe.http import openapi
 from awe.http.keys import COORDINATOR, OPENAPI, STREAMS, OpenStream
-from awe.http.middlewares import errors_as_json
+from awe.http.middlewares import errors_as_json, ids_checked
 from awe.http.routes import ROUTES
 from awe.http.routing import Route, register
+from awe.http.security import MIDDLEWARES, POLICY, PUBLIC_RESOURCES, ApiPolicy
 from awe.http.websocket import CLOSE_TIMEOUT
 
 
-def create_app(coordinator: Coordinator, routes: tuple[Route, ...] = ROUTES) -> web.Application:
-    """The API on ``coordinator``: every route of ``routes``, and their OpenAPI description at /openapi.json."""
-    app = web.Application(middlewares=[errors_as_json], client_max_size=16 * 1024 * 1024)
+def create_app(
+    coordinator: Coordinator, routes: tuple[Route, ...] = ROUTES, *, policy: ApiPolicy | None = None
+) -> web.Application:
+    """The API on ``coordinator``: every route of ``routes``, and their OpenAPI description at /openapi.json.
+
+    ``policy``: who may call it (the token, the allowed hosts and origins; see :mod:`awe.http.security`),
+    by default from the coordinator's settings without a token.
+    """
+    settings = coordinator.settings
+    policy = policy if policy is not None else ApiPolicy.from_settings(settings, token=None)
+    app = web.Application(
+        middlewares=[*MIDDLEWARES, errors_as_json, ids_checked], client_max_size=settings.max_body_bytes
+    )
+    app[POLICY] = policy
     app[COORDINATOR] = coordinator
     app[STREAMS] = set()
-    app[OPENAPI] = openapi.describe(routes)
-    register(app, routes)
+    app[OPENAPI] = openapi.describe(
+        routes, authenticated=policy.token is not None, max_body_bytes=settings.max_body_bytes
+    )
+    app[PUBLIC_RESOURCES] = register(app, routes)
     app.on_shutdown.append(_close_websockets)
     return app
 

@@ -7,12 +7,21 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from awe.coordinator.errors import RequestError, RunFinished, ShuttingDown, UnknownGraph, UnknownRun
+from awe.coordinator.errors import (
+    RequestError,
+    RunFinished,
+    ShuttingDown,
+    TooBusy,
+    TooLarge,
+    UnknownGraph,
+    UnknownRun,
+)
 from awe.coordinator.graph_registry import GraphConflict, GraphInUse
 from awe.coordinator.replay import ReplayError
 from awe.coordinator.run_machine import NotPaused
+from awe.graph.errors import GRAPH_ID_PATTERN
 from awe.graph.json_graph import InvalidGraph
-from awe.http.requests import BadRequest
+from awe.http.requests import RUN_ID_PATTERN, BadRequest
 
 log = structlog.get_logger("awe.http")
 
@@ -20,6 +29,7 @@ log = structlog.get_logger("awe.http")
 STATUS_FOR: dict[type[Exception], int] = {
     BadRequest: 400,
     RequestError: 400,
+    TooLarge: 413,
     UnknownGraph: 404,
     UnknownRun: 404,
     RunFinished: 409,
@@ -29,6 +39,23 @@ STATUS_FOR: dict[type[Exception], int] = {
     ReplayError: 400,
     ShuttingDown: 503,
 }
+
+
+PATH_IDS = {"run_id": ("run", RUN_ID_PATTERN), "graph_id": ("graph", GRAPH_ID_PATTERN)}
+"""The ids a URL may carry, and their patterns: an id no run or graph can have is refused before any
+handler, store query or log line sees it."""
+
+
+@web.middleware
+async def ids_checked(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    for name, (what, pattern) in PATH_IDS.items():
+        value = request.match_info.get(name)
+        if value is not None and not pattern.fullmatch(value):
+            shown = value if len(value) <= 80 else f"{value[:77]}..."
+            return json_error(404, f"no {what} has the id {shown!r}: {what} ids match {pattern.pattern}")
+    return await handler(request)
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -49,6 +76,10 @@ async def errors_as_json(
         if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except TooBusy as exc:
+        return web.json_response(
+            {"error": str(exc)}, status=429, headers={"Retry-After": str(TooBusy.RETRY_AFTER_SECONDS)}
+        )
     except InvalidGraph as exc:
         problems = [{"path": p.path, "message": p.message} for p in exc.problems]
         return web.json_response({"error": str(exc), "problems": problems}, status=400)

@@ -31,6 +31,7 @@ from jsonschema import Draft202012Validator
 
 from awe.coordinator.errors import RequestError
 from awe.coordinator.run_machine import DEFAULT_MAX_STEPS
+from awe.graph.errors import GRAPH_ID_PATTERN
 from awe.graph.json_graph import MAX_DEFINITION_BYTES, InvalidGraph, Problem
 
 
@@ -103,8 +104,8 @@ RUN_REQUEST_SCHEMA: JsonSchema = {
     "required": ["graph_id"],
     "properties": {
         "graph_id": _field(
-            {"type": "string"},
-            "'graph_id' must be a string naming a registered graph",
+            {"type": "string", "pattern": f"^{GRAPH_ID_PATTERN.pattern}(?!\\n)$"},
+            "'graph_id' must be a string naming a registered graph (GET /graphs lists them)",
             "the graph to run (GET /graphs lists them)",
         ),
         "initial_state": _field(

@@ -19,6 +19,8 @@ from awe.http.schemas import ref
 UNKNOWN_RUN = "no run has this id"
 UNKNOWN_GRAPH = "no graph has this id (or this version)"
 STOPPING = "the coordinator is stopping; try again once it is back"
+TOO_LARGE = "the body is larger than --max-body-bytes, or the state larger than --max-state-bytes"
+BUSY = "as many runs are unfinished (in all, or of this graph) as the engine allows; Retry-After says when to retry"
 
 WEBSOCKET_UPGRADE: dict[str, JsonSchema] = {
     "Connection": {"type": "string", "enum": ["Upgrade"]},
@@ -48,6 +50,8 @@ ROUTES: tuple[Route, ...] = (
             **errors(
                 e400="a field is invalid, or the initial state holds a value the engine cannot store",
                 e404=UNKNOWN_GRAPH,
+                e413=TOO_LARGE,
+                e429=BUSY,
                 e503=STOPPING,
             ),
         },
@@ -144,7 +148,7 @@ ROUTES: tuple[Route, ...] = (
         "runs",
         {
             200: Reply("the run, going on", ref("Run")),
-            **errors(e404=UNKNOWN_RUN, e409="the run is not paused"),
+            **errors(e404=UNKNOWN_RUN, e409="the run is not paused", e413=TOO_LARGE),
         },
         body=RESUME_REQUEST_SCHEMA,
         body_required=False,
@@ -161,6 +165,8 @@ ROUTES: tuple[Route, ...] = (
             **errors(
                 e400="a field is invalid, or the run has no such step",
                 e404=UNKNOWN_RUN,
+                e413=TOO_LARGE,
+                e429=BUSY,
                 e503=STOPPING,
             ),
         },
@@ -179,9 +185,13 @@ ROUTES: tuple[Route, ...] = (
                 'closes with 1000 "run finished" after the final event.',
                 media_types=(),
             ),
-            **errors(e400="not a WebSocket upgrade request, or since is invalid", e404=UNKNOWN_RUN),
+            **errors(
+                e400="not a WebSocket upgrade request, or since is invalid",
+                e404=UNKNOWN_RUN,
+                e429="as many event streams are open (in all, or of this run) as the server allows",
+            ),
         },
-        query=(websocket.SINCE,),
+        query=(websocket.SINCE, websocket.TOKEN),
         headers=WEBSOCKET_UPGRADE,
     ),
     # -- graphs ---------------------------------------------------------------------------------

@@ -55,14 +55,33 @@ class Route:
     description: str = ""
     """More than the summary says, in Markdown (Swagger UI shows it under the summary)."""
 
+    @property
+    def public(self) -> bool:
+        """Answered without the API token: the health check, and the files of the web page and of /docs.
 
-def register(app: web.Application, routes: tuple[Route, ...]) -> None:
-    """Add each route's handler to ``app``; a GET route answers HEAD too, as aiohttp's ``add_get`` does."""
+        Those files are the same for every installation and hold no data; a browser must load them before
+        the page can ask for the token (the data they then fetch is not public)."""
+        return self.tag in PUBLIC_TAGS or self.name in PUBLIC_OPERATIONS
+
+
+PUBLIC_TAGS = frozenset({"docs", "ui"})
+PUBLIC_OPERATIONS = frozenset({"get_health", "get_openapi"})
+
+
+def register(app: web.Application, routes: tuple[Route, ...]) -> frozenset[web.AbstractResource]:
+    """Add each route's handler to ``app``; a GET route answers HEAD too, as aiohttp's ``add_get`` does.
+
+    Returns the resources (paths) of the public routes, which the token check lets through.
+    """
+    public: set[web.AbstractResource] = set()
     for route in routes:
         if route.method == "GET":
-            app.router.add_get(route.path, route.handler)
+            added = app.router.add_get(route.path, route.handler)
         else:
-            app.router.add_route(route.method, route.path, route.handler)
+            added = app.router.add_route(route.method, route.path, route.handler)
+        if route.public and added.resource is not None:
+            public.add(added.resource)
+    return frozenset(public)
 
 
 def error_reply(description: str) -> Reply:

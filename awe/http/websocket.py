@@ -22,13 +22,19 @@ import structlog
 from aiohttp import WSCloseCode, web
 
 from awe.coordinator.coordinator import Coordinator
+from awe.coordinator.errors import TooBusy
 from awe.coordinator.events import FINAL_EVENTS
 from awe.http.keys import COORDINATOR, STREAMS, OpenStream
-from awe.http.requests import IntQuery
+from awe.http.requests import IntQuery, TextQuery
 
 log = structlog.get_logger("awe.http.ws")
 
 SINCE = IntQuery("since", 0, 0, 2**62, "send the events after this one (0: from the first)")
+TOKEN = TextQuery(
+    "token",
+    "the API token, for a client that cannot set the Authorization header of a WebSocket (a browser); "
+    "the header is preferred, as a URL may be logged",
+)
 
 CLOSE_TIMEOUT = 5.0
 """How long the server waits for a client to answer its close frame before it drops the connection."""
@@ -39,6 +45,7 @@ async def run_logs(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
     since = SINCE.read(request)
     await coordinator.get_run(run_id)  # an unknown run is a 404 before any upgrade
+    _check_room(request.app[STREAMS], run_id, coordinator)
 
     ws = web.WebSocketResponse(heartbeat=20.0, timeout=CLOSE_TIMEOUT)
     await ws.prepare(request)
@@ -50,6 +57,19 @@ async def run_logs(request: web.Request) -> web.StreamResponse:
         request.app[STREAMS].discard(stream)
         stream.closed.set()
     return ws
+
+
+def _check_room(streams: set[OpenStream], run_id: str, coordinator: Coordinator) -> None:
+    """:class:`TooBusy` (429) when the server, or this run, has as many open streams as it may keep."""
+    settings = coordinator.settings
+    if len(streams) >= settings.max_websockets:
+        raise TooBusy(f"{len(streams)} event streams are open, the limit (--max-websockets); try again later")
+    of_run = sum(1 for stream in streams if stream.run_id == run_id)
+    if of_run >= settings.max_websockets_per_run:
+        raise TooBusy(
+            f"{of_run} event streams of run {run_id!r} are open, the limit (--max-websockets-per-run); "
+            "close one or try again later"
+        )
 
 
 async def _serve(coordinator: Coordinator, ws: web.WebSocketResponse, stream: OpenStream, since: int) -> None:

@@ -5,6 +5,7 @@ import { api, type GraphDescription } from "./api";
 import { GraphPage } from "./GraphPage";
 import { RunsList } from "./RunsList";
 import { RunView } from "./RunView";
+import { TokenForm } from "./TokenForm";
 
 type Route = { kind: "graph"; id: string } | { kind: "run"; id: string } | { kind: "home" };
 
@@ -53,6 +54,7 @@ export function App() {
         <RunsList graphIds={graphs.map((g) => g.graph_id)} selected={shown.kind === "run" ? shown.id : null} />
       </aside>
       <main>
+        <TokenForm />
         {shown.kind === "graph" ? <GraphPage key={shown.id} graphId={shown.id} /> : null}
         {shown.kind === "run" ? <RunView key={shown.id} runId={shown.id} /> : null}
         {shown.kind === "home" ? <p className="muted">No graph is registered yet.</p> : null}

@@ -1,4 +1,5 @@
 // The engine's REST API as typed calls. Same origin only: the page is served by the engine itself.
+import { authorization, savedToken, tokenOtherThan } from "./token";
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
@@ -85,11 +86,13 @@ export class ApiError extends Error {
 }
 
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(path, {
-    method,
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let token = savedToken();
+  let response = await send(method, path, body);
+  while (response.status === 401) {
+    // The engine has a token and this was not it: wait for the right one (the page asks), then again.
+    token = await tokenOtherThan(token);
+    response = await send(method, path, body);
+  }
   const text = await response.text();
   let data: unknown = null;
   try {
@@ -102,6 +105,14 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
     throw new ApiError(response.status, typeof error === "string" ? error : `${method} ${path}: ${response.status}`);
   }
   return data as T;
+}
+
+function send(method: string, path: string, body?: unknown): Promise<Response> {
+  return fetch(path, {
+    method,
+    headers: { ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...authorization() },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
 }
 
 const q = encodeURIComponent;

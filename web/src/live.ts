@@ -1,6 +1,7 @@
 // Hooks that keep one run's view current: its event stream (WebSocket), its record and its history.
 import { useEffect, useRef, useState } from "react";
 import { api, type HistoryEntry, type Run, type RunEvent } from "./api";
+import { tokenQuery } from "./token";
 import { RunTrace } from "./trace";
 
 export type Connection = "connecting" | "live" | "reconnecting" | "ended";
@@ -28,7 +29,8 @@ export function useRunTrace(runId: string, known: boolean): { trace: RunTrace; t
     };
     const connect = () => {
       const scheme = location.protocol === "https:" ? "wss" : "ws";
-      const url = `${scheme}://${location.host}/ws/logs/${encodeURIComponent(runId)}?since=${current.lastSeq}`;
+      const path = `/ws/logs/${encodeURIComponent(runId)}?since=${current.lastSeq}${tokenQuery()}`;
+      const url = `${scheme}://${location.host}${path}`;
       const ws = new WebSocket(url);
       socket = ws;
       ws.onopen = () => setConnection("live");
