@@ -111,7 +111,11 @@ async def test_a_worker_with_an_unknown_key_is_refused_and_never_gets_a_job(curv
             assert {step["worker_id"] for step in await engine.steps(run_id)} == {"w1"}
         assert [w["worker_id"] for w in await engine.workers_info()] == ["w1"]
         assert stranger.alive()  # it keeps trying, and keeps being refused
-        assert not any(e["event"] == "job_received" for e in log_events(engine.log_dir, "worker-w9"))
+        worker_log = log_events(engine.log_dir, "worker-w9")
+        assert not any(e["event"] == "job_received" for e in worker_log)
+        # The stranger is told why, once (not at every retry).
+        refused = [e for e in worker_log if e["event"] == "coordinator_refused_key"]
+        assert len(refused) == 1 and "allowed_workers" in refused[0]["reason"]
     finally:
         await engine.stop_process(stranger)
 

@@ -6,10 +6,12 @@ import asyncio
 import os
 import sys
 
+import structlog
+
 from awe import logs
 from awe.graph import load_graphs_or_exit
 from awe.settings import Settings
-from awe.transport import flush_and_terminate
+from awe.transport import flush_and_terminate, is_local_address
 from awe.transport.curve import KeyFolderError, load_client_keys
 from awe.workers.worker import Worker, default_worker_id
 
@@ -46,6 +48,13 @@ def run_worker(settings: Settings) -> int:
         curve_keys=keys,
         max_frame_bytes=settings.max_frame_bytes,
     )
+    if keys is None and not is_local_address(settings.connect):
+        structlog.get_logger("awe.worker").warning(
+            "worker_link_unencrypted",
+            connect=settings.connect,
+            reason="jobs and results cross the network in clear, and this worker cannot tell the real coordinator "
+            "from an impostor: give it --curve-keys (see SECURITY.md)",
+        )
     secured = " curve=on" if keys is not None else ""
     print(f"{READY_LINE} id={worker_id} connect={settings.connect}{secured}", flush=True)
     asyncio.run(worker.run())

@@ -21,11 +21,14 @@ What reaches the roles is also bounded and, with CURVE, authenticated:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 
 import structlog
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from awe.transport.curve import ClientKeys, ServerKeys, start_authenticator
 from awe.transport.messages import Message, ProtocolError, decode
@@ -226,6 +229,8 @@ class DealerEndpoint:
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
             identity = curve.identity
         self.socket.setsockopt(zmq.IDENTITY, identity.encode())
+        self._handshakes = self.socket.get_monitor_socket(HANDSHAKE_EVENTS) if curve is not None else None
+        self._watcher: asyncio.Future[None] | None = None
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_MAX_S * 1000))
         self.socket.connect(address)
@@ -238,6 +243,8 @@ class DealerEndpoint:
         await self.socket.send(encode(message, self.max_frame_bytes))
 
     async def recv(self) -> Message:
+        if self._handshakes is not None and self._watcher is None:
+            self._watcher = asyncio.ensure_future(_watch_handshakes(self._handshakes))
         while True:
             frames = await self.socket.recv_multipart()
             self.last_frame_bytes = len(frames[-1])
@@ -247,4 +254,52 @@ class DealerEndpoint:
                 log.warning("frame_dropped", peer="coordinator", reason=str(exc))
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._handshakes is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self.socket.disable_monitor()
+            self._handshakes.close(linger=0)
         self.socket.close()
+
+
+HANDSHAKE_EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+HANDSHAKE_FAILURES: dict[int, tuple[str, str]] = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: (
+        "coordinator_refused_key",
+        "the coordinator does not accept this worker's key: its public key must be in the coordinator's "
+        "allowed_workers folder (awe keys --out DIR --add-worker NAME)",
+    ),
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: (
+        "handshake_failed",
+        "the CURVE handshake failed: does the coordinator at this address run with --curve-keys?",
+    ),
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: (
+        "handshake_failed",
+        "the CURVE handshake failed: is coordinator.key in this worker's folder the key of the coordinator at "
+        "this address, and does that coordinator run with --curve-keys?",
+    ),
+}
+
+
+async def _watch_handshakes(monitor: zmq.asyncio.Socket) -> None:
+    """Say why a worker with CURVE keys cannot get in (once per failing streak; ZeroMQ retries by itself).
+
+    Without this a refused worker only notices that the coordinator is silent.
+    """
+    told = False
+    while True:
+        event = parse_monitor_message(await monitor.recv_multipart())["event"]
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if told:
+                log.info("coordinator_handshake_succeeded")
+            told = False
+        elif not told and event in HANDSHAKE_FAILURES:
+            name, reason = HANDSHAKE_FAILURES[event]
+            log.error(name, reason=reason)
+            told = True
