@@ -98,7 +98,9 @@ async def test_a_worker_with_an_allowed_key_runs_jobs(curve_engine: Engine) -> N
 @IN_MODULE_LOOP
 async def test_a_worker_with_an_unknown_key_is_refused_and_never_gets_a_job(curve_engine: Engine, keys: Path) -> None:
     engine = curve_engine
-    stranger = engine.start_worker(worker_id="w9", extra=["--curve-keys", str(keys / "stranger")])
+    # A short drain: stopped, it cannot hand its Goodbye to a coordinator that never let it in.
+    flags = ["--curve-keys", str(keys / "stranger"), "--drain-timeout", "1"]
+    stranger = engine.start_worker(worker_id="w9", extra=flags)
     try:
 
         async def refused() -> bool:
