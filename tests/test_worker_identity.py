@@ -78,3 +78,29 @@ async def test_a_worker_restarted_under_the_same_identity_gets_back_in(process_e
     run_id = await engine.start_run("counter_loop", {"count": 0, "target": 3})
     assert (await engine.wait_finished(run_id))["status"] == "completed"
     assert {step["worker_id"] for step in await engine.steps(run_id)} == {"w1"}
+
+
+async def test_a_worker_that_connected_while_its_old_connection_hung_gets_in_once_it_is_gone(
+    process_engine: Engine,
+) -> None:
+    """A frozen w1 holds its identity; a new w1 is ignored until the coordinator's ZeroMQ heartbeat drops
+    the frozen connection, then connects afresh (the coordinator stays silent to it) and joins."""
+    engine = process_engine
+    frozen = engine.workers[0]
+    engine.send_signal(frozen, signal.SIGSTOP)
+    try:
+        engine.start_worker(worker_id="w1")
+
+        async def replaced() -> bool:
+            return any(w["worker_id"] == "w1" and w["pid"] != frozen.pid for w in await engine.workers_info())
+
+        await engine.wait_until(replaced, what="the new w1 to join", timeout=30)
+        # The frozen process holds worker-w1.jsonl, so the new one writes worker-w1-<pid>.jsonl.
+        logs = engine.log_dir
+        new_log = [e for path in logs.glob("worker-w1-*.jsonl") for e in log_events(logs, path.stem)]
+        assert any(e["event"] == "reconnecting" for e in new_log)
+    finally:
+        engine.send_signal(frozen, signal.SIGKILL)
+    await engine.wait_exit(frozen)
+    run_id = await engine.start_run("counter_loop", {"count": 0, "target": 3})
+    assert (await engine.wait_finished(run_id))["status"] == "completed"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import time
 
 import structlog
 import zmq
@@ -229,8 +230,12 @@ class DealerEndpoint:
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
             identity = curve.identity
         self.socket.setsockopt(zmq.IDENTITY, identity.encode())
-        self._handshakes = self.socket.get_monitor_socket(HANDSHAKE_EVENTS) if curve is not None else None
+        self.curve = curve is not None
+        self._handshakes = self.socket.get_monitor_socket(HANDSHAKE_EVENTS | zmq.EVENT_DISCONNECTED)
         self._watcher: asyncio.Future[None] | None = None
+        self.connected_at: float | None = None
+        """When the current connection's handshake succeeded (monotonic); None while there is none."""
+        self.last_received = time.monotonic()
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_MAX_S * 1000))
         self.socket.connect(address)
@@ -243,23 +248,64 @@ class DealerEndpoint:
         await self.socket.send(encode(message, self.max_frame_bytes))
 
     async def recv(self) -> Message:
-        if self._handshakes is not None and self._watcher is None:
-            self._watcher = asyncio.ensure_future(_watch_handshakes(self._handshakes))
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch_handshakes())
         while True:
             frames = await self.socket.recv_multipart()
+            self.last_received = time.monotonic()
             self.last_frame_bytes = len(frames[-1])
             try:
                 return decode(frames[-1])
             except ProtocolError as exc:
                 log.warning("frame_dropped", peer="coordinator", reason=str(exc))
 
+    def renew_if_ignored(self, after: float) -> bool:
+        """Connect afresh if the coordinator has said nothing for ``after`` seconds over a live connection.
+
+        That happens when this connection was made while the coordinator still held an older one of
+        this worker (a half-open connection of a crashed process, say): ZeroMQ then ignores the new
+        one for good, even once the old one is gone. A new connection finds the identity free.
+        While there is no connection (the coordinator is down) nothing is done: ZeroMQ reconnects by
+        itself, and the messages queued meanwhile are kept for it.
+        """
+        if self.connected_at is None:
+            return False
+        silent = time.monotonic() - max(self.last_received, self.connected_at)
+        if silent < after:
+            return False
+        log.warning("reconnecting", reason=f"the coordinator ignored this connection for {silent:.1f}s")
+        self.connected_at = None
+        self.socket.disconnect(self.address)
+        self.socket.connect(self.address)
+        return True
+
+    async def _watch_handshakes(self) -> None:
+        """Follow the connection's state; with CURVE, say why the worker cannot get in.
+
+        A failure is logged once per failing streak (ZeroMQ retries by itself); without this a
+        refused worker would only notice that the coordinator is silent.
+        """
+        told = False
+        while True:
+            event = parse_monitor_message(await self._handshakes.recv_multipart())["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connected_at = time.monotonic()
+                if told:
+                    log.info("coordinator_handshake_succeeded")
+                told = False
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.connected_at = None
+            elif self.curve and not told and event in HANDSHAKE_FAILURES:
+                name, reason = HANDSHAKE_FAILURES[event]
+                log.error(name, reason=reason)
+                told = True
+
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-        if self._handshakes is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                self.socket.disable_monitor()
-            self._handshakes.close(linger=0)
+        with contextlib.suppress(zmq.ZMQError):
+            self.socket.disable_monitor()
+        self._handshakes.close(linger=0)
         self.socket.close()
 
 
@@ -285,21 +331,3 @@ HANDSHAKE_FAILURES: dict[int, tuple[str, str]] = {
         "this address, and does that coordinator run with --curve-keys?",
     ),
 }
-
-
-async def _watch_handshakes(monitor: zmq.asyncio.Socket) -> None:
-    """Say why a worker with CURVE keys cannot get in (once per failing streak; ZeroMQ retries by itself).
-
-    Without this a refused worker only notices that the coordinator is silent.
-    """
-    told = False
-    while True:
-        event = parse_monitor_message(await monitor.recv_multipart())["event"]
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            if told:
-                log.info("coordinator_handshake_succeeded")
-            told = False
-        elif not told and event in HANDSHAKE_FAILURES:
-            name, reason = HANDSHAKE_FAILURES[event]
-            log.error(name, reason=reason)
-            told = True

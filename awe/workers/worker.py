@@ -547,6 +547,7 @@ class Worker:
             if silent_for > self.heartbeat_interval * self.heartbeat_liveness:
                 log.warning("coordinator_silent", seconds=round(silent_for, 1))
                 self._last_heard = time.monotonic()  # one Hello per liveness period, not one per beat
+                self.endpoint.renew_if_ignored(after=3 * self.heartbeat_interval * self.heartbeat_liveness)
                 self._say_hello()
 
 
