@@ -16,7 +16,9 @@ What reaches the roles is also bounded and, with CURVE, authenticated:
   ZeroMQ (``ROUTER_HANDOVER`` is off): it cannot cut the worker off or speak
   for it. The identity is free again once the worker's connection closes, as
   it does when the worker's process ends, or when ZeroMQ's own heartbeat
-  (``peer_timeout``) finds the connection dead.
+  (``peer_timeout``) finds the connection dead; a worker that connected in
+  between is ignored for good, and connects afresh when the coordinator stays
+  silent to it (:meth:`DealerEndpoint.renew_if_ignored`).
 """
 
 from __future__ import annotations
