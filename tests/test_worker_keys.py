@@ -123,6 +123,25 @@ async def test_a_worker_with_an_unknown_key_is_refused_and_never_gets_a_job(curv
 
 
 @IN_MODULE_LOOP
+async def test_worker_processes_may_share_a_key_each_under_its_own_worker_id(curve_engine: Engine, keys: Path) -> None:
+    engine = curve_engine
+    twin = engine.start_worker(worker_id="w1-twin", extra=["--curve-keys", str(keys / "worker-1")])
+    try:
+
+        async def both() -> bool:
+            return {w["worker_id"] for w in await engine.workers_info()} == {"w1", "w1-twin"}
+
+        await engine.wait_until(both, what="a second process with worker-1's key to join")
+    finally:
+        await engine.stop_process(twin)
+
+    async def left() -> bool:
+        return [w["worker_id"] for w in await engine.workers_info()] == ["w1"]
+
+    await engine.wait_until(left, what="the twin to leave")
+
+
+@IN_MODULE_LOOP
 async def test_a_peer_without_curve_gets_no_answer(curve_engine: Engine) -> None:
     hello = Hello(worker_id="plain", pid=1, host="x", capacity=8, graphs={})
     with raw_peer(curve_engine.bind, b"plain") as peer:
@@ -135,27 +154,33 @@ async def test_a_peer_without_curve_gets_no_answer(curve_engine: Engine) -> None
 async def test_a_key_holder_cannot_speak_for_another_worker_or_forge_its_result(
     curve_engine: Engine, keys: Path
 ) -> None:
-    """worker-2's key, used as w1's identity (held by w1's connection) and as a made-up one: nothing gets in."""
+    """worker-2's key, used with w1's identity (held by w1's connection), with another identity of w1's key,
+    and with a made-up one: nothing gets in."""
     engine = curve_engine
     own = load_client_keys(keys / "worker-2")
-    w1_identity = load_client_keys(keys / "worker-1").identity.encode()
+    w1_key = load_client_keys(keys / "worker-1")
     run_id = await engine.start_run("slow", {"seconds": 2})
     job_id = await _job_of(engine, "w1", run_id)
     forged = JobDone(job_id=job_id, run_id=run_id, delta={"slept": -1, "finished_by": "forger"})
     hello = Hello(worker_id="w1", pid=1, host="x", capacity=8, graphs={"slow": "forged"})
-    with raw_peer(engine.bind, w1_identity, own) as takeover, raw_peer(engine.bind, b"w1", own) as liar:
-        for peer in (takeover, liar):
+    with (
+        raw_peer(engine.bind, w1_key.identity("w1"), own) as takeover,
+        raw_peer(engine.bind, w1_key.identity("w1-other"), own) as neighbour,
+        raw_peer(engine.bind, b"w1", own) as liar,
+    ):
+        for peer in (takeover, neighbour, liar):
             peer.send(forged.encode())
             peer.send(hello.encode())
             peer.send(Goodbye(worker_id="w1").encode())
-        got = await asyncio.gather(replies(takeover, 1.5), replies(liar, 1.5))
-    assert got == [[], []]
+        got = await asyncio.gather(replies(takeover, 1.5), replies(neighbour, 1.5), replies(liar, 1.5))
+    assert got == [[], [], []]
     final = await engine.wait_finished(run_id)
     assert final["status"] == "completed"
     assert final["state"]["finished_by"] == "w1" and final["state"]["slept"] == 2
     assert [w["worker_id"] for w in await engine.workers_info()] == ["w1"]
     dropped = [e for e in log_events(engine.log_dir, "coordinator") if e["event"] == "frame_dropped"]
-    assert any(e["reason"] == "its identity is not the key it authenticated with" for e in dropped)
+    reason = "its identity does not start with the key it authenticated with"
+    assert sum(e["reason"] == reason for e in dropped) >= 6  # the neighbour's three and the liar's
 
 
 def test_a_worker_pointed_at_the_coordinators_folder_is_told_which_folder_to_use(keys: Path, tmp_path: Path) -> None:

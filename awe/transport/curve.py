@@ -14,9 +14,10 @@ The coordinator (``--curve-keys DIR``) accepts a connection only from a key in
 ``allowed_workers`` (checked by a ZAP handler, :func:`start_authenticator`,
 before any message is read). A worker (``--curve-keys DIR/NAME``) proves it
 holds its secret key and checks the coordinator's. A worker's routing identity
-is its public key (:attr:`ClientKeys.identity`), and the coordinator drops a
-message whose identity is not the key the connection authenticated with, so no
-peer can speak in another worker's name.
+starts with its public key (:func:`identity_for`), and the coordinator drops a
+message whose identity does not start with the key its connection
+authenticated with, so no peer can speak in another key's name. Several
+worker processes may share a key: each has its own worker id after the key.
 """
 
 from __future__ import annotations
@@ -65,10 +66,26 @@ class ClientKeys:
     secret: bytes
     server_public: bytes
 
-    @property
-    def identity(self) -> str:
-        """The worker's routing identity: its public key (Z85 text), which the coordinator checks."""
-        return self.public.decode("ascii")
+    def identity(self, worker_id: str) -> bytes:
+        """The routing identity of the worker process ``worker_id`` holding these keys (see :func:`identity_for`)."""
+        return identity_for(self.public, worker_id)
+
+
+KEY_SEPARATOR = b"|"
+"""Between the public key and the worker id in an identity: not a Z85 character, so the key ends there."""
+
+
+def identity_for(public: bytes, worker_id: str) -> bytes:
+    """``<public key>|<worker id>``: the key the coordinator checks, then the name that tells its processes apart.
+
+    ZeroMQ identities are at most 255 bytes: a long worker id is cut.
+    """
+    return (public + KEY_SEPARATOR + worker_id.encode())[:255]
+
+
+def key_of(identity: bytes) -> bytes:
+    """The public key an identity claims (see :func:`identity_for`)."""
+    return identity.split(KEY_SEPARATOR, 1)[0]
 
 
 def load_server_keys(folder: str | os.PathLike[str]) -> ServerKeys:

@@ -33,7 +33,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from awe.transport.curve import ClientKeys, ServerKeys, start_authenticator
+from awe.transport.curve import ClientKeys, ServerKeys, key_of, start_authenticator
 from awe.transport.messages import Message, ProtocolError, decode
 
 log = structlog.get_logger("awe.transport")
@@ -190,22 +190,22 @@ class RouterEndpoint:
 
 
 def _sent_by_key_holder(identity: bytes, payload: zmq.Frame) -> bool:
-    """Whether the sender's identity is the public key its connection authenticated with (see curve.py).
+    """Whether the sender's identity claims the public key its connection authenticated with (see curve.py).
 
     The ZAP handler gives each authenticated connection the user id of its public key; a peer
-    with a key of its own that claims another worker's identity is dropped here, undecoded.
+    with a key of its own that claims another key's identity is dropped here, undecoded.
     """
     try:
         user_id = str(payload.get("User-Id"))
     except zmq.ZMQError:  # no ZAP user id: not an authenticated connection
         user_id = ""
-    if user_id.encode("ascii", errors="replace") == identity:
+    if user_id and key_of(identity) == user_id.encode("ascii", errors="replace"):
         return True
     log.warning(
         "frame_dropped",
         peer=identity.decode(errors="replace"),
         key=user_id,
-        reason="its identity is not the key it authenticated with",
+        reason="its identity does not start with the key it authenticated with",
     )
     return False
 
@@ -221,7 +221,7 @@ class DealerEndpoint:
         curve: ClientKeys | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
-        """With ``curve`` keys the socket's identity is the worker's public key, not ``identity``."""
+        """With ``curve`` keys the socket's identity is the worker's public key, then ``identity``."""
         self.max_frame_bytes = max_frame_bytes
         self.socket = context().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
@@ -230,8 +230,7 @@ class DealerEndpoint:
             self.socket.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public)
             self.socket.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
-            identity = curve.identity
-        self.socket.setsockopt(zmq.IDENTITY, identity.encode())
+        self.socket.setsockopt(zmq.IDENTITY, curve.identity(identity) if curve is not None else identity.encode())
         self.curve = curve is not None
         self._handshakes = self.socket.get_monitor_socket(HANDSHAKE_EVENTS | zmq.EVENT_DISCONNECTED)
         self._watcher: asyncio.Future[None] | None = None
