@@ -103,8 +103,10 @@ class WorkerMessages:
     def _awaited(self, result: JobDone | JobFailed) -> bool:
         """Whether a run waits for the job a result answers: the only results worth keeping for a Hello.
 
-        After a restart that is a job held for its worker's Hello (see ``Dispatcher.hold``); a job
-        released to the queue since runs again, and one that crossed a dropped worker's entry is in flight.
+        After a coordinator restart, that is a job held for its worker's Hello (see ``Dispatcher.hold``),
+        or one in flight. A result that comes after its job was released to the queue is not kept: the
+        job runs again, as it would had the result been lost. Both checks are O(1) per result (per
+        branch for the second), so a flood of results cannot make the coordinator search its queue.
         """
         run = self.runs.get(result.run_id)
         if run is None:
