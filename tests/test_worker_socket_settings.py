@@ -34,6 +34,8 @@ from awe.transport.curve import create_key_folder
         ("tcp://192.168.1.20:5555", False),
         ("tcp://eth0:5555", False),
         ("tcp://coordinator.example:5555", False),
+        ("tcp://127.0.0.1.example.com:5555", False),
+        ("tcp://[::ffff:192.168.1.20]:5555", False),
         ("pgm://239.192.1.1:5555", False),
     ],
 )

@@ -10,8 +10,8 @@ What reaches the roles is also bounded and, with CURVE, authenticated:
   closes the connection that sent it before reading it into memory), and
   each side refuses to send one (:class:`FrameTooLarge`);
 * with CURVE keys (:mod:`awe.transport.curve`) only allowed workers complete
-  the handshake, and a message whose routing identity is not the public key
-  its connection authenticated with is dropped before it is decoded;
+  the handshake, and a message whose routing identity does not start with the
+  public key its connection authenticated with is dropped before it is decoded;
 * a second connection with the identity of a connected worker is ignored by
   ZeroMQ (``ROUTER_HANDOVER`` is off): it cannot cut the worker off or speak
   for it. The identity is free again once the worker's connection closes, as
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import time
 
 import structlog
@@ -50,9 +51,6 @@ MAX_FRAME_BYTES = 32_000_000
 """The default largest frame either side accepts: four times the largest state the API accepts by default."""
 
 
-LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
-
-
 def is_local_address(address: str) -> bool:
     """Whether only processes on this machine can reach a ZeroMQ address (loopback TCP, ipc, inproc).
 
@@ -64,7 +62,12 @@ def is_local_address(address: str) -> bool:
     if transport != "tcp":
         return False
     host = rest.rpartition(":")[0]
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:  # a host or interface name: it may stand for any address
+        return False
 
 
 class PeerGone(ConnectionError):
