@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -139,6 +140,32 @@ async def test_worker_processes_may_share_a_key_each_under_its_own_worker_id(cur
         return [w["worker_id"] for w in await engine.workers_info()] == ["w1"]
 
     await engine.wait_until(left, what="the twin to leave")
+
+
+@IN_MODULE_LOOP
+async def test_a_worker_with_the_wrong_coordinator_key_says_so_and_gets_nothing(
+    curve_engine: Engine, keys: Path, tmp_path: Path
+) -> None:
+    """Its own key is allowed, but it expects another coordinator: it never talks to this one."""
+    engine = curve_engine
+    other = tmp_path / "other"
+    create_key_folder(other, workers=1)
+    folder = tmp_path / "worker-2"
+    shutil.copytree(keys / "worker-2", folder)
+    shutil.copy(other / "worker-1" / "coordinator.key", folder / "coordinator.key")
+    misled = engine.start_worker(worker_id="w8", extra=["--curve-keys", str(folder), "--drain-timeout", "1"])
+    try:
+
+        async def told() -> bool:
+            return any(e["event"] == "handshake_failed" for e in log_events(engine.log_dir, "worker-w8"))
+
+        await engine.wait_until(told, what="the misled worker to say its handshake fails")
+        assert "coordinator.key" in next(
+            e["reason"] for e in log_events(engine.log_dir, "worker-w8") if e["event"] == "handshake_failed"
+        )
+        assert [w["worker_id"] for w in await engine.workers_info()] == ["w1"]
+    finally:
+        await engine.stop_process(misled)
 
 
 @IN_MODULE_LOOP
