@@ -17,6 +17,7 @@ from typing import Any
 
 UP, COORDINATOR, WORKER, GRAPH = "up", "coordinator", "worker", "graph"
 RUN, STATUS, RUNS, WORKERS, LOGS, REVIEW = "run", "status", "runs", "workers", "logs", "review"
+KEYS = "keys"
 EVERY_PROCESS = frozenset({UP, COORDINATOR, WORKER})
 CLIENTS = frozenset({GRAPH, RUN, STATUS, RUNS, WORKERS, LOGS, REVIEW})
 """Commands that talk to a running engine over its API."""
@@ -258,6 +259,27 @@ class Settings:
         "the engine's own events are always kept (max_steps bounds them)",
         commands=SERVERS,
         parse=positive_int,
+    )
+    # -- the ZeroMQ link between the coordinator and its workers ---------------------------------
+    curve_keys: str | None = _setting(
+        None,
+        "folder of CURVE keys made by awe keys: the coordinator and awe up take the folder itself (DIR), a worker "
+        "its own folder in it (DIR/worker-1); only workers with an allowed key connect, and all traffic is encrypted",
+        commands=EVERY_PROCESS,
+    )
+    allow_insecure_workers: bool = _setting(
+        False,
+        "bind the worker socket on a non-loopback address without --curve-keys: anyone who reaches the port can "
+        "join as a worker, read every job and forge results",
+        commands=frozenset({UP, COORDINATOR}),
+        parse=switch,
+    )
+    max_frame_bytes: int = _setting(
+        32_000_000,
+        "largest ZeroMQ message a process accepts or sends (bytes, or with kB, MB, GB); a peer that sends a larger "
+        "one is disconnected; give the coordinator and its workers the same value",
+        commands=EVERY_PROCESS,
+        parse=byte_count,
     )
     # -- workers ---------------------------------------------------------------------------
     connect: str = _setting("tcp://127.0.0.1:5555", "the coordinator's ZeroMQ address", commands=frozenset({WORKER}))

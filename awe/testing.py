@@ -478,12 +478,15 @@ class ProcessEngine(BaseEngine):
             )
         return Proc(name, popen, out)
 
-    async def start_coordinator(self) -> Proc:
-        """A coordinator process on this engine's ports and database, once its API answers."""
+    async def start_coordinator(self, *, extra: Sequence[str] = ()) -> Proc:
+        """A coordinator process on this engine's ports and database, once its API answers.
+
+        ``extra``: more flags (``--curve-keys DIR``, for one).
+        """
         self._open_session()
         coordinator = self._spawn(
             "coordinator",
-            ["coordinator", "--port", str(self.http_port), "--bind", self.bind, "--db", str(self.db)],
+            ["coordinator", "--port", str(self.http_port), "--bind", self.bind, "--db", str(self.db), *extra],
         )
         self.coordinator = coordinator
 
@@ -506,17 +509,23 @@ class ProcessEngine(BaseEngine):
         worker_id: str | None = None,
         log_level: str | None = None,
         graphs: Sequence[str] | None = None,
+        extra: Sequence[str] = (),
     ) -> Proc:
         """A worker process (named ``w<n>`` unless ``worker_id`` is given); it joins on its own.
 
         ``graphs``: other graph modules than the engine's, for a worker that has fewer (or more) tools.
+        ``extra``: more flags (``--curve-keys DIR/worker-1``, for one).
         """
         self._worker_count += 1
         worker_id = worker_id or f"w{self._worker_count}"
         level_flags = ["--log-level", log_level] if log_level else []
         proc = self._spawn(
             f"worker-{worker_id}",
-            ["worker", "--connect", self.bind, "--capacity", str(capacity), "--worker-id", worker_id, *level_flags],
+            [
+                *("worker", "--connect", self.bind, "--capacity", str(capacity), "--worker-id", worker_id),
+                *level_flags,
+                *extra,
+            ],
             graphs,
         )
         self.workers.append(proc)

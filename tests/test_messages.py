@@ -348,3 +348,42 @@ def test_fuzz_mutated_valid_frames_only_raise_protocol_error():
         for _ in range(rng.randrange(1, 4)):
             data[rng.randrange(len(data))] = rng.randrange(256)
         _decode_or_protocol_error(bytes(data))
+
+
+@pytest.mark.parametrize("interval", [0, 0.0, -1.0, float("nan"), float("inf")])
+def test_a_welcome_whose_heartbeat_would_spin_or_stop_is_refused(interval: float) -> None:
+    # A worker sleeps this long between heartbeats: 0, less, or NaN would make it beat in a tight loop.
+    frame = msgpack.packb(
+        {"v": PROTOCOL_VERSION, "kind": "welcome", "coordinator_id": "c", "heartbeat_interval": interval}
+    )
+    with pytest.raises(ProtocolError, match=r"welcome\.heartbeat_interval has the wrong type or value"):
+        decode(frame)
+
+
+def test_no_number_on_the_wire_is_nan_or_infinite() -> None:
+    frame = msgpack.packb(
+        {
+            "v": PROTOCOL_VERSION,
+            "kind": "job_done",
+            "job_id": "j",
+            "run_id": "r",
+            "delta": {},
+            "duration_ms": float("nan"),
+        }
+    )
+    with pytest.raises(ProtocolError, match=r"job_done\.duration_ms"):
+        decode(frame)
+
+
+def test_a_msgpack_extension_type_is_refused_not_turned_into_an_object() -> None:
+    frame = msgpack.packb(
+        {
+            "v": PROTOCOL_VERSION,
+            "kind": "job_done",
+            "job_id": "j",
+            "run_id": "r",
+            "delta": {"x": msgpack.ExtType(42, b"payload")},
+        }
+    )
+    with pytest.raises(ProtocolError, match="extension type 42"):
+        decode(frame)

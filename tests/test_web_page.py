@@ -60,7 +60,9 @@ WAIT_MS = 30_000
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def web_engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engine]:
-    async with Engine(tmp_path_factory.mktemp("web"), graphs=("web_graphs",)) as eng:
+    # A thousand runs submitted at once must not meet the default limits on runs in flight.
+    limits = {"AWE_MAX_RUNS_IN_FLIGHT": "5000", "AWE_MAX_RUNS_IN_FLIGHT_PER_GRAPH": "5000"}
+    async with Engine(tmp_path_factory.mktemp("web"), graphs=("web_graphs",), env=limits) as eng:
         yield await eng.start(workers=2)
 
 

@@ -32,7 +32,8 @@ from awe.http.security import ApiPolicy, is_loopback
 from awe.settings import Settings, api_token
 from awe.store.sqlite import Store
 from awe.tasks import BackgroundTasks
-from awe.transport import RouterEndpoint
+from awe.transport import RouterEndpoint, is_local_address
+from awe.transport.curve import KeyFolderError, load_server_keys
 
 READY_LINE = "awe coordinator ready"
 """Printed to stdout once the API listens; supervisors and tests wait for it."""
@@ -59,6 +60,29 @@ def api_policy(settings: Settings) -> ApiPolicy:
     return ApiPolicy.from_settings(settings, token)
 
 
+class InsecureBind(Exception):
+    """The worker socket would be open to the network with no authentication, and nobody said that is wanted."""
+
+
+def worker_endpoint(settings: Settings) -> RouterEndpoint:
+    """The socket workers connect to: with CURVE if keys are given; on the network only with them (or if told).
+
+    Raises :class:`InsecureBind`, or :class:`~awe.transport.curve.KeyFolderError` for unusable keys.
+    """
+    keys = load_server_keys(settings.curve_keys) if settings.curve_keys else None
+    if keys is None and not settings.allow_insecure_workers and not is_local_address(settings.bind):
+        raise InsecureBind(
+            f"--bind {settings.bind} is reachable from other machines, and without CURVE keys anyone who reaches "
+            "it can join as a worker, read every job and forge results. Make keys with awe keys --out DIR and "
+            "give --curve-keys DIR (see SECURITY.md), bind a loopback address (tcp://127.0.0.1:5555), "
+            "or pass --allow-insecure-workers on if the network itself is trusted"
+        )
+    peer_timeout = settings.heartbeat_interval * settings.heartbeat_liveness * 2
+    return RouterEndpoint(
+        settings.bind, curve=keys, max_frame_bytes=settings.max_frame_bytes, peer_timeout=peer_timeout
+    )
+
+
 @dataclass
 class RunningCoordinator:
     coordinator: Coordinator
@@ -80,7 +104,7 @@ async def coordinator_services(
     store = Store(settings.db, synchronous=settings.durability.upper())
     await store.open(tasks)
     try:
-        endpoint = RouterEndpoint(settings.bind)
+        endpoint = worker_endpoint(settings)
         try:
             coordinator = Coordinator(graphs=graphs, store=store, endpoint=endpoint, tasks=tasks, settings=settings)
             await coordinator.start()
@@ -125,6 +149,9 @@ def run_coordinator(settings: Settings) -> int:
     except (OSError, zmq.ZMQError, RefusedToStart) as exc:
         print(f"awe: cannot start the coordinator: {exc}", file=sys.stderr)
         return 1
+    except (InsecureBind, KeyFolderError) as exc:
+        print(f"awe: cannot start the coordinator: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _serve(settings: Settings, graphs: dict[str, CompiledGraph]) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from awe.settings import (
     COORDINATOR,
     GRAPH,
+    KEYS,
     LOGS,
     REVIEW,
     RUN,
@@ -42,6 +43,7 @@ COMMANDS = {
     WORKERS: "list the connected workers",
     LOGS: "print a run's events, following it until it ends",
     REVIEW: "review a .py file or a folder of them with the Code Review Agent; print the report and the diff",
+    KEYS: "make the CURVE keys that let workers on other machines join the coordinator, encrypted (--curve-keys)",
 }
 
 
@@ -145,7 +147,21 @@ def _score(text: str) -> float:
     return value
 
 
+def _keys_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR", help="the key folder to create (or to add a worker to)")
+    parser.add_argument(
+        "--workers",
+        type=_argument_type(positive_int),
+        default=2,
+        help="worker key pairs to make in a new folder, named worker-1 to worker-N (default: 2)",
+    )
+    parser.add_argument(
+        "--add-worker", metavar="NAME", default=None, help="add one worker key pair to an existing key folder"
+    )
+
+
 CLIENT_ARGUMENTS = {
+    KEYS: _keys_arguments,
     RUN: _run_arguments,
     STATUS: _run_id_argument,
     LOGS: _run_id_argument,

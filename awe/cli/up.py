@@ -25,6 +25,7 @@ from awe.cli.parser import secret_environment, to_flags
 from awe.exit_codes import RESTARTABLE
 from awe.graph import load_graphs_or_exit
 from awe.settings import COORDINATOR, WORKER, Settings
+from awe.transport.curve import KeyFolderError, worker_folders
 
 STOP_GRACE_MARGIN = 5.0
 """A child gets its drain timeout plus this long to stop after SIGTERM before it is killed."""
@@ -48,6 +49,19 @@ class Child:
         self.process = subprocess.Popen(self.argv, env=self.env)
         self.started_at = time.monotonic()
         self.restart_at = None
+
+
+def _worker_key_folders(settings: Settings) -> list[str | None]:
+    """Each worker's ``--curve-keys``: a worker folder of the key folder each, or None for all without CURVE."""
+    if settings.curve_keys is None:
+        return [None] * settings.workers
+    folders = worker_folders(settings.curve_keys)
+    if len(folders) < settings.workers:
+        raise KeyFolderError(
+            f"{settings.curve_keys} holds keys for {len(folders)} workers and --workers is {settings.workers}: "
+            f"add one with awe keys --out {settings.curve_keys} --add-worker NAME"
+        )
+    return [str(folder) for folder in folders[: settings.workers]]
 
 
 def _connect_address(bind: str) -> str:
@@ -93,9 +107,15 @@ def run_up(settings: Settings) -> int:
         [*python, COORDINATOR, *to_flags(COORDINATOR, settings)],
         env={**os.environ, **secrets} if secrets else None,
     )
+    try:
+        key_folders = _worker_key_folders(settings)
+    except KeyFolderError as exc:
+        print(f"awe: {exc}", file=sys.stderr)
+        return 2
     worker_settings = settings.replace(connect=_connect_address(settings.bind))
     workers = [
-        Child(f"worker-{i + 1}", [*python, WORKER, *to_flags(WORKER, worker_settings)]) for i in range(settings.workers)
+        Child(f"worker-{i + 1}", [*python, WORKER, *to_flags(WORKER, worker_settings.replace(curve_keys=folder))])
+        for i, folder in enumerate(key_folders)
     ]
 
     stop_requested: list[int] = []

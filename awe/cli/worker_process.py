@@ -6,10 +6,13 @@ import asyncio
 import os
 import sys
 
+import structlog
+
 from awe import logs
 from awe.graph import load_graphs_or_exit
 from awe.settings import Settings
-from awe.transport import flush_and_terminate
+from awe.transport import flush_and_terminate, is_local_address
+from awe.transport.curve import KeyFolderError, load_client_keys
 from awe.workers.worker import Worker, default_worker_id
 
 READY_LINE = "awe worker started"
@@ -28,6 +31,11 @@ def run_worker(settings: Settings) -> int:
         context={"worker": worker_id},
     )
     graphs = load_graphs_or_exit(settings.graphs)
+    try:
+        keys = load_client_keys(settings.curve_keys) if settings.curve_keys else None
+    except KeyFolderError as exc:
+        print(f"awe: cannot start the worker: {exc}", file=sys.stderr)
+        return 2
     worker = Worker(
         connect=settings.connect,
         graphs=graphs,
@@ -37,8 +45,18 @@ def run_worker(settings: Settings) -> int:
         state_cache_bytes=settings.state_cache_mb * 1024 * 1024,
         heartbeat_interval=settings.heartbeat_interval,
         drain_timeout=settings.drain_timeout,
+        curve_keys=keys,
+        max_frame_bytes=settings.max_frame_bytes,
     )
-    print(f"{READY_LINE} id={worker_id} connect={settings.connect}", flush=True)
+    if keys is None and not is_local_address(settings.connect):
+        structlog.get_logger("awe.worker").warning(
+            "worker_link_unencrypted",
+            connect=settings.connect,
+            reason="jobs and results cross the network in clear, and this worker cannot tell the real coordinator "
+            "from an impostor: give it --curve-keys (see SECURITY.md)",
+        )
+    secured = " curve=on" if keys is not None else ""
+    print(f"{READY_LINE} id={worker_id} connect={settings.connect}{secured}", flush=True)
     asyncio.run(worker.run())
     if any(not thread.done() for thread in worker.abandoned):
         # A normal exit would join the node threads still running, and they may never return.

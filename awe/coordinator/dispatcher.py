@@ -240,7 +240,7 @@ class Dispatcher:
             version=state.version,
         )
         try:
-            frame = message.encode()
+            frame = self.endpoint.encode(message)  # FrameTooLarge too: the worker would refuse it
         except Exception as exc:  # a value no check caught: this run fails, the others go on
             log.error("job_not_encodable", job_id=job.job_id, error=repr(exc))
             self.copies.forget(job.run_id, worker.identity)

@@ -11,13 +11,13 @@ safe rather than refused. Everything then becomes a fact for the dispatcher
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from awe import jsondata
+from awe.coordinator.early_results import EarlyResults
 from awe.coordinator.run_machine import Run
 from awe.coordinator.runs import ActiveRuns
 from awe.coordinator.worker_pool import Assignment, WorkerInfo
@@ -37,9 +37,6 @@ from awe.transport.messages import (
 
 log = structlog.get_logger("awe.coordinator")
 
-EARLY_RESULTS_KEPT = 10_000
-"""Results from workers that have not said Hello yet, kept until they do (oldest dropped first)."""
-
 LOG_LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
 
 
@@ -49,7 +46,7 @@ class WorkerMessages:
         self.runs = runs
         self.dispatcher = runs.dispatcher
         self.coordinator_id = coordinator_id
-        self._early_results: deque[tuple[bytes, JobDone | JobFailed]] = deque(maxlen=EARLY_RESULTS_KEPT)
+        self.early_results = EarlyResults(self._awaited)
         self._handlers: dict[type[Message], Callable[[WorkerInfo, Any], None]] = {
             Heartbeat: self.dispatcher.on_heartbeat,
             Goodbye: self.dispatcher.on_goodbye,
@@ -75,9 +72,10 @@ class WorkerMessages:
             return
         worker = self.dispatcher.pool.get(identity)
         if worker is None:
-            if isinstance(message, (JobDone, JobFailed)):
-                self._early_results.append((identity, message))
-            log.info("unknown_worker", peer=identity.decode(errors="replace"), kind=message.kind)
+            kept = isinstance(message, (JobDone, JobFailed)) and self.early_results.keep(
+                identity, message, self.endpoint.last_frame_bytes
+            )
+            log.info("unknown_worker", peer=identity.decode(errors="replace"), kind=message.kind, kept=kept)
             await self.endpoint.send(identity, Rejoin(self.coordinator_id))
             return
         self.dispatcher.pool.seen(worker)
@@ -95,15 +93,28 @@ class WorkerMessages:
         store), so the result is as good as if we had sent the job: the dispatcher adopts those
         jobs with the ones still running, and the results are then handled as usual.
         """
-        early = [m for peer, m in self._early_results if peer == identity]
-        if early:
-            kept = ((p, m) for p, m in self._early_results if p != identity)
-            self._early_results = deque(kept, maxlen=EARLY_RESULTS_KEPT)
+        early = self.early_results.take(identity)
         await self.dispatcher.on_hello(identity, msg, finished=[m.job_id for m in early])
         worker = self.dispatcher.pool.get(identity)
         for result in early:
             if worker is not None:
                 self._handlers[type(result)](worker, result)
+
+    def _awaited(self, result: JobDone | JobFailed) -> bool:
+        """Whether a run waits for the job a result answers: the only results worth keeping for a Hello.
+
+        After a coordinator restart, that is a job held for its worker's Hello (see ``Dispatcher.hold``),
+        or one in flight. A result that comes after its job was released to the queue is not kept: the
+        job runs again, as it would had the result been lost. Both checks are O(1) per result (per
+        branch for the second), so a flood of results cannot make the coordinator search its queue.
+        """
+        run = self.runs.get(result.run_id)
+        if run is None:
+            return False
+        held = self.dispatcher.held.get(result.job_id)
+        if held is not None:
+            return held.run_id == run.run_id and run.wants(held)
+        return any(job.job_id == result.job_id for job in run.in_flight.values())
 
     def _claim(self, worker: WorkerInfo, job_id: str, run_id: str) -> tuple[Run, Assignment] | None:
         """The run and assignment a result answers; None (logged) for a result nobody waits for."""

@@ -4,16 +4,28 @@ Nothing here knows about graphs or runs.
 """
 
 from awe.transport.messages import PROTOCOL_VERSION, Message, ProtocolError, decode
-from awe.transport.sockets import RECONNECT_MAX_S, DealerEndpoint, PeerGone, RouterEndpoint, flush_and_terminate
+from awe.transport.sockets import (
+    MAX_FRAME_BYTES,
+    RECONNECT_MAX_S,
+    DealerEndpoint,
+    FrameTooLarge,
+    PeerGone,
+    RouterEndpoint,
+    flush_and_terminate,
+    is_local_address,
+)
 
 __all__ = [
+    "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "RECONNECT_MAX_S",
     "DealerEndpoint",
+    "FrameTooLarge",
     "Message",
     "PeerGone",
     "ProtocolError",
     "RouterEndpoint",
     "decode",
     "flush_and_terminate",
+    "is_local_address",
 ]

@@ -7,12 +7,18 @@ must have a default); a change that an older peer would misread bumps
 ``PROTOCOL_VERSION``, and a peer drops messages of a version newer than its
 own. :func:`decode` is the single gate: it returns a known message with fields
 of the declared types, or raises :class:`ProtocolError`, which the socket
-loops log and drop.
+loops log and drop. A number is never NaN or infinite, and a field whose
+metadata says ``POSITIVE`` is above zero (a heartbeat interval of 0 or less
+would make the worker beat in a tight loop).
+
+Nothing received is unpickled or evaluated: a frame is msgpack data (maps,
+lists, strings, numbers, bytes); a frame holding a msgpack extension type is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -22,6 +28,9 @@ from typing import Any, ClassVar, Union
 import msgpack
 
 PROTOCOL_VERSION = 1
+
+POSITIVE = {"positive": True}
+"""A field's metadata: its number must be above zero."""
 
 
 class ProtocolError(ValueError):
@@ -156,7 +165,7 @@ class Welcome(Message):
 
     kind: ClassVar[str] = "welcome"
     coordinator_id: str
-    heartbeat_interval: float
+    heartbeat_interval: float = field(metadata=POSITIVE)
     graphs: list[dict[str, Any]] = field(default_factory=list)
     """Every JSON graph version the worker may be sent jobs of, each as ``GraphDefined``'s fields."""
 
@@ -238,7 +247,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 def decode(frame: bytes) -> Message:
     """Turn one frame into a message, or raise :class:`ProtocolError` saying why not."""
     try:
-        body = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+        body = msgpack.unpackb(frame, raw=False, strict_map_key=True, ext_hook=_no_extension)
     except Exception as exc:
         raise ProtocolError(f"not msgpack: {exc}") from None
     if not isinstance(body, dict):
@@ -257,11 +266,15 @@ def decode(frame: bytes) -> Message:
         if name in body:
             value = body[name]
             if not conforms(value):
-                raise ProtocolError(f"{kind}.{name} has the wrong type ({type(value).__name__})")
+                raise ProtocolError(f"{kind}.{name} has the wrong type or value ({type(value).__name__})")
             kwargs[name] = value
         elif required:
             raise ProtocolError(f"{kind} is missing {name!r}")
     return cls(**kwargs)
+
+
+def _no_extension(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not part of the protocol")
 
 
 Check = Callable[[Any], bool]
@@ -280,12 +293,16 @@ def _fields(cls: type[Message]) -> tuple[tuple[str, Check, bool], ...]:
     known = _FIELDS[cls] = tuple(
         (
             f.name,
-            _check_for(hints[f.name]),
+            _above_zero(_check_for(hints[f.name])) if f.metadata.get("positive") else _check_for(hints[f.name]),
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
         )
         for f in dataclasses.fields(cls)
     )
     return known
+
+
+def _above_zero(check: Check) -> Check:
+    return lambda value: check(value) and value > 0
 
 
 def _field_names(cls: type[Message]) -> tuple[str, ...]:
@@ -336,7 +353,9 @@ def _is_none(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_int(value: Any) -> bool:

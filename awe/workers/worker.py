@@ -52,7 +52,8 @@ from awe.graph import CompiledGraph, Context
 from awe.graph.compiled import NodeTimeout
 from awe.graph.tools import registered_tools
 from awe.tasks import BackgroundTasks
-from awe.transport import DealerEndpoint
+from awe.transport import MAX_FRAME_BYTES, DealerEndpoint
+from awe.transport.curve import ClientKeys
 from awe.transport.messages import (
     CancelJob,
     Goodbye,
@@ -177,9 +178,12 @@ class Worker:
         drain_timeout: float = 10.0,
         handle_signals: bool = True,
         state_cache_bytes: int = 256 * 1024 * 1024,
+        curve_keys: ClientKeys | None = None,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         """``handle_signals=False`` leaves SIGTERM and SIGINT alone: for a worker that shares its process
         and event loop with others (tests, :mod:`awe.testing`), where :meth:`stop` is how it is stopped.
+        ``curve_keys`` and ``max_frame_bytes``: see :class:`~awe.transport.DealerEndpoint`.
         """
         self.connect = connect
         self.graphs = graphs
@@ -198,7 +202,7 @@ class Worker:
         self.exit_code = 0
         self.jobs_received = 0
         self.states = StateCache(state_cache_bytes)
-        self.endpoint = DealerEndpoint(self.connect, self.worker_id)
+        self.endpoint = DealerEndpoint(self.connect, self.worker_id, curve=curve_keys, max_frame_bytes=max_frame_bytes)
         self.tasks = BackgroundTasks()
         self._sender: asyncio.Task[Any] | None = None
         self._said_goodbye = False
@@ -551,6 +555,7 @@ class Worker:
             if silent_for > self.heartbeat_interval * self.heartbeat_liveness:
                 log.warning("coordinator_silent", seconds=round(silent_for, 1))
                 self._last_heard = time.monotonic()  # one Hello per liveness period, not one per beat
+                self.endpoint.renew_if_ignored(after=3 * self.heartbeat_interval * self.heartbeat_liveness)
                 self._say_hello()
 
 
