@@ -43,7 +43,7 @@ async def test_wait_true_answers_with_the_final_state_once_the_run_ends(engine: 
     assert status == 200 and run["status"] == "completed" and run["state"]["count"] == 3, run
     assert run["created"] is True and run["finished_at"] is not None
 
-    body = {"graph_id": "waits", "initial_state": {"seconds": 5}, "wait": True, "timeout": 0.2}
+    body = {"graph_id": "waits", "initial_state": {"seconds": 1}, "wait": True, "timeout": 0.2}
     status, run = await engine.request("POST", "/graph/run", json=body)
     assert status == 202 and run["status"] in ("queued", "running")  # not over when the wait ran out
 

@@ -18,7 +18,7 @@ from awe.http.requests import (
     graph_definition,
     json_object,
 )
-from awe.http.serialize import run_view, step_view
+from awe.http.serialize import json_response, run_view, step_view
 
 RUNS_LIMIT = IntQuery("limit", 50, 1, 1000, "how many runs, newest first (or oldest change first with since)")
 RUNS_STATUS = TextQuery("status", "only runs with this status", tuple(s.value for s in RunStatus))
@@ -46,7 +46,7 @@ async def start_run(request: web.Request) -> web.Response:
     )
     if run.wait is not None:
         final = await request.app[COORDINATOR].wait_for_end(record.run_id, run.wait)
-        return web.json_response({**run_view(final), "created": created}, status=200 if final.finished_at else 202)
+        return json_response({**run_view(final), "created": created}, status=200 if final.finished_at else 202)
     answer = {
         "run_id": record.run_id,
         "status": record.status,
@@ -54,29 +54,29 @@ async def start_run(request: web.Request) -> web.Response:
         "graph_version": record.graph_version,
         "created": created,
     }
-    return web.json_response(answer, status=202 if created else 200)
+    return json_response(answer, status=202 if created else 200)
 
 
 async def create_graph(request: web.Request) -> web.Response:
     definition = graph_definition(await request.read())
     version = await request.app[COORDINATOR].create_graph(definition)
-    return web.json_response({"graph_id": version.graph_id, "version": version.version}, status=201)
+    return json_response({"graph_id": version.graph_id, "version": version.version}, status=201)
 
 
 async def delete_graph(request: web.Request) -> web.Response:
     graph_id = request.match_info["graph_id"]
     await request.app[COORDINATOR].delete_graph(graph_id)
-    return web.json_response({"graph_id": graph_id, "deleted": True})
+    return json_response({"graph_id": graph_id, "deleted": True})
 
 
 async def list_tools(request: web.Request) -> web.Response:
-    return web.json_response({"tools": request.app[COORDINATOR].describe_tools()})
+    return json_response({"tools": request.app[COORDINATOR].describe_tools()})
 
 
 async def run_state(request: web.Request) -> web.Response:
     coordinator = request.app[COORDINATOR]
     record = await coordinator.get_run(request.match_info["run_id"])
-    return web.json_response({**run_view(record), "forks": await coordinator.forks_of(record.run_id)})
+    return json_response({**run_view(record), "forks": await coordinator.forks_of(record.run_id)})
 
 
 async def resume_run(request: web.Request) -> web.Response:
@@ -86,7 +86,7 @@ async def resume_run(request: web.Request) -> web.Response:
     record = await request.app[COORDINATOR].resume_run(
         request.match_info["run_id"], state_update=resume.state_update, answer=resume.answer, by=resume.by
     )
-    return web.json_response(run_view(record))
+    return json_response(run_view(record))
 
 
 async def fork_run(request: web.Request) -> web.Response:
@@ -94,7 +94,7 @@ async def fork_run(request: web.Request) -> web.Response:
     record = await request.app[COORDINATOR].fork_run(
         request.match_info["run_id"], step=fork.step, state_update=fork.state_update, new_run_id=fork.run_id
     )
-    return web.json_response(run_view(record), status=201)
+    return json_response(run_view(record), status=201)
 
 
 async def run_history(request: web.Request) -> web.Response:
@@ -105,19 +105,19 @@ async def run_history(request: web.Request) -> web.Response:
     )
     entries = [{**step_view(record), "state_after": state} for record, state in page["entries"]]
     next_cursor = page["next_cursor"]
-    return web.json_response(
+    return json_response(
         {"run_id": page["run_id"], "steps": entries, "next_cursor": None if next_cursor is None else str(next_cursor)}
     )
 
 
 async def cancel_run(request: web.Request) -> web.Response:
     record = await request.app[COORDINATOR].cancel_run(request.match_info["run_id"])
-    return web.json_response(run_view(record))
+    return json_response(run_view(record))
 
 
 async def run_steps(request: web.Request) -> web.Response:
     steps = await request.app[COORDINATOR].steps(request.match_info["run_id"])
-    return web.json_response({"run_id": request.match_info["run_id"], "steps": [step_view(s) for s in steps]})
+    return json_response({"run_id": request.match_info["run_id"], "steps": [step_view(s) for s in steps]})
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -134,7 +134,7 @@ async def list_runs(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"runs": [run_view(r, with_state=False) for r in runs]}
     if cursor is not None:
         body["next_cursor"] = f"{runs[-1].updated_at}|{runs[-1].run_id}" if runs else since
-    return web.json_response(body)
+    return json_response(body)
 
 
 def _cursor(text: str) -> tuple[str, str]:
@@ -144,15 +144,15 @@ def _cursor(text: str) -> tuple[str, str]:
 
 
 async def list_graphs(request: web.Request) -> web.Response:
-    return web.json_response({"graphs": request.app[COORDINATOR].describe_graphs()})
+    return json_response({"graphs": request.app[COORDINATOR].describe_graphs()})
 
 
 async def get_graph(request: web.Request) -> web.Response:
-    return web.json_response(request.app[COORDINATOR].describe_graph(request.match_info["graph_id"]))
+    return json_response(request.app[COORDINATOR].describe_graph(request.match_info["graph_id"]))
 
 
 async def list_workers(request: web.Request) -> web.Response:
-    return web.json_response({"workers": request.app[COORDINATOR].describe_workers()})
+    return json_response({"workers": request.app[COORDINATOR].describe_workers()})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -161,4 +161,4 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     report = request.app[COORDINATOR].health()
-    return web.json_response(report, status=200 if report["status"] == "ok" else 503)
+    return json_response(report, status=200 if report["status"] == "ok" else 503)
