@@ -239,13 +239,13 @@ class Settings:
         parse=byte_count,
     )
     max_runs_in_flight: int = _setting(
-        1000,
+        20_000,
         "unfinished runs (queued, running or paused) at once; past it, starting one is a 429 with Retry-After",
         commands=SERVERS,
         parse=positive_int,
     )
     max_runs_in_flight_per_graph: int = _setting(
-        500, "unfinished runs of one graph at once (a 429 past it)", commands=SERVERS, parse=positive_int
+        10_000, "unfinished runs of one graph at once (a 429 past it)", commands=SERVERS, parse=positive_int
     )
     max_websockets: int = _setting(
         1000, "open /ws/logs streams at once (a 429 past it)", commands=SERVERS, parse=positive_int

@@ -232,13 +232,13 @@ class Coordinator:
         """:class:`TooBusy` when the engine, or this graph, has as many unfinished runs as it may keep."""
         total = self.settings.max_runs_in_flight
         per_graph = self.settings.max_runs_in_flight_per_graph
-        unfinished = self.runs.unfinished()
-        if len(unfinished) >= total:
+        unfinished = len(self.runs)
+        if unfinished >= total:
             raise TooBusy(
-                f"the engine has {len(unfinished)} unfinished runs (queued, running or paused), its limit "
+                f"the engine has {unfinished} unfinished runs (queued, running or paused), its limit "
                 "(--max-runs-in-flight); try again once some have ended"
             )
-        of_graph = sum(1 for run in unfinished if run.graph.name == graph_id)
+        of_graph = self.runs.of_graph(graph_id)
         if of_graph >= per_graph:
             raise TooBusy(
                 f"graph {graph_id!r} has {of_graph} unfinished runs (queued, running or paused), its limit "
@@ -337,7 +337,7 @@ class Coordinator:
         if graph.source != "json":
             raise GraphConflict(f"graph {graph_id!r} is defined in a Python graph module; remove it from there")
         async with self._graph_changes:
-            in_flight = sum(1 for run in self.runs.runs.values() if run.graph.name == graph_id)
+            in_flight = self.runs.of_graph(graph_id)
             if in_flight:
                 raise GraphInUse(graph_id, in_flight)
             versions = self.graphs.versions(graph_id)

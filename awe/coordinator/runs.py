@@ -16,6 +16,7 @@ lost, or could not be sent.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import structlog
@@ -59,6 +60,7 @@ class ActiveRuns:
         self.store = store
         self.bus = bus
         self.runs: dict[str, Run] = {}
+        self._per_graph: Counter[str] = Counter()
         self.metrics = metrics
         self._waiters: dict[str, list[asyncio.Future[RunRecord]]] = {}
         self.dispatcher = Dispatcher(endpoint, pool, self, coordinator_id=coordinator_id)
@@ -73,11 +75,19 @@ class ActiveRuns:
         """Take charge of ``run``, under the engine's limits (a limit set later applies to recovered runs too)."""
         run.max_state_bytes = self.max_state_bytes
         run.max_events = self.max_events_per_run
+        if run.run_id not in self.runs:
+            self._per_graph[run.graph.name] += 1
         self.runs[run.run_id] = run
 
-    def unfinished(self) -> list[Run]:
-        """The runs in progress (queued, running, waiting or paused)."""
-        return list(self.runs.values())
+    def _remove(self, run_id: str) -> None:
+        run = self.runs.pop(run_id, None)
+        if run is not None:
+            self._per_graph[run.graph.name] -= 1
+
+    def of_graph(self, graph_id: str) -> int:
+        """How many runs of ``graph_id`` are in progress: counted as they come and go, since it is asked
+        at every submission and thousands of runs may be waiting."""
+        return self._per_graph[graph_id]
 
     # -- carrying out instructions --------------------------------------------------------
 
@@ -88,7 +98,7 @@ class ActiveRuns:
         :class:`RecordsRefused` if the store could not write them.
         """
         if out.finished:
-            self.runs.pop(run.run_id, None)
+            self._remove(run.run_id)
             self.dispatcher.copies.forget_run(run.run_id)
         events = [r for r in out.records if isinstance(r, EventRecord)]
         final = run.snapshot() if out.finished else None
@@ -199,14 +209,14 @@ class ActiveRuns:
 
     def _fail_unrecoverable(self, record: RunRecord, graph: CompiledGraph, error: Exception) -> None:
         """End a run whose stored plan cannot go on, saying why, so that no restart trips on it again."""
-        self.runs.pop(record.run_id, None)
+        self._remove(record.run_id)
         reason = {"type": "NotRecoverable", "message": f"the run could not be resumed after a restart: {error!r}"}
         try:
             run = Run(graph=graph, graph_version=record.graph_version, record=record)
             self.add(run)
             self.apply(run, run.fail(reason, utcnow()))
         except Exception:
-            self.runs.pop(record.run_id, None)
+            self._remove(record.run_id)
             log.exception("run_left_unfinished", run_id=record.run_id, reason="it cannot even be failed")
 
     # -- what the dispatcher asks and tells ---------------------------------------------------
