@@ -32,6 +32,9 @@ from awe.graph import END, CompiledGraph, RouteError, Write, WriteConflict, appl
 from awe.graph.reducers import ReducerFailed
 from awe.store import EventRecord, RunRecord, StepRecord
 
+_JITTER = random.Random()
+"""Retry delays' jitter for every run (seeding a generator per run costs more than the rest of a new run)."""
+
 _ABSENT = object()
 """What ``dict.get`` answers for a key the old state lacked: no value is this one."""
 
@@ -129,7 +132,7 @@ class Run:
             if step.step == self.step and step.status == "completed" and step.branch in self.tasks:
                 self.results[step.branch] = BranchResult(step.node, step.delta, step.removed, step.route)
         self.in_flight: dict[str, JobSpec] = {}
-        self.rng = rng or random.Random()
+        self.rng = rng or _JITTER
         pause = record.plan.get("pause")
         self.pause: Pause | None = Pause.from_json(pause) if pause else None
         self.cleared = bool(record.plan.get("cleared", False))

@@ -7,14 +7,27 @@ it refers to, like a run's state dict, must not change in place either.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 
 def utcnow() -> str:
-    """An ISO-8601 UTC timestamp with microseconds; sorts as text."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """An ISO-8601 UTC timestamp with microseconds; sorts as text.
+
+    Every record carries one: the text up to the second is formatted once per second, not per call.
+    """
+    now = time.time()
+    second = int(now)
+    cached_second, prefix = _SECOND[0]
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND[0] = (second, prefix)  # one assignment: a thread never sees half of it
+    return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+
+
+_SECOND: list[tuple[int, str]] = [(-1, "")]
 
 
 @dataclass(frozen=True)
