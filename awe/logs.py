@@ -29,6 +29,7 @@ the coordinator logs itself.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import sys
@@ -37,6 +38,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import orjson
 import structlog
 
 from awe.settings import Settings
@@ -156,7 +158,7 @@ def configure(
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             *to_console,
-            structlog.processors.JSONRenderer(default=repr),
+            structlog.processors.JSONRenderer(serializer=_json_line),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.WriteLoggerFactory(file=stream),  # type: ignore[arg-type]  # it writes and flushes; nothing more
@@ -167,7 +169,7 @@ def configure(
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=structlog.processors.JSONRenderer(default=repr), foreign_pre_chain=foreign_chain
+            processor=structlog.processors.JSONRenderer(serializer=_json_line), foreign_pre_chain=foreign_chain
         )
     )
     handlers: list[logging.Handler] = [handler]
@@ -215,3 +217,14 @@ class _ConsoleEcho:
             sys.stderr.write(f"{line}\n")
             sys.stderr.flush()
         return event
+
+
+def _json_line(event: dict[str, Any], **_: Any) -> str:
+    """A log line's JSON: orjson (a worker writes two lines per job), anything it cannot write by its repr.
+
+    The standard library takes over for what orjson refuses outright (an integer past 64 bits).
+    """
+    try:
+        return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(event, default=repr)
