@@ -35,9 +35,19 @@ class NodeOutputError(TypeError):
 def _copy(state: dict[str, Any]) -> dict[str, Any]:
     """An independent copy for the node to work on, so that ``job.state`` stays as it came: it is what
     the node's changes are found against, and the worker may keep it for the run's next job.
-    msgpack round-trips plain data faster than deepcopy."""
-    copy: dict[str, Any] = msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False)
-    return copy
+
+    Top-level values that cannot change in place (text, numbers, booleans, None) are shared, so a
+    1 MB text costs nothing to copy; containers are copied by a msgpack round trip, which copies plain
+    data faster than deepcopy.
+    """
+    return {key: value if isinstance(value, _IMMUTABLE) else _copy_container(value) for key, value in state.items()}
+
+
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _copy_container(value: Any) -> Any:
+    return msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False)
 
 
 def check_json(value: Any, path: str) -> None:
