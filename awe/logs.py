@@ -29,7 +29,6 @@ the coordinator logs itself.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import sys
@@ -38,9 +37,9 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
 import structlog
 
+from awe import jsondata
 from awe.settings import Settings
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -220,11 +219,5 @@ class _ConsoleEcho:
 
 
 def _json_line(event: dict[str, Any], **_: Any) -> str:
-    """A log line's JSON: orjson (a worker writes two lines per job), anything it cannot write by its repr.
-
-    The standard library takes over for what orjson refuses outright (an integer past 64 bits).
-    """
-    try:
-        return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(event, default=repr)
+    """A log line's JSON, by orjson (a worker writes two lines per job); anything else by its repr."""
+    return jsondata.to_json(event, default=repr)

@@ -8,8 +8,12 @@ normal run must complete right after.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from engine import InProcessEngine
+
+from awe import jsondata
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -69,3 +73,11 @@ async def test_a_bad_value_returned_by_a_node_fails_that_node_and_nothing_else(
     assert "state['out']" in run["error"]["message"], run["error"]["message"]
     assert run["state"] == {"kind": kind}  # the run's state is untouched
     await _a_normal_run_completes(engine)
+
+
+def test_json_text_is_written_even_for_what_slipped_past_the_checks() -> None:
+    """orjson writes the JSON of the store, the API and the logs; what it refuses, the standard library writes."""
+    assert jsondata.to_json({"a": [1, "é", None]}) == '{"a":[1,"é",null]}'
+    assert json.loads(jsondata.to_json({"lone": "\ud800"})) == {"lone": "\ud800"}
+    assert json.loads(jsondata.to_json({"big": 2**70})) == {"big": 2**70}
+    assert jsondata.to_json({"when": object}, default=lambda _: "a type") == '{"when":"a type"}'

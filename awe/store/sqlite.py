@@ -26,6 +26,7 @@ import aiosqlite
 import orjson
 import structlog
 
+from awe import jsondata
 from awe.store import schema
 from awe.store.records import (
     EventRecord,
@@ -46,16 +47,7 @@ MAX_BATCH = 2000
 
 
 def _dumps(value: Any) -> str:
-    """JSON text for a column: orjson (about 14 times faster than ``json`` on a step's state).
-
-    orjson refuses what the edge checks should have stopped (a lone surrogate, an integer past
-    64 bits); the standard library writes both, ASCII-escaped, so a value that slipped past the
-    checks is still stored rather than failing its whole batch.
-    """
-    try:
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except (orjson.JSONEncodeError, UnicodeDecodeError):
-        return json.dumps(value, separators=(",", ":"), default=str)
+    return jsondata.to_json(value, default=str)
 
 
 def _loads(text: str | None) -> Any:
