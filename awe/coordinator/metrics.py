@@ -61,7 +61,7 @@ class Metrics:
         )
         self.written = Counter(
             "awe_db_written_characters",
-            "Characters of text the store wrote (state as JSON, ids, timestamps): a step writes only what changed",
+            "Characters of state JSON the store wrote (initial states, changed keys): a step writes what changed",
             registry=self.registry,
         )
         self.registry.register(_Levels(levels))

@@ -29,14 +29,11 @@ from awe import jsondata
 from awe.coordinator.events import RunEvent
 from awe.coordinator.plan import BranchResult, Instructions, JobInput, JobSpec, Pause, Task, join_key
 from awe.graph import END, CompiledGraph, RouteError, Write, WriteConflict, apply_writes
-from awe.graph.reducers import ReducerFailed
+from awe.graph.reducers import ReducerFailed, changed_keys
 from awe.store import EventRecord, RunRecord, StepRecord
 
 _JITTER = random.Random()
 """Retry delays' jitter for every run (seeding a generator per run costs more than the rest of a new run)."""
-
-_ABSENT = object()
-"""What ``dict.get`` answers for a key the old state lacked: no value is this one."""
 
 
 class RunStatus(StrEnum):
@@ -323,8 +320,8 @@ class Run:
         """Replace the state with a new dict (records already handed to the store keep the old one)."""
         old, self.state = self.state, state
         if self._unsaved is not None:
-            self._unsaved.update(key for key, value in state.items() if old.get(key, _ABSENT) is not value)
-            self._unsaved.update(key for key in old if key not in state)
+            changed, removed = changed_keys(old, state)
+            self._unsaved.update(changed, removed)
 
     # -- facts -------------------------------------------------------------------
 

@@ -7,10 +7,9 @@ state once and then only the top-level keys that changed since the copy it was
 last sent. A 1 MB value that no node changes crosses the wire once per worker,
 not once per step.
 
-Change is found by identity, not equality: the coordinator never mutates a
-state in place (each step makes a new dict whose untouched keys are the same
-objects), so ``is not`` finds every changed key at the cost of a pointer
-comparison, and at worst sends a key that did not need to go.
+Change is found by identity, as the store finds what to write
+(:func:`awe.graph.reducers.changed_keys`): at worst a key goes that did not
+need to.
 
 Nothing here is durable. A worker that lacks the base copy a job names (it
 restarted, or evicted the copy) answers ``StateMissing`` and is sent the job
@@ -25,7 +24,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-_ABSENT = object()
+from awe.graph.reducers import changed_keys
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,7 @@ class StateCopies:
         copies[worker] = _Copy(version, state)
         if copy is None:
             return StateToSend(state, version=version)
-        old = copy.state
-        changed = {} if old is state else {k: v for k, v in state.items() if old.get(k, _ABSENT) is not v}
-        removed = [k for k in old if k not in state]
+        changed, removed = changed_keys(copy.state, state)
         return StateToSend(changed, base=copy.version, removed=removed, version=version)
 
     def forget(self, run_id: str, worker: bytes) -> None:
@@ -80,7 +77,3 @@ class StateCopies:
         """The worker left or said Hello again (perhaps a new process): assume it keeps nothing."""
         for copies in self._copies.values():
             copies.pop(worker, None)
-
-    def __len__(self) -> int:
-        """Copies assumed kept by workers, over every run."""
-        return sum(len(copies) for copies in self._copies.values())

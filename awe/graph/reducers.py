@@ -123,3 +123,19 @@ def apply_writes(state: Mapping[str, Any], writes: list[Write], reducers: Mappin
             except Exception as exc:
                 raise ReducerFailed(key, write.branch, reducer.name, exc) from exc
     return new
+
+
+_ABSENT = object()
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The keys of ``new`` whose values are not the very objects ``old`` has, and the keys ``new`` dropped.
+
+    States are never changed in place (:func:`apply_writes` makes a new dict whose untouched keys keep
+    their objects), so identity finds every change for a pointer comparison a key; at worst it names a
+    key whose new value equals the old one.
+    """
+    if old is new:
+        return {}, []
+    changed = {key: value for key, value in new.items() if old.get(key, _ABSENT) is not value}
+    return changed, [key for key in old if key not in new]

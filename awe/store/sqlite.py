@@ -80,6 +80,8 @@ class _Rows:
     graphs: list[tuple[Any, ...]] = field(default_factory=list)
     deletions: list[tuple[Any, ...]] = field(default_factory=list)
     workers: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    state_characters: int = 0
+    """The length of the state JSON that :meth:`statements` wrote: initial states and changed keys."""
 
     @classmethod
     def of(cls, batch: list[_Submission]) -> _Rows:
@@ -117,6 +119,7 @@ class _Rows:
                     values.append((run.run_id, key, _dumps(run.state[key])))
                 else:
                     deleted.append((run.run_id, key))
+        self.state_characters = sum(len(row[1]) for row in inputs) + sum(len(row[2]) for row in values)
         groups = [
             (schema.UPSERT_RUN, [_run_row(r) for r in self.runs.values()]),
             (schema.INSERT_RUN_INPUT, inputs),
@@ -300,8 +303,8 @@ class Store:
     def observe_commits(self, observer: Callable[[float, int, int], None]) -> None:
         """Call ``observer(seconds, submissions, characters)`` after each commit (for metrics).
 
-        ``characters``: the length of every text value the commit wrote (JSON, ids, timestamps),
-        which is what a step costs the disk: it shows whether unchanged state is written again.
+        ``characters``: the length of the state JSON the commit wrote (initial states and changed
+        keys), which shows whether a state's unchanged values are written again.
         """
         self._observers.append(observer)
 
@@ -313,10 +316,8 @@ class Store:
         statements = rows.statements()
         await _in_connection_thread(conn, _write_transaction, statements)
         self.commits += 1
-        if self._observers:
-            written = sum(len(v) for _, params in statements for row in params for v in row if isinstance(v, str))
-            for observer in self._observers:
-                observer(time.perf_counter() - started, len(batch), written)
+        for observer in self._observers:
+            observer(time.perf_counter() - started, len(batch), rows.state_characters)
 
     # -- graphs --------------------------------------------------------------
 

@@ -66,6 +66,3 @@ class StateCache:
         while self._bytes > self.budget_bytes and len(self._kept) > 1:  # the newest stays, whatever its size
             _, evicted = self._kept.popitem(last=False)
             self._bytes -= evicted.size
-
-    def __len__(self) -> int:
-        return len(self._kept)
