@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from awe.coordinator.run_machine import JobSpec, Run
@@ -111,5 +112,55 @@ async def test_a_version_6_state_becomes_one_row_per_key_with_every_json_type_in
         assert unfinished.state == state
         # Who was connected is not known: the first restart waits its whole grace, as before.
         assert await store.present_workers() == [schema.UNKNOWN_WORKERS]
+    finally:
+        await store.close()
+
+
+def _version_8_database(path: Path) -> None:
+    """Before a run's values were kept as changes to its initial state: ``run_values`` held the whole state."""
+    conn = sqlite3.connect(path)
+    for version in range(8):
+        for statement in schema.MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=8")
+    for run_id in ("moved", "no-input"):
+        conn.execute(
+            "INSERT INTO runs (run_id, graph_id, graph_version, status, step_count, current_node, plan,"
+            " error, options, created_at, updated_at, started_at, finished_at)"
+            " VALUES (?, 'two', 1, 'running', 1, 'b', '{\"tasks\": [], \"joins\": {}}', NULL, '{}',"
+            " 't0', 't1', 't0', NULL)",
+            (run_id,),
+        )
+    # 'moved' started from {kept, changed, removed}; a step changed one key, removed one, added one.
+    conn.execute(
+        "INSERT INTO run_inputs VALUES ('moved', ?)", (json.dumps({"kept": "k", "changed": 1, "removed": [1]}),)
+    )
+    for run_id, key, value in [
+        ("moved", "kept", '"k"'),
+        ("moved", "changed", "2"),
+        ("moved", "added", "null"),
+        ("no-input", "x", '{"deep": [true]}'),  # a run older than kept initial states
+    ]:
+        conn.execute("INSERT INTO run_values VALUES (?, ?, ?)", (run_id, key, value))
+    conn.commit()
+    conn.close()
+
+
+async def test_a_version_8_state_reads_the_same_laid_over_its_initial_state_and_steps_on(tmp_path: Path) -> None:
+    path = tmp_path / "v8.db"
+    _version_8_database(path)
+    store = Store(str(path))
+    await store.open()
+    try:
+        moved = await store.get_run("moved")
+        assert moved is not None and moved.state == {"kept": "k", "changed": 2, "added": None}
+        assert await store.initial_state("moved") == {"kept": "k", "changed": 1, "removed": [1]}
+        no_input = await store.get_run("no-input")
+        assert no_input is not None and no_input.state == {"x": {"deep": [True]}}
+        # A step after the upgrade: put back a key the run had removed, remove one it had added.
+        state = {"kept": "k", "changed": 2, "removed": "back"}
+        await store.write([replace(moved, state=state, changed_keys=frozenset({"removed", "added"}))])
+        again = await store.get_run("moved")
+        assert again is not None and again.state == state
     finally:
         await store.close()

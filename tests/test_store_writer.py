@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,50 @@ async def test_full_durability_sets_sqlite_to_sync_every_commit(tmp_path: Path) 
                 assert (await cursor.fetchone()) == (expected,)
         finally:
             await store.close()
+
+
+async def test_a_state_is_its_initial_state_with_the_changes_laid_over_it(tmp_path: Path) -> None:
+    """A run's first record writes its state once (as the initial state); later ones only the keys they name."""
+    store = Store(str(tmp_path / "awe.db"))
+    await store.open()
+    try:
+        initial = {"big": "x" * 1000, "n": 0, "gone": True}
+        first = replace(_run("r", initial), initial_state=initial)
+        await store.write([first])
+        assert store._writer is not None
+        async with store._writer.execute("SELECT count(*) FROM run_values") as cursor:
+            assert await cursor.fetchone() == (0,)  # nothing differs from the initial state yet
+        later = {"big": initial["big"], "n": 1, "new": [1]}  # 'gone' removed, 'new' added
+        step = replace(first, state=later, initial_state=None, changed_keys=frozenset({"n", "gone", "new"}))
+        await store.write([step])
+        assert (stored := await store.get_run("r")) is not None and stored.state == later
+        # A record of the whole state with no initial state (none the engine makes) still reads back as given.
+        await store.write([replace(first, state={"n": 2}, initial_state=None, changed_keys=None)])
+        assert (stored := await store.get_run("r")) is not None and stored.state == {"n": 2}
+        assert await store.initial_state("r") == initial  # kept for history and forks
+    finally:
+        await store.close()
+
+
+async def test_the_write_ahead_log_is_copied_into_the_database_beside_the_writer(tmp_path: Path) -> None:
+    """The writer never checkpoints (its commits do not wait for one); the checkpointer does, so the log starts over."""
+    path = tmp_path / "awe.db"
+    store = Store(str(path))
+    await store.open()
+    try:
+        assert store._writer is not None
+        async with store._writer.execute("PRAGMA wal_autocheckpoint") as cursor:
+            assert await cursor.fetchone() == (0,)
+        for n in range(3):  # each past the characters that make a checkpoint due
+            done = store._checkpointer.checkpoints
+            await store.write([replace(_run(f"big-{n}", {}), initial_state={"text": "x" * 4_000_000})])
+            for _ in range(200):
+                if store._checkpointer.checkpoints > done:
+                    break
+                await asyncio.sleep(0.05)
+            assert store._checkpointer.checkpoints > done, n
+        await store.write([_run("small", {"n": 1})])
+        wal = path.with_name("awe.db-wal").stat().st_size
+        assert wal < 6_000_000, wal  # the log started over after each checkpoint; without them it would hold 12 MB
+    finally:
+        await store.close()

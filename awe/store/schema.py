@@ -5,7 +5,7 @@ statements that bring a database from each version to the next, so an older
 file is upgraded in place when the coordinator opens it.
 """
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 CREATE_GRAPHS = """
 CREATE TABLE IF NOT EXISTS graphs (
@@ -135,6 +135,19 @@ TO_STATE_BY_KEY = (
     "ALTER TABLE runs DROP COLUMN initial_state",
 )
 
+# Version 9: ``run_values`` holds only what differs from the run's initial state (``run_inputs``), so a
+# run's state is its initial state with those rows laid over it, and a NULL value marks a key removed.
+# Creating a run then writes its state once, not twice. Rows already there stay (they equal the state);
+# what a run removed of its initial state gets its NULL row here.
+TO_STATE_OVER_INPUT = (
+    "CREATE TABLE run_values_v9 (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key))",
+    "INSERT INTO run_values_v9 SELECT run_id, key, value FROM run_values",
+    "INSERT INTO run_values_v9 SELECT i.run_id, j.key, NULL FROM run_inputs AS i, json_each(i.initial_state) AS j"
+    " WHERE NOT EXISTS (SELECT 1 FROM run_values AS v WHERE v.run_id = i.run_id AND v.key = j.key)",
+    "DROP TABLE run_values",
+    "ALTER TABLE run_values_v9 RENAME TO run_values",
+)
+
 UNKNOWN_WORKERS = "*"
 """A present worker standing for the workers of a database written before version 8."""
 
@@ -158,6 +171,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"INSERT INTO workers SELECT '{UNKNOWN_WORKERS}', '', NULL"
         " WHERE EXISTS (SELECT 1 FROM runs WHERE status IN ('queued', 'running', 'paused'))",
     ),
+    8: TO_STATE_OVER_INPUT,
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 
@@ -188,11 +202,15 @@ INSERT_RUN_INPUT = "INSERT OR IGNORE INTO run_inputs (run_id, initial_state) VAL
 
 CLEAR_RUN_VALUES = "DELETE FROM run_values WHERE run_id = ?"
 
-DELETE_RUN_VALUE = "DELETE FROM run_values WHERE run_id = ? AND key = ?"
-
+# A NULL value: the key was removed (see TO_STATE_OVER_INPUT).
 UPSERT_RUN_VALUE = """
 INSERT INTO run_values (run_id, key, value) VALUES (?, ?, ?)
 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"""
+
+REMOVE_INPUT_KEYS = """
+INSERT OR IGNORE INTO run_values (run_id, key, value)
+SELECT run_id, j.key, NULL FROM run_inputs, json_each(run_inputs.initial_state) AS j WHERE run_id = ?"""
+"""After a run's whole state was written without its initial state: the initial's other keys are gone."""
 
 INSERT_STEP = """
 INSERT OR IGNORE INTO steps (run_id, step, branch, node, attempt, status, worker_id, delta, removed, route,

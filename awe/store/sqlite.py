@@ -28,6 +28,7 @@ import structlog
 
 from awe import jsondata
 from awe.store import schema
+from awe.store.checkpoints import Checkpointer
 from awe.store.records import (
     EventRecord,
     GraphDeletion,
@@ -107,25 +108,23 @@ class _Rows:
 
     def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """Each statement with its rows, graphs last (a deletion applies to versions written before it)."""
-        inputs, cleared, deleted, values = [], [], [], []
+        inputs, cleared, values, whole = [], [], [], []
         for run in self.runs.values():
             if run.initial_state is not None:
                 inputs.append((run.run_id, _dumps(run.initial_state)))
             if run.changed_keys is None:
                 cleared.append((run.run_id,))
-            keys = run.state.keys() if run.changed_keys is None else run.changed_keys
-            for key in keys:
-                if key in run.state:
-                    values.append((run.run_id, key, _dumps(run.state[key])))
-                else:
-                    deleted.append((run.run_id, key))
-        self.state_characters = sum(len(row[1]) for row in inputs) + sum(len(row[2]) for row in values)
+                if run.initial_state is None:
+                    whole.append((run.run_id,))
+            for key in _keys_to_write(run):
+                values.append((run.run_id, key, _dumps(run.state[key]) if key in run.state else None))
+        self.state_characters = sum(len(row[1]) for row in inputs) + sum(len(row[2] or "") for row in values)
         groups = [
             (schema.UPSERT_RUN, [_run_row(r) for r in self.runs.values()]),
             (schema.INSERT_RUN_INPUT, inputs),
             (schema.CLEAR_RUN_VALUES, cleared),
-            (schema.DELETE_RUN_VALUE, deleted),
             (schema.UPSERT_RUN_VALUE, values),
+            (schema.REMOVE_INPUT_KEYS, whole),
             (schema.INSERT_STEP, self.steps),
             (schema.INSERT_EVENT, self.events),
             (schema.INSERT_GRAPH, self.graphs),
@@ -133,6 +132,34 @@ class _Rows:
             (schema.UPSERT_WORKER, list(self.workers.values())),
         ]
         return [(statement, params) for statement, params in groups if params]
+
+
+def _state(initial: dict[str, Any], changes: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """A run's state: its initial state with each changed key's stored value, or without it (NULL)."""
+    state = dict(initial)
+    for key, value in changes:
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = _loads(value)
+    return state
+
+
+def _keys_to_write(run: RunRecord) -> Iterable[str]:
+    """The state keys whose ``run_values`` rows this record changes (a key not in the state: its removal).
+
+    A run's stored state is its initial state with its ``run_values`` laid over it, so a record that
+    stands for the whole state (a new run's) writes only what differs from the initial state it
+    carries: for a new run, nothing. Values are compared by identity: the run machine makes a new
+    state dict at each step but keeps the values it did not change.
+    """
+    if run.changed_keys is not None:
+        return run.changed_keys
+    base = run.initial_state
+    if base is None:  # not one the run machine makes; REMOVE_INPUT_KEYS hides what the stored initial has more
+        return run.state.keys()
+    changed = [key for key, value in run.state.items() if key not in base or base[key] is not value]
+    return changed + [key for key in base if key not in run.state]
 
 
 def _merged(earlier: RunRecord | None, record: RunRecord) -> RunRecord:
@@ -154,6 +181,8 @@ class Store:
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._checkpointer = Checkpointer(path)
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self._tasks = BackgroundTasks()
         self._observers: list[Callable[[float, int, int], None]] = []
         self.commits = 0
@@ -164,9 +193,12 @@ class Store:
         """Open (and migrate) the database and start the writer, as one of ``tasks`` if given."""
         self._writer = await self._connect()
         await self._migrate(self._writer)
+        await self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job (see checkpoints.py)
         self._reader = await self._connect()
+        await self._checkpointer.open()
         self._tasks = tasks or BackgroundTasks()
         self._writer_task = self._tasks.spawn(self._write_loop(), name="store-writer")
+        self._checkpoint_task = self._tasks.spawn(self._checkpointer.run(), name="store-checkpointer")
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -191,13 +223,17 @@ class Store:
             await conn.execute("COMMIT")
 
     async def close(self) -> None:
-        """Commit everything already submitted, then close both connections."""
+        """Commit everything already submitted, then close the connections."""
         if self._writer_task is not None:
             if not self._writer_task.done():
                 self._tasks.ending(self._writer_task)
                 await self._queue.put(None)
                 await asyncio.gather(self._writer_task, return_exceptions=True)
             self._writer_task = None
+        if self._checkpoint_task is not None:
+            await self._tasks.cancel(self._checkpoint_task)
+            self._checkpoint_task = None
+        await self._checkpointer.close()
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -316,6 +352,7 @@ class Store:
         statements = rows.statements()
         await _in_connection_thread(conn, _write_transaction, statements)
         self.commits += 1
+        self._checkpointer.committed(rows.state_characters)
         for observer in self._observers:
             observer(time.perf_counter() - started, len(batch), rows.state_characters)
 
@@ -383,16 +420,24 @@ class Store:
         return None if row is None else (await self._with_states([row]))[0]
 
     async def _with_states(self, rows: list[Any]) -> list[RunRecord]:
-        """Run records from ``runs`` rows, each with its state read from ``run_values``."""
-        states: dict[str, dict[str, Any]] = {row[0]: {} for row in rows}
-        ids = list(states)
+        """Run records from ``runs`` rows, each with its state: the initial state (``run_inputs``) with
+        the run's ``run_values`` laid over it, a NULL value being a key removed."""
+        initial: dict[str, dict[str, Any]] = {}
+        changes: dict[str, list[tuple[str, str | None]]] = {row[0]: [] for row in rows}
+        ids = list(changes)
         for start in range(0, len(ids), _IDS_PER_QUERY):
             chunk = ids[start : start + _IDS_PER_QUERY]
             marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT run_id, key, value FROM run_values WHERE run_id IN ({marks})"
-            for run_id, key, value in await self._fetchall(sql, chunk):
-                states[run_id][key] = _loads(value)
-        return [_run_from_row(row, states[row[0]]) for row in rows]
+            sql = (
+                f"SELECT run_id, NULL, initial_state FROM run_inputs WHERE run_id IN ({marks})"
+                f" UNION ALL SELECT run_id, key, value FROM run_values WHERE run_id IN ({marks})"
+            )
+            for run_id, key, value in await self._fetchall(sql, chunk + chunk):
+                if key is None:
+                    initial[run_id] = _loads(value)
+                else:
+                    changes[run_id].append((key, value))
+        return [_run_from_row(row, _state(initial.get(row[0], {}), changes[row[0]])) for row in rows]
 
     async def list_runs(
         self, *, status: str | None = None, graph_id: str | None = None, limit: int = 50
