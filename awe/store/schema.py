@@ -175,12 +175,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 """``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``."""
 
+BUSY_TIMEOUT_MS = 5000
+"""How long a statement waits for another connection's lock before the writer retries it."""
+
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     # NORMAL in WAL mode survives any process crash; only an OS crash or power
     # loss can lose the last commits. Store(synchronous="FULL") trades speed for that.
     "PRAGMA synchronous={synchronous}",
-    "PRAGMA busy_timeout=5000",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     "PRAGMA foreign_keys=OFF",
 )
 
