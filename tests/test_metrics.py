@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from engine import InProcessEngine
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -60,3 +63,17 @@ async def test_a_step_writes_what_changed_not_the_whole_state(engine: InProcessE
     # Once, as the initial state (the stored state is the initial one with the changed keys laid over
     # it): about 1 MB. Writing it as the state too would be 2 MB; at every step, more than 10 MB.
     assert 1_000_000 <= written < 1_500_000, written
+
+
+async def test_event_loop_lag_shows_work_that_held_the_loop(engine: InProcessEngine) -> None:
+    """The in-process engine shares this test's event loop: holding it for 0.3 s is seen as lag."""
+    before = await scrape(engine)
+    time.sleep(0.3)  # blocking the loop is the point
+    await asyncio.sleep(0.25)  # a sample or two after it
+    after = await scrape(engine)
+
+    def late(figures: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+        total = figures.get(("awe_event_loop_lag_seconds_count", ()), 0.0)
+        return total - figures.get(("awe_event_loop_lag_seconds_bucket", (("le", "0.25"),)), 0.0)
+
+    assert late(after) - late(before) >= 1  # one sample at least 0.25 s late

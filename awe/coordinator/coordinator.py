@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from awe import jsondata
-from awe.coordinator import replay
+from awe.coordinator import loop_lag, replay
 from awe.coordinator.errors import (
     RequestError,
     RunFinished,
@@ -99,6 +99,7 @@ class Coordinator:
         self._serving = [
             *self.dispatcher.start(self.tasks),
             self.tasks.spawn(self.messages.serve(), name="worker-messages"),
+            self.tasks.spawn(loop_lag.watch(self.metrics.loop_lag.observe), name="loop-lag"),
         ]
         self._accepting = True
         log.info(

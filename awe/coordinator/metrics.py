@@ -23,6 +23,7 @@ from awe.store import RunRecord, StepRecord
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0)
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
 FINISHED = ("completed", "failed", "cancelled")
 
@@ -62,6 +63,12 @@ class Metrics:
         self.written = Counter(
             "awe_db_written_characters",
             "Characters of state JSON the store wrote (initial states, changed keys): a step writes what changed",
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "awe_event_loop_lag_seconds",
+            "How late the coordinator's event loop ran a timer due every 0.1 s: how long other work held it",
+            buckets=LAG_BUCKETS,
             registry=self.registry,
         )
         self.registry.register(_Levels(levels))

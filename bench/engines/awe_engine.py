@@ -10,6 +10,7 @@ that field, otherwise ``GET /graph/state/{id}`` every millisecond.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 
 import aiohttp
 from harness import LocalEngine
+from prometheus_client.parser import text_string_to_metric_families
 
 from awe.testing import FINISHED, timestamp
 from engines.common import CHAIN_LENGTH, FAN_BRANCHES, PidLog, chain_state, check_chain
@@ -63,6 +65,8 @@ class AweEngine:
 
     async def stop(self) -> None:
         if self.session is not None:
+            with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                self.notes.append(await self._loop_lag())
             await self.session.close()
         if self.engine is not None:
             try:
@@ -90,6 +94,25 @@ class AweEngine:
             return self._external[1]
         assert self.engine is not None
         return self.engine.db
+
+    async def _loop_lag(self) -> str:
+        """The coordinator's event loop lag over the cell (``awe_event_loop_lag_seconds``), as a note."""
+        assert self.session is not None
+        async with self.session.get(f"{self.url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
+            text = await r.text()
+        buckets = sorted(
+            (float(labels["le"]), value)
+            for family in text_string_to_metric_families(text)
+            if family.name == "awe_event_loop_lag_seconds"
+            for name, labels, value, *_ in family.samples
+            if name.endswith("_bucket")
+        )
+        if not buckets or not buckets[-1][1]:
+            return "event loop lag: not measured"
+        total = buckets[-1][1]
+        p99 = next(le for le, count in buckets if count >= 0.99 * total)
+        worst = next(le for le, count in buckets if count >= total)
+        return f"event loop lag ({int(total)} samples): p99 <= {p99 * 1000:g} ms, max <= {worst * 1000:g} ms"
 
     # -- the API -------------------------------------------------------------------------
 
