@@ -239,6 +239,20 @@ def json_texts(draw: st.DrawFn) -> bytes:
     return raw
 
 
+NUMBER_TEXTS = st.one_of(
+    st.from_regex(r"\A-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?\Z").map(str.encode),
+    st.integers(-(10**25), 10**25).map(lambda n: str(n).encode()),
+)
+"""Numbers as a client may write them (not only as Python does): digits past a double's precision,
+exponents past its range, integers past 64 bits."""
+
+
+@settings(max_examples=400, deadline=None)
+@given(NUMBER_TEXTS)
+def test_from_json_reads_numbers_exactly_as_json_loads(raw: bytes) -> None:
+    assert _outcome(jsondata.from_json, raw) == _outcome(json.loads, raw)
+
+
 @settings(max_examples=600, deadline=None)
 @given(json_texts())
 def test_from_json_reads_and_refuses_exactly_as_json_loads(raw: bytes) -> None:

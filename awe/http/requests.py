@@ -14,7 +14,9 @@ or pydantic: ``jsonschema`` already checks JSON graphs and tool arguments here, 
 plain data that OpenAPI 3.1 embeds as it is (no conversion layer to keep true), and the
 error messages stay ours. Each property's ``x-error`` is the message a client gets when its
 value does not fit; a rule between fields is an entry of the schema's ``allOf`` with its
-own ``x-error``. What a schema cannot know (whether a graph or a node exists, whether a
+own ``x-error``. A body is first tried on the schema compiled by ``fastjsonschema``
+(:func:`fast_validator`), which only says yes, quickly; a refusal goes to ``jsonschema``, which
+words it. What a schema cannot know (whether a graph or a node exists, whether a
 state can be stored) the coordinator checks. Query parameters are objects too
 (:class:`IntQuery`, :class:`TextQuery`) that both read the request and describe themselves.
 """
