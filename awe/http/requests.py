@@ -198,7 +198,8 @@ meaning draft 2020-12 gives them (``exclusiveMinimum`` as a number, ``additional
 boolean), each covered by tests/test_fast_check.py's comparison with ``jsonschema``."""
 
 FastValidator = Callable[[Any], Any]
-_FAST: dict[int, FastValidator | None] = {}
+_FAST: dict[int, tuple[JsonSchema, FastValidator | None]] = {}
+"""Each schema's compiled check, by ``id``; the schema is kept with it, so that id names no other schema."""
 
 
 def fast_validator(schema: JsonSchema) -> FastValidator | None:
@@ -208,18 +209,17 @@ def fast_validator(schema: JsonSchema) -> FastValidator | None:
     The compiled function only says yes or no, quickly: it raises on a body the schema refuses,
     and :func:`check` then asks ``jsonschema`` which message to give, so no message depends on it.
     """
-    if id(schema) not in _FAST:
-        usable = _draft07_keywords_only(schema)
-        _FAST[id(schema)] = (
-            fastjsonschema.compile(
+    known = _FAST.get(id(schema))
+    if known is None or known[0] is not schema:
+        validator = None
+        if _draft07_keywords_only(schema):
+            validator = fastjsonschema.compile(
                 {**schema, "$schema": "http://json-schema.org/draft-07/schema#"},
                 use_default=False,  # never fill in the body: the parsers read defaults themselves
                 use_formats=False,
             )
-            if usable
-            else None
-        )
-    return _FAST[id(schema)]
+        known = _FAST[id(schema)] = (schema, validator)
+    return known[1]
 
 
 def _draft07_keywords_only(schema: Any) -> bool:
