@@ -32,6 +32,7 @@ from awe.coordinator.events import EventBus, Subscription
 from awe.coordinator.graph_registry import GraphConflict, GraphInUse, GraphRegistry, GraphVersion
 from awe.coordinator.metrics import Metrics
 from awe.coordinator.replay import ReplayError
+from awe.coordinator.run_lookups import RunLookups
 from awe.coordinator.run_machine import NotPaused, Run, RunStatus
 from awe.coordinator.runs import ActiveRuns
 from awe.coordinator.worker_messages import WorkerMessages
@@ -62,6 +63,7 @@ class Coordinator:
         self.python_graphs = graphs
         self.graphs = GraphRegistry(registered_tools())
         self.store = store
+        self.run_lookups = RunLookups(store.existing_run_ids)
         self.endpoint = endpoint
         self.tasks = tasks
         self.settings = settings
@@ -385,7 +387,11 @@ class Coordinator:
 
     async def _existing_run(self, run_id: str) -> RunRecord | None:
         active = self.runs.get(run_id)
-        return active.snapshot() if active is not None else await self.store.get_run(run_id)
+        if active is not None:
+            return active.snapshot()
+        if not await self.run_lookups.exists(run_id):  # the usual answer, shared by concurrent submissions
+            return None
+        return await self.store.get_run(run_id)
 
     async def cancel_run(self, run_id: str) -> RunRecord:
         """Cancel an unfinished run; its state stays readable. Returns the run once the cancel is durable."""

@@ -446,6 +446,15 @@ class Store:
         row = await self._fetchone(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         return None if row is None else (await self._with_states([row]))[0]
 
+    async def existing_run_ids(self, run_ids: list[str]) -> set[str]:
+        """Which of ``run_ids`` the store has a run for: one query per 500 ids, however many are asked."""
+        found: set[str] = set()
+        for start in range(0, len(run_ids), _IDS_PER_QUERY):
+            chunk = run_ids[start : start + _IDS_PER_QUERY]
+            sql = f"SELECT run_id FROM runs WHERE run_id IN ({', '.join('?' * len(chunk))})"
+            found.update(row[0] for row in await self._fetchall(sql, chunk))
+        return found
+
     async def _with_states(self, rows: list[Any]) -> list[RunRecord]:
         """Run records from ``runs`` rows, each with its state: the initial state (``run_inputs``) with
         the run's ``run_values`` laid over it, a NULL value being a key removed."""
