@@ -146,6 +146,15 @@ _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 """19 digits in a row: an integer that may not fit in 64 bits, which orjson would read as a float."""
 
 
+_DIGITS = b"0123456789"
+
+
+def _may_hold_long_number(raw: bytes) -> bool:
+    """Whether ``raw`` has 19 digits in a row: counted first, since the search alone takes 8 ms on 1 MB of text."""
+    digits = len(raw) - len(raw.translate(None, _DIGITS))
+    return digits >= 19 and _LONG_NUMBER.search(raw) is not None
+
+
 def from_json(raw: bytes, *, parse_constant: Callable[[str], Any] | None = None) -> Any:
     """``json.loads(raw, parse_constant=...)``, what it returns or raises, ten times faster on a small body.
 
@@ -155,7 +164,7 @@ def from_json(raw: bytes, *, parse_constant: Callable[[str], Any] | None = None)
     ``json.loads``. The one thing orjson reads differently without refusing is an integer past 64
     bits (it gives a float), so a body holding 19 digits in a row goes to ``json.loads`` too.
     """
-    if not _LONG_NUMBER.search(raw):
+    if not _may_hold_long_number(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -158,7 +158,7 @@ def _same_decision(schema: dict[str, Any], body: dict[str, Any]) -> None:
             requests.check(body, schema)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(RUN_BODIES)
 def test_the_fast_run_request_check_accepts_exactly_what_jsonschema_accepts(body: dict[str, Any]) -> None:
     _same_decision(RUN_REQUEST_SCHEMA, body)
@@ -247,13 +247,13 @@ NUMBER_TEXTS = st.one_of(
 exponents past its range, integers past 64 bits."""
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(NUMBER_TEXTS)
 def test_from_json_reads_numbers_exactly_as_json_loads(raw: bytes) -> None:
     assert _outcome(jsondata.from_json, raw) == _outcome(json.loads, raw)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(json_texts())
 def test_from_json_reads_and_refuses_exactly_as_json_loads(raw: bytes) -> None:
     fast = _outcome(lambda r: jsondata.from_json(r, parse_constant=_refuse), raw)
