@@ -52,6 +52,12 @@ from engines.common import (
 
 ENGINES: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "awe": ("engines.awe_engine", "AweEngine", {}, "awe (SQLite, every step)"),
+    "awe-full": (
+        "engines.awe_engine",
+        "AweEngine",
+        {"durability": "full"},
+        "awe --durability full (every commit synced: survives power loss)",
+    ),
     "langgraph-sqlite": (
         "engines.langgraph_engine",
         "LangGraphEngine",

@@ -38,7 +38,11 @@ class AweEngine:
 
     name = "awe"
 
-    def __init__(self) -> None:
+    def __init__(self, durability: str = "normal") -> None:
+        """``durability``: ``--durability`` of the coordinator (``full`` syncs every commit to the disk)."""
+        self.durability = durability
+        if durability != "normal":
+            self.name = f"awe-{durability}"
         self.engine: LocalEngine | None = None
         self.session: aiohttp.ClientSession | None = None
         self.wait_supported = False
@@ -55,6 +59,7 @@ class AweEngine:
             self.notes.append(f"an engine started by hand at {self._external[0]}: no memory figure")
         else:
             self.engine = LocalEngine(folder, workers=2, capacity=4)
+            self.engine.env["AWE_DURABILITY"] = self.durability
             await self.engine.__aenter__()
             for pid in self.processes():
                 pids.add(pid)
