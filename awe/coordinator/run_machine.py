@@ -21,7 +21,6 @@ step therefore re-runs only the branches whose results were not yet saved.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
@@ -140,6 +139,8 @@ class Run:
         """Rebuilding a past run (see ``replay``): nothing pauses, as nothing did when it ran."""
         self._unsaved: set[str] | None = set()
         """Top-level state keys changed since the last record (None: all of them, for a run not yet stored)."""
+        self._initial_unsaved: dict[str, Any] | None = None
+        """A new run's initial state, until its first record carries it to the store."""
         self.max_state_bytes: int | None = None
         """A step that makes the state larger than this, as JSON, fails the run (StateTooLarge)."""
         self.max_events: int | None = None
@@ -204,6 +205,7 @@ class Run:
         )
         run = cls(graph=graph, graph_version=graph_version, record=record)
         run._unsaved = None  # nothing of it is stored yet
+        run._initial_unsaved = state  # the first record keeps it, for history and forks to replay from
         out = Instructions()
         fields = {
             "graph_id": graph.name,
@@ -214,8 +216,6 @@ class Run:
             run._pause_before_step(out, now)
         else:
             out.records.append(run._record())
-        # The first snapshot also keeps the initial state, which history and forks replay from.
-        out.records = [replace(r, initial_state=state) if isinstance(r, RunRecord) else r for r in out.records]
         return run, out
 
     # -- queries ---------------------------------------------------------------
@@ -276,8 +276,11 @@ class Run:
             return JobInput(task.payload, from_send=True, answer=task.answer)
         return JobInput(self.state, answer=task.answer)
 
-    def snapshot(self) -> RunRecord:
-        """The run as it is now, to show (a record to store comes from :meth:`_record`)."""
+    def snapshot(
+        self, *, changed_keys: frozenset[str] | None = None, initial_state: dict[str, Any] | None = None
+    ) -> RunRecord:
+        """The run as it is now, to show (a record to store comes from :meth:`_record`, which fills in
+        the other two fields: built in one go, as ``dataclasses.replace`` costs more than the rest)."""
         plan: dict[str, Any] = {"tasks": [], "joins": {}}
         if not self.is_finished:
             plan = {
@@ -305,6 +308,8 @@ class Run:
             updated_at=self.updated_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
+            initial_state=initial_state,
+            changed_keys=changed_keys,
         )
 
     def _record(self) -> RunRecord:
@@ -314,7 +319,8 @@ class Run:
         so every record of a run must reach the store, in order: instructions carry them there.
         """
         changed, self._unsaved = self._unsaved, set()
-        return replace(self.snapshot(), changed_keys=None if changed is None else frozenset(changed))
+        initial, self._initial_unsaved = self._initial_unsaved, None
+        return self.snapshot(changed_keys=None if changed is None else frozenset(changed), initial_state=initial)
 
     def _set_state(self, state: dict[str, Any]) -> None:
         """Replace the state with a new dict (records already handed to the store keep the old one)."""
