@@ -23,7 +23,7 @@ import structlog
 import zmq
 from aiohttp import web
 
-from awe import logs
+from awe import collector, logs
 from awe.coordinator.coordinator import Coordinator
 from awe.exit_codes import EXIT_SOFTWARE
 from awe.graph import CompiledGraph, load_graphs_or_exit
@@ -144,6 +144,7 @@ def run_coordinator(settings: Settings) -> int:
         console=settings.log_console,
     )
     graphs = load_graphs_or_exit(settings.graphs)
+    collector.settle()
     try:
         return asyncio.run(_serve(settings, graphs))
     except (OSError, zmq.ZMQError, RefusedToStart) as exc:

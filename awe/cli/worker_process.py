@@ -8,7 +8,7 @@ import sys
 
 import structlog
 
-from awe import logs
+from awe import collector, logs
 from awe.graph import load_graphs_or_exit
 from awe.settings import Settings
 from awe.transport import flush_and_terminate, is_local_address
@@ -57,6 +57,7 @@ def run_worker(settings: Settings) -> int:
         )
     secured = " curve=on" if keys is not None else ""
     print(f"{READY_LINE} id={worker_id} connect={settings.connect}{secured}", flush=True)
+    collector.settle()
     asyncio.run(worker.run())
     if any(not thread.done() for thread in worker.abandoned):
         # A normal exit would join the node threads still running, and they may never return.
