@@ -1,8 +1,8 @@
 """The two ZeroMQ endpoints: the coordinator's ROUTER and a worker's DEALER.
 
-Both wrap a ``zmq.asyncio`` socket, encode on send and decode on receive.
-Frames that do not decode are logged and dropped here, so the roles above
-only ever see well-formed messages.
+Both drive a ZeroMQ socket from the event loop (see :class:`_Driven`), encode on
+send and decode on receive. Frames that do not decode are logged and dropped here,
+so the roles above only ever see well-formed messages.
 
 What reaches the roles is also bounded and, with CURVE, authenticated:
 
