@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from awe.graph import END, CompiledGraph, Context, Graph, RetryPolicy, Send
 from awe.transport.messages import Job, JobDone, JobFailed, decode
 from awe.workers.executor import NodeOutputError, check_json, run_job, state_delta
+from awe.workers.node_threads import NodeThreads
 
 # -- state_delta ----------------------------------------------------------------------
 
@@ -182,8 +182,32 @@ class RecordingLog:
 
 @pytest.fixture(scope="module")
 def threads():
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="awe-test-node") as pool:
+    """The worker's own node threads (two of them)."""
+    pool = NodeThreads(2, name="awe-test-node")
+    try:
         yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_node_threads_cancel_what_waits_in_line_when_shut_down():
+    pool = NodeThreads(1, name="awe-test-line")
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return release.wait(5)
+
+    running = pool.submit(hold)
+    assert started.wait(5)
+    waiting = pool.submit(lambda: "never")
+    pool.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(lambda: "late")
+    release.set()
+    pool.shutdown(wait=True)  # a second call joins the thread
+    assert running.result(timeout=5) is True
+    assert waiting.cancelled()
 
 
 def single(fn, name: str = "n", router=None, branches=None, reducers=None) -> CompiledGraph:

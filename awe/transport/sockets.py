@@ -1,8 +1,8 @@
 """The two ZeroMQ endpoints: the coordinator's ROUTER and a worker's DEALER.
 
-Both wrap a ``zmq.asyncio`` socket, encode on send and decode on receive.
-Frames that do not decode are logged and dropped here, so the roles above
-only ever see well-formed messages.
+Both drive a ZeroMQ socket from the event loop (see :class:`_Driven`), encode on
+send and decode on receive. Frames that do not decode are logged and dropped here,
+so the roles above only ever see well-formed messages.
 
 What reaches the roles is also bounded and, with CURVE, authenticated:
 
@@ -29,6 +29,7 @@ import errno
 import ipaddress
 import time
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import structlog
 import zmq
@@ -39,6 +40,9 @@ from awe.transport.curve import ClientKeys, ServerKeys, key_of, start_authentica
 from awe.transport.messages import Message, ProtocolError, decode
 
 log = structlog.get_logger("awe.transport")
+
+DRAIN_BEFORE_YIELD = 64
+"""Messages a receive loop takes off a busy socket in a row before it lets the event loop run other tasks."""
 
 LINGER_MS = 1000
 """How long close() may keep flushing queued frames: long enough for a last result, short enough to exit."""
@@ -95,6 +99,110 @@ def context() -> zmq.asyncio.Context:
     return zmq.asyncio.Context.instance()
 
 
+class _Driven:
+    """A ZeroMQ socket driven by the event loop directly: non-blocking calls, and a wait only when one fails.
+
+    ``zmq.asyncio`` costs a future, a registration and often an extra turn of the loop per message
+    (13.5 us per send here, against 5.1 us for the same non-blocking send on a plain socket), which
+    is much of what a step costs when hundreds of runs are in flight. Here a receive takes a waiting
+    message at once, and a send goes at once; only a receive that finds nothing waits for the
+    socket's descriptor. That descriptor is edge-triggered: it fires when the socket's events may
+    have changed, and any call on the socket (a send too) can take the signal of a message that
+    arrived meanwhile, so after each send the receive that waits is woken if a message is there.
+    After :data:`DRAIN_BEFORE_YIELD` messages in a row a receive yields once, so that a flood
+    cannot keep the loop's other tasks (heartbeats, dispatching) from running.
+
+    ``wait_to_send``: a send that finds ZeroMQ's queue full waits for room (a DEALER); otherwise it
+    raises ``zmq.Again`` (a ROUTER, whose queues are per peer: it is always writable as a whole).
+    """
+
+    def __init__(self, socket: zmq.asyncio.Socket, *, wait_to_send: bool) -> None:
+        self.socket: zmq.Socket[Any] = zmq.Socket.shadow(socket.underlying)
+        self.wait_to_send = wait_to_send
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._send_turn = asyncio.Lock()
+        self._in_a_row = 0
+
+    def _watch(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self.socket.FD, self._events_changed)
+        return self._loop
+
+    def stop(self) -> None:
+        """Stop watching the descriptor (before the socket closes)."""
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError, ValueError, OSError, zmq.ZMQError):  # at shutdown
+                self._loop.remove_reader(self.socket.FD)
+        self._loop = None
+
+    def _events_changed(self) -> None:
+        """Wake whoever waits for what the socket can do now (reading the events also rearms the descriptor)."""
+        try:
+            events = self._events()
+        except zmq.ZMQError:  # closed meanwhile
+            return
+        if events & zmq.POLLIN and self._readable is not None and not self._readable.done():
+            self._readable.set_result(None)
+        if events & zmq.POLLOUT and self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    async def recv_multipart(self, *, copy: bool = True) -> list[Any]:
+        loop = self._watch()
+        if self._in_a_row >= DRAIN_BEFORE_YIELD:
+            self._in_a_row = 0
+            await asyncio.sleep(0)
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=copy)
+            except zmq.Again:
+                self._in_a_row = 0
+            else:
+                self._in_a_row += 1
+                return frames
+            self._readable = loop.create_future()
+            try:
+                await self._readable
+            finally:
+                self._readable = None
+
+    async def send_multipart(self, frames: list[bytes]) -> None:
+        loop = self._watch()
+        if not self._send_turn.locked():
+            try:
+                self.socket.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                if not self.wait_to_send:
+                    raise
+            else:
+                self._after_send()
+                return
+        async with self._send_turn:  # wait for room, in the order the sends came
+            while True:
+                self._writable = loop.create_future()
+                try:
+                    if not self._events() & zmq.POLLOUT:
+                        await self._writable
+                finally:
+                    self._writable = None
+                try:
+                    self.socket.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+                self._after_send()
+                return
+
+    def _events(self) -> int:
+        """What the socket can do now (``POLLIN``, ``POLLOUT``); reading it also rearms the descriptor."""
+        return cast(int, self.socket.get(zmq.EVENTS))
+
+    def _after_send(self) -> None:
+        if self._readable is not None:  # the send may have taken the signal of a message that came in
+            self._events_changed()
+
+
 def flush_and_terminate() -> None:
     """Block until closed sockets have sent what they queued (up to their linger), then end the context.
 
@@ -134,6 +242,7 @@ class RouterEndpoint:
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
         self.last_frame_bytes = 0
         """The size of the frame the last message received came in."""
+        self._driven = _Driven(self.socket, wait_to_send=False)
         try:
             self.socket.bind(address)
         except zmq.ZMQError:
@@ -151,7 +260,7 @@ class RouterEndpoint:
     async def send_frame(self, identity: bytes, frame: bytes) -> None:
         """Send an already encoded message (so that a message that cannot be encoded fails before)."""
         try:
-            await self.socket.send_multipart([identity, frame])
+            await self._driven.send_multipart([identity, frame])
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:
                 raise PeerGone(identity.decode(errors="replace")) from None
@@ -173,12 +282,12 @@ class RouterEndpoint:
     async def _recv_frames(self) -> tuple[bytes, bytes] | None:
         """The next sender and payload; None (logged) for a message of the wrong shape or a false identity."""
         if self.authenticator is None:
-            frames = await self.socket.recv_multipart()
+            frames = await self._driven.recv_multipart()
             if len(frames) == 2:
                 return frames[0], frames[1]
             count = len(frames)
         else:  # the frame's properties say which key sent it
-            parts = await self.socket.recv_multipart(copy=False)
+            parts = await self._driven.recv_multipart(copy=False)
             if len(parts) == 2:
                 identity = parts[0].bytes
                 return (identity, parts[1].bytes) if _sent_by_key_holder(identity, parts[1]) else None
@@ -187,6 +296,7 @@ class RouterEndpoint:
         return None
 
     def close(self) -> None:
+        self._driven.stop()
         self.socket.close()
         if self.authenticator is not None:
             self.authenticator.stop()
@@ -249,10 +359,11 @@ class DealerEndpoint:
         self.address = address
         self.last_frame_bytes = 0
         """The size of the frame the last message received came in."""
+        self._driven = _Driven(self.socket, wait_to_send=True)
 
     async def send(self, message: Message) -> None:
         """Send ``message``; :class:`FrameTooLarge` (a ``ValueError``) if the coordinator would refuse it."""
-        await self.socket.send(encode(message, self.max_frame_bytes))
+        await self._driven.send_multipart([encode(message, self.max_frame_bytes)])
 
     async def handshakes(self) -> AsyncIterator[int]:
         """Yield the count of completed connections to the coordinator, each time one completes.
@@ -273,7 +384,7 @@ class DealerEndpoint:
     async def recv(self) -> Message:
         self._watch()
         while True:
-            frames = await self.socket.recv_multipart()
+            frames = await self._driven.recv_multipart()
             self.last_received = time.monotonic()
             self.last_frame_bytes = len(frames[-1])
             try:
@@ -330,6 +441,7 @@ class DealerEndpoint:
         with contextlib.suppress(zmq.ZMQError):
             self.socket.disable_monitor()
         self._handshakes.close(linger=0)
+        self._driven.stop()
         self.socket.close()
 
 

@@ -14,6 +14,8 @@ handed to ``on_abandoned``, so that the worker can count the slot it holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
 import time
 import traceback
@@ -149,23 +151,52 @@ async def _in_thread(
     fn: Callable[..., Any],
     *args: Any,
 ) -> Any:
-    """``fn(*args)`` in a thread, given up after ``seconds`` or when the caller is cancelled."""
+    """``fn(*args)`` in a thread, given up after ``seconds`` or when the caller is cancelled.
+
+    The thread's end wakes the loop once (``call_soon_threadsafe``) and the timeout is one timer:
+    no wrapped future and no ``asyncio.wait``, whose extra futures and turns of the loop cost
+    more than a short node itself.
+    """
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
     future = threads.submit(fn, *args)
-    waiter = asyncio.wrap_future(future)
+    future.add_done_callback(functools.partial(_wake, loop, waiter))
+    timer = loop.call_later(seconds, _expire, waiter) if seconds is not None else None
     try:
-        done, _ = await asyncio.wait({waiter}, timeout=seconds)
+        await waiter
+    except _Expired:
+        _give_up(future, on_abandoned)
+        raise _timeout(node, seconds) from None
     except asyncio.CancelledError:
-        _give_up(future, waiter, on_abandoned)
+        _give_up(future, on_abandoned)
         raise
-    if not done:
-        _give_up(future, waiter, on_abandoned)
-        raise _timeout(node, seconds)
-    return waiter.result()
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return future.result()
 
 
-def _give_up(future: Future[Any], waiter: asyncio.Future[Any], on_abandoned: AbandonedThread) -> None:
-    # Whatever the abandoned thread ends with, nobody will read it; retrieve it so asyncio stays quiet.
-    waiter.add_done_callback(lambda w: w.cancelled() or w.exception())
+class _Expired(Exception):
+    """The node's timeout passed while its thread ran."""
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_Expired())
+
+
+def _wake(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None], _: Future[Any]) -> None:
+    """In the node's thread (or the loop's, for a call already done): the result is ready."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has stopped
+        loop.call_soon_threadsafe(_settle, waiter)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # not given up meanwhile
+        waiter.set_result(None)
+
+
+def _give_up(future: Future[Any], on_abandoned: AbandonedThread) -> None:
     if not future.cancel():  # already running: it keeps its thread until it returns
         on_abandoned(future)
 

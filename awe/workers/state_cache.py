@@ -14,7 +14,7 @@ copy leave earlier.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from awe.transport.messages import Job
@@ -40,6 +40,9 @@ class StateCache:
     def whole(self, job: Job, frame_bytes: int) -> Job | None:
         """``job`` with its whole state (kept for the run's next job), or None if its base is not here.
 
+        A job that carried only what changed is completed in place: it is a message just decoded,
+        which nothing else holds.
+
         The state handed out is never changed afterwards: the node works on a copy of it.
         """
         if job.base == 0:
@@ -52,7 +55,7 @@ class StateCache:
             for key in job.removed:
                 state.pop(key, None)
             size = kept.size + frame_bytes
-            job = replace(job, state=state, base=0, removed=[])
+            job.state, job.base, job.removed = state, 0, []  # the job was just decoded: this is its only reference
         if job.version and self.keeps_states:
             self._keep(job.run_id, _Kept(job.version, state, size))
         return job

@@ -41,7 +41,7 @@ import signal
 import socket
 import time
 from collections.abc import Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import msgpack
@@ -73,6 +73,7 @@ from awe.transport.messages import (
 from awe.workers.executor import describe_error, run_job
 from awe.workers.known_graphs import KnownGraphs
 from awe.workers.node_logger import NodeLogger
+from awe.workers.node_threads import NodeThreads
 from awe.workers.state_cache import StateCache
 
 log = structlog.get_logger("awe.worker")
@@ -195,7 +196,7 @@ class Worker:
         self.heartbeat_liveness = heartbeat_liveness
         self.drain_timeout = drain_timeout
         self.handle_signals = handle_signals
-        self.threads = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="node")
+        self.threads = NodeThreads(self.capacity)
         self.running: dict[str, asyncio.Task[None]] = {}
         self.abandoned: set[Future[Any]] = set()
         """Node threads still running after their attempt was given up: each holds a slot."""
