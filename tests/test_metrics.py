@@ -36,6 +36,10 @@ async def test_counters_move_as_runs_execute(engine: InProcessEngine) -> None:
     assert after[("awe_step_duration_seconds_count", timing)] == 6
     assert after[("awe_db_commit_seconds_count", ())] > before.get(("awe_db_commit_seconds_count", ()), 0)
     assert after[("awe_jobs_in_flight", ())] == 0 and after[("awe_queued_jobs", ())] == 0
+    # The process's own figures, for the operator's dashboards.
+    assert after[("process_resident_memory_bytes", ())] > 10_000_000
+    assert after[("process_cpu_seconds_total", ())] > 0
+    assert ("python_gc_collections_total", (("generation", "2"),)) in after
 
 
 async def test_levels_show_what_is_held_now(engine: InProcessEngine) -> None:

@@ -14,7 +14,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -72,6 +72,10 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Levels(levels))
+        # The process's own figures (process_resident_memory_bytes, process_cpu_seconds_total, open
+        # descriptors) and the collector's (python_gc_collections_total): what an operator looks at first.
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
 
     def committed(self, graph_id: str, records: Iterable[Any]) -> None:
         """Count what a commit made durable: each step record, and each run that ended."""
