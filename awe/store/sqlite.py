@@ -1,4 +1,4 @@
-"""The coordinator's SQLite store: one writer with group commit, one reader.
+"""The coordinator's SQLite store: one writer with group commit, one reader, one checkpointer.
 
 Every durable fact goes through :meth:`Store.submit`. A single writer task
 takes everything queued since its last commit, writes it in one transaction
@@ -6,6 +6,11 @@ and only then runs each submission's ``on_commit`` callback, in submission
 order. That callback is where the coordinator dispatches the next job and
 publishes events, so nothing is acted on or shown before it is durable, and
 one fsync serves every run that advanced in the meantime.
+
+A small commit is made on the event loop's thread, a large one on the writer
+connection's own thread (see ``Store._may_commit_inline``); copying the
+write-ahead log into the database file is left to a third connection
+(:mod:`awe.store.checkpoints`), so that no commit waits for it.
 
 Reads use a second connection: in WAL mode they see the last commit and never
 wait for the writer.
