@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -116,8 +117,17 @@ async def test_a_worker_with_an_unknown_key_is_refused_and_never_gets_a_job(curv
         assert stranger.alive()  # it keeps trying, and keeps being refused
         worker_log = log_events(engine.log_dir, "worker-w9")
         assert not any(e["event"] == "job_received" for e in worker_log)
-        # The stranger is told why, once (not at every retry).
-        refused = [e for e in worker_log if e["event"] == "coordinator_refused_key"]
+        # The stranger is told why (its log may trail the coordinator's), once (not at every retry).
+
+        def told() -> list[dict[str, Any]]:
+            return [e for e in log_events(engine.log_dir, "worker-w9") if e["event"] == "coordinator_refused_key"]
+
+        async def was_told() -> bool:
+            return bool(told())
+
+        await engine.wait_until(was_told, what="the stranger to log why it is refused")
+        await asyncio.sleep(0.5)  # several reconnection attempts meanwhile: none is logged again
+        refused = told()
         assert len(refused) == 1 and "allowed_workers" in refused[0]["reason"]
     finally:
         await engine.stop_process(stranger)

@@ -56,8 +56,8 @@ def run_worker(settings: Settings) -> int:
             "from an impostor: give it --curve-keys (see SECURITY.md)",
         )
     secured = " curve=on" if keys is not None else ""
+    collector.settle()  # before the ready line: what comes after it should be the loop, at once
     print(f"{READY_LINE} id={worker_id} connect={settings.connect}{secured}", flush=True)
-    collector.settle()
     asyncio.run(worker.run())
     if any(not thread.done() for thread in worker.abandoned):
         # A normal exit would join the node threads still running, and they may never return.
