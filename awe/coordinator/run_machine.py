@@ -139,8 +139,6 @@ class Run:
         """Rebuilding a past run (see ``replay``): nothing pauses, as nothing did when it ran."""
         self._unsaved: set[str] | None = set()
         """Top-level state keys changed since the last record (None: all of them, for a run not yet stored)."""
-        self._initial_unsaved: dict[str, Any] | None = None
-        """A new run's initial state, until its first record carries it to the store."""
         self.max_state_bytes: int | None = None
         """A step that makes the state larger than this, as JSON, fails the run (StateTooLarge)."""
         self.max_events: int | None = None
@@ -205,7 +203,6 @@ class Run:
         )
         run = cls(graph=graph, graph_version=graph_version, record=record)
         run._unsaved = None  # nothing of it is stored yet
-        run._initial_unsaved = state  # the first record keeps it, for history and forks to replay from
         out = Instructions()
         fields = {
             "graph_id": graph.name,
@@ -319,8 +316,9 @@ class Run:
         so every record of a run must reach the store, in order: instructions carry them there.
         """
         changed, self._unsaved = self._unsaved, set()
-        initial, self._initial_unsaved = self._initial_unsaved, None
-        return self.snapshot(changed_keys=None if changed is None else frozenset(changed), initial_state=initial)
+        if changed is None:  # a new run's first record: its state is the initial one, kept for history and forks
+            return self.snapshot(initial_state=self.state)
+        return self.snapshot(changed_keys=frozenset(changed))
 
     def _set_state(self, state: dict[str, Any]) -> None:
         """Replace the state with a new dict (records already handed to the store keep the old one)."""

@@ -203,6 +203,7 @@ class Store:
         self._writer = await self._connect()
         await self._migrate(self._writer)
         await self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job (see checkpoints.py)
+        await self._writer.execute("PRAGMA busy_timeout=0")  # a commit in place never waits (see _commit_inline)
         self._reader = await self._connect()
         await self._checkpointer.open()
         self._tasks = tasks or BackgroundTasks()
@@ -361,7 +362,7 @@ class Store:
         assert conn is not None, "store is not open"
         statements = rows.statements()
         if not (self._may_commit_inline(statements) and _commit_inline(_sqlite(conn), statements)):
-            await _in_connection_thread(conn, _write_transaction, statements)
+            await _in_connection_thread(conn, _write_transaction_waiting, statements)
         self.commits += 1
         self._checkpointer.committed(rows.state_characters)
         for observer in self._observers:
@@ -684,11 +685,10 @@ def _write_transaction(db: sqlite3.Connection, statements: Statements) -> None:
 def _commit_inline(db: sqlite3.Connection, statements: Statements) -> bool:
     """Commit on the calling thread unless the database is locked (False: nothing was written).
 
-    The connection waits for no lock here (``busy_timeout`` 0), so that another process holding
-    the database cannot stall the event loop: the caller then commits on the writer's thread,
-    which waits as long as it must.
+    The writer's connection waits for no lock (``busy_timeout`` 0), so that another process
+    holding the database cannot stall the event loop: the caller then commits on the writer's
+    thread, which waits as long as it must (:func:`_write_transaction_waiting`).
     """
-    db.execute("PRAGMA busy_timeout=0")
     try:
         _write_transaction(db, statements)
         return True
@@ -698,8 +698,15 @@ def _commit_inline(db: sqlite3.Connection, statements: Statements) -> bool:
         if "locked" in str(exc).lower() or "busy" in str(exc).lower():
             return False
         raise
+
+
+def _write_transaction_waiting(db: sqlite3.Connection, statements: Statements) -> None:
+    """:func:`_write_transaction` on the writer's own thread, where waiting for another connection's lock is fine."""
+    db.execute(f"PRAGMA busy_timeout={schema.BUSY_TIMEOUT_MS}")
+    try:
+        _write_transaction(db, statements)
     finally:
-        db.execute(f"PRAGMA busy_timeout={schema.BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA busy_timeout=0")
 
 
 def _sqlite(conn: aiosqlite.Connection) -> sqlite3.Connection:
