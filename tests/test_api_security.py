@@ -270,6 +270,7 @@ async def test_the_cli_sends_the_token_from_the_environment_or_a_file(engine: In
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWE_")}
+    run_id = await engine.start_run("counter_loop", {"count": 0, "target": 1})  # one to list, whatever ran before
     base = ["runs", "--url", engine.url]
     code, _, err = await _awe(*base, env=env)
     assert code == 1 and "(401)" in err and "--token-file" in err, err
@@ -277,7 +278,6 @@ async def test_the_cli_sends_the_token_from_the_environment_or_a_file(engine: In
     assert code == 0, err
     code, out, err = await _awe(*base, "--token-file", str(token_file), env=env)
     assert code == 0 and "counter_loop" in out, err
-    run_id = await engine.start_run("counter_loop", {"count": 0, "target": 1})
     code, out, err = await _awe("logs", run_id, "--url", engine.url, env={**env, "AWE_TOKEN": TOKEN})
     assert code == 0 and "run_completed" in out, err
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from awe.store import EventRecord, RunRecord
-from awe.store.sqlite import Store
+from awe.store.sqlite import MAX_BATCH_INPUT_CHARACTERS, Store
 
 
 def _run(run_id: str, state: dict[str, Any]) -> RunRecord:
@@ -46,8 +46,11 @@ async def test_a_refused_record_fails_alone_and_the_rest_of_its_batch_commits(tm
     outcomes: list[tuple[str, str]] = []
     try:
         for run_id, state in [("a", {"n": 1}), ("bad", {"deep": _too_deep_to_write()}), ("c", {"n": 3})]:
-            store.submit(
-                [_run(run_id, state), EventRecord(run_id=run_id, seq=1, time="t0", event="run_queued")],
+            store.submit(  # new runs, as the engine writes them: the state is also the initial state
+                [
+                    replace(_run(run_id, state), initial_state=state),
+                    EventRecord(run_id=run_id, seq=1, time="t0", event="run_queued"),
+                ],
                 on_commit=lambda r=run_id: outcomes.append((r, "committed")),
                 on_error=lambda error, r=run_id: outcomes.append((r, type(error).__name__)),
             )
@@ -155,5 +158,26 @@ async def test_the_write_ahead_log_is_copied_into_the_database_beside_the_writer
         await store.write([_run("small", {"n": 1})])
         wal = path.with_name("awe.db-wal").stat().st_size
         assert wal < 6_000_000, wal  # the log started over after each checkpoint; without them it would hold 12 MB
+    finally:
+        await store.close()
+
+
+async def test_a_burst_of_large_new_runs_is_committed_a_few_runs_at_a_time(tmp_path: Path) -> None:
+    """The first runs of a burst are durable (and can start) before the whole burst is written."""
+    store = Store(str(tmp_path / "awe.db"))
+    await store.open()
+    commits: list[tuple[int, int]] = []
+    store.observe_commits(lambda seconds, submissions, characters: commits.append((submissions, characters)))
+    text = "x" * (MAX_BATCH_INPUT_CHARACTERS // 2)
+    try:
+        for n in range(5):  # all queued before the writer runs: without a bound, one commit takes them all
+            state = {"text": text, "n": n}
+            store.submit([replace(_run(f"big-{n}", state), initial_state=state)])
+        await asyncio.wait_for(store.write([]), timeout=10)
+        assert [submissions for submissions, _ in commits] == [2, 2, 2]  # the last with the empty write
+        assert all(characters <= MAX_BATCH_INPUT_CHARACTERS + 100 for _, characters in commits)
+        for n in range(5):
+            assert (stored := await store.get_run(f"big-{n}")) is not None
+            assert stored.state == {"text": text, "n": n}
     finally:
         await store.close()

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from awe.coordinator.job_queue import JobQueue
+from awe.coordinator.job_queue import JobQueue, Line
 from awe.coordinator.plan import JobInput, JobSpec
 from awe.coordinator.rejoin import HelloReport, PreviousEntry, RejoinDecision, decide_rejoin
 from awe.coordinator.state_copies import StateCopies, StateToSend
@@ -30,6 +30,10 @@ from awe.transport import Message, PeerGone, RouterEndpoint
 from awe.transport.messages import CancelJob, Goodbye, Heartbeat, Hello, Job, StateMissing, Welcome
 
 log = structlog.get_logger("awe.coordinator.dispatcher")
+
+AFFINITY_WINDOW = 32
+"""How far back in a line a free worker looks for a job whose run's state it keeps; also how many
+times in a row the first job may be passed over for one (see :meth:`JobQueue.pop_preferred`)."""
 
 
 class DispatchOwner(Protocol):
@@ -185,11 +189,26 @@ class Dispatcher:
         for line in self.queue.lines():  # one question to the pool per kind of job, not per job
             worker = self.pool.pick(line.needs)
             if worker is not None:
-                return self.queue.pop(line), worker, line.needs
+                return self._pop_for(line, worker), worker, line.needs
             if not self.pool.anyone_meets(line.needs):
                 for job in line.untold():
                     self.owner.job_waiting(job, f"no connected worker has {line.needs.describe()}")
         return None
+
+    def _pop_for(self, line: Line, worker: WorkerInfo) -> JobSpec:
+        """The line's next job for ``worker``: one of a run whose state it keeps, if one is near the front.
+
+        The worker was chosen for its free slot, so which worker works is unchanged (parallel
+        branches still spread over processes); only the job it gets may be one a little further
+        back, whose state it already has. A run's jobs then stay with one worker under load, and
+        a large state crosses the wire once rather than once per worker.
+        """
+        if not worker.keeps_states:
+            return self.queue.pop(line)
+        identity = worker.identity
+        return self.queue.pop_preferred(
+            line, lambda job: self.copies.keeps(job.run_id, identity), window=AFFINITY_WINDOW
+        )
 
     async def _pump_loop(self) -> None:
         while True:

@@ -13,8 +13,9 @@ waited longest goes first, so no kind starves another.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from awe.coordinator.plan import JobSpec
 from awe.coordinator.worker_pool import Needs
@@ -28,6 +29,8 @@ class Line:
     jobs: deque[tuple[int, JobSpec]] = field(default_factory=deque)
     told: int = 0
     """How many jobs at the front of the line were told that no connected worker can run them."""
+    passed: int = 0
+    """How many times the first job was passed over for a preferred one behind it (see ``pop_preferred``)."""
 
     @property
     def head_order(self) -> int:
@@ -72,9 +75,28 @@ class JobQueue:
     def pop(self, line: Line) -> JobSpec:
         _, job = line.jobs.popleft()
         line.told = max(0, line.told - 1)
+        line.passed = 0
         if not line.jobs:
             del self._lines[line.needs]
         return job
+
+    def pop_preferred(self, line: Line, preferred: Callable[[JobSpec], bool], *, window: int) -> JobSpec:
+        """The first of the line's first ``window`` jobs that is ``preferred``, else the first job.
+
+        The first job is passed over at most ``window`` times in a row, so a job waits at most that
+        many dispatches longer than it would in strict order, however many preferred jobs arrive.
+        """
+        if line.passed < window:
+            for index, (_, job) in enumerate(islice(line.jobs, window)):
+                if preferred(job):
+                    if index == 0:
+                        break
+                    del line.jobs[index]
+                    line.passed += 1
+                    if index < line.told:
+                        line.told -= 1
+                    return job
+        return self.pop(line)
 
     def remove(self, job_id: str) -> JobSpec | None:
         """Take a job out of line wherever it is (a returning worker reports it running): rare, linear."""

@@ -63,6 +63,11 @@ class StateCopies:
         changed, removed = changed_keys(copy.state, state)
         return StateToSend(changed, base=copy.version, removed=removed, version=version)
 
+    def keeps(self, run_id: str, worker: bytes) -> bool:
+        """Whether ``worker`` was sent a copy of the run's state (a job of it there needs only the change)."""
+        copies = self._copies.get(run_id)
+        return copies is not None and worker in copies
+
     def forget(self, run_id: str, worker: bytes) -> None:
         """The worker does not have the copy it was sent (it said ``StateMissing``)."""
         copies = self._copies.get(run_id)

@@ -51,6 +51,11 @@ log = structlog.get_logger("awe.store")
 MAX_BATCH = 2000
 """Submissions per transaction: bounds the latency a huge backlog adds to one commit."""
 
+MAX_BATCH_INPUT_CHARACTERS = 4 * 1024 * 1024
+"""New runs' initial states per transaction, in JSON characters. A burst of runs of a megabyte
+each is then committed a few runs at a time, and the first of them start while the rest are
+written, rather than all waiting for one commit of the whole burst (some 2.5 ms per MB)."""
+
 INLINE_ROWS = 64
 INLINE_CHARACTERS = 64 * 1024
 """The largest commit made on the event loop's thread (see ``Store._may_commit_inline``)."""
@@ -78,6 +83,21 @@ class _Submission:
     records: list[Record]
     on_commit: OnCommit | None
     on_error: OnError | None
+    inputs: dict[str, str] | None = None
+    """The initial states of the new runs among ``records``, as JSON, by run id."""
+
+    def input_characters(self) -> int:
+        """How much initial state this submission writes: JSON written once, here, and reused by the commit."""
+        if self.inputs is None:
+            try:
+                self.inputs = {
+                    record.run_id: _dumps(record.initial_state)
+                    for record in self.records
+                    if isinstance(record, RunRecord) and record.initial_state is not None
+                }
+            except Exception:  # the commit meets the same value and refuses this submission alone
+                return 0
+        return sum(map(len, self.inputs.values()))
 
 
 @dataclass
@@ -90,6 +110,8 @@ class _Rows:
     graphs: list[tuple[Any, ...]] = field(default_factory=list)
     deletions: list[tuple[Any, ...]] = field(default_factory=list)
     workers: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    """Initial states already written as JSON (see ``_Submission.input_characters``), by run id."""
     state_characters: int = 0
     """The length of the state JSON that :meth:`statements` wrote: initial states and changed keys."""
 
@@ -99,6 +121,8 @@ class _Rows:
         for submission in batch:
             for record in submission.records:
                 rows.add(record)
+            if submission.inputs:
+                rows.inputs.update(submission.inputs)
         return rows
 
     def add(self, record: Record) -> None:
@@ -120,7 +144,8 @@ class _Rows:
         inputs, cleared, values, whole = [], [], [], []
         for run in self.runs.values():
             if run.initial_state is not None:
-                inputs.append((run.run_id, _dumps(run.initial_state)))
+                text = self.inputs.get(run.run_id)
+                inputs.append((run.run_id, text if text is not None else _dumps(run.initial_state)))
             if run.changed_keys is None:
                 cleared.append((run.run_id,))
                 if run.initial_state is None:
@@ -290,16 +315,19 @@ class Store:
                 return
 
     async def _take_batch(self) -> tuple[list[_Submission], bool]:
-        """Everything queued (up to ``MAX_BATCH``), waiting for the first; True once told to stop."""
+        """Everything queued, up to ``MAX_BATCH`` and ``MAX_BATCH_INPUT_CHARACTERS``, waiting for the
+        first; True once told to stop."""
         first = await self._queue.get()
         if first is None:
             return [], True
         batch = [first]
-        while len(batch) < MAX_BATCH and not self._queue.empty():
+        characters = first.input_characters()
+        while len(batch) < MAX_BATCH and characters < MAX_BATCH_INPUT_CHARACTERS and not self._queue.empty():
             item = self._queue.get_nowait()
             if item is None:
                 return batch, True
             batch.append(item)
+            characters += item.input_characters()
         return batch, False
 
     async def _commit_batch(self, batch: list[_Submission]) -> dict[int, BaseException]:
