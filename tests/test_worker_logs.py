@@ -392,6 +392,7 @@ async def test_a_dead_send_loop_leaves_at_once_without_waiting_to_say_goodbye(
         raise zmq.ZMQError(zmq.ENOTSOCK)
 
     monkeypatch.setattr(DealerEndpoint, "send", broken_send)
+    monkeypatch.setattr(DealerEndpoint, "send_now", lambda self, message: False)  # a socket this broken has no room
     worker = Worker(connect=router.address, graphs=tiny_graph(), worker_id="w-send", drain_timeout=30)
     async with serving(worker) as running:
         await asyncio.wait_for(running, 5)  # not the 30 s drain: nothing can be sent

@@ -168,6 +168,18 @@ class _Driven:
             finally:
                 self._readable = None
 
+    def send_now(self, frames: list[bytes]) -> bool:
+        """Send at once if the socket has room and no send waits before this one; False if not sent."""
+        self._watch()
+        if self._send_turn.locked():
+            return False
+        try:
+            self.socket.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.ZMQError:  # no room (Again), or worse: the awaited send meets it and says so
+            return False
+        self._after_send()
+        return True
+
     async def send_multipart(self, frames: list[bytes]) -> None:
         loop = self._watch()
         if not self._send_turn.locked():
@@ -364,6 +376,10 @@ class DealerEndpoint:
     async def send(self, message: Message) -> None:
         """Send ``message``; :class:`FrameTooLarge` (a ``ValueError``) if the coordinator would refuse it."""
         await self._driven.send_multipart([encode(message, self.max_frame_bytes)])
+
+    def send_now(self, message: Message) -> bool:
+        """Send ``message`` if that needs no wait; False if not sent. Raises as :meth:`send` does."""
+        return self._driven.send_now([encode(message, self.max_frame_bytes)])
 
     async def handshakes(self) -> AsyncIterator[int]:
         """Yield the count of completed connections to the coordinator, each time one completes.

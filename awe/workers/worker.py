@@ -34,6 +34,7 @@ its supervisor starts a fresh one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import os
@@ -210,6 +211,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._last_heard = time.monotonic()
         self._outbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._send_loop_busy = False
+        """The send loop took a message and has not finished sending it: a new one must queue behind it."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -308,15 +311,27 @@ class Worker:
     # -- sending ---------------------------------------------------------------------
 
     def send(self, message: Message) -> None:
-        """Queue a message for the coordinator; safe from the event loop only."""
+        """Send a message to the coordinator, in order after those before it; safe from the event loop only.
+
+        With nothing queued and the send loop idle, it goes at once: a result then leaves the worker
+        in this turn of the loop instead of the send loop's next one (a step's round trip is some
+        0.5 ms, and each turn a tenth of it). Otherwise, and for any message that cannot go at once
+        or cannot be encoded, the send loop sends it in order.
+        """
+        if self._outbox.empty() and not self._send_loop_busy and self._sender is not None and not self._sender.done():
+            with contextlib.suppress(*UNENCODABLE):  # the send loop says why, and what goes in its place
+                if self.endpoint.send_now(message):
+                    return
         self._outbox.put_nowait(message)
 
     async def _send_loop(self) -> None:
         while True:
             message = await self._outbox.get()
+            self._send_loop_busy = True
             try:
                 await self._send_one(message)
             finally:
+                self._send_loop_busy = False
                 self._outbox.task_done()
 
     async def _send_one(self, message: Message) -> None:
@@ -467,8 +482,8 @@ class Worker:
             log.info("job_finished", outcome="returned", duration_ms=_ms_since(started))
             raise
         else:
+            self.send(result)  # before the line: the result is what the run waits for
             log.info("job_finished", **outcome_fields(result), duration_ms=_ms_since(started))
-            self.send(result)
         finally:
             self.running.pop(job.job_id, None)
 
