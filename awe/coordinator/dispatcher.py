@@ -111,6 +111,8 @@ class Dispatcher:
         self._awaited: set[str] = set()
         """Workers connected to the previous coordinator that have not said Hello to this one."""
         self._wakeup = asyncio.Event()
+        self._broken: Exception | None = None
+        """What :meth:`_dispatch_now` raised (a bug), for the pump to raise: a task's death is what is watched."""
         self._paused = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -141,7 +143,11 @@ class Dispatcher:
             log.error("job_not_queued", job_id=job.job_id, reason=f"graph {job.graph_id!r} is not loaded")
             return
         self.queue.append(job, needs)
-        self._wakeup.set()
+        try:
+            self._dispatch_now()
+        except Exception as exc:  # a bug in dispatching: the pump dies of it, as loudly as if it had met it
+            self._broken = exc
+            self._wakeup.set()
 
     def hold(self, jobs: list[JobSpec], *, until_hello_from: set[str], seconds: float) -> None:
         """Queue ``jobs`` once every worker in ``until_hello_from`` has said Hello, or after ``seconds``.
@@ -214,23 +220,67 @@ class Dispatcher:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if self._broken is not None:
+                raise self._broken
             while (taken := self._take_next()) is not None:
                 await self._send_job(*taken)
 
+    def _dispatch_now(self) -> None:
+        """Send the jobs that can go at once in this turn of the loop; the pump sends the rest.
+
+        A job queued by a commit's callback (a run's next step) then leaves before the loop turns
+        again, rather than on the pump's next turn: one turn less in every step's round trip.
+        """
+        while (taken := self._take_next()) is not None:
+            job, worker, needs = taken
+            frame = self._assign(job, worker, needs)
+            if frame is None:
+                continue
+            try:
+                sent = self.endpoint.send_frame_now(worker.identity, frame)
+            except PeerGone:
+                self._unreachable(job, worker, needs)
+                continue
+            if not sent:  # no room, or a send already waits for it: the pump waits, in order
+                self._unassign(job, worker, needs, frame)
+                self._wakeup.set()
+                return
+            self._sent(job, worker)
+
     async def _send_job(self, job: JobSpec, worker: WorkerInfo, needs: Needs) -> None:
+        frame = self._assign(job, worker, needs)
+        if frame is not None:
+            await self._send_assigned(job, worker, needs, frame)
+
+    def _assign(self, job: JobSpec, worker: WorkerInfo, needs: Needs) -> bytes | None:
+        """The job's frame, its slot on ``worker`` taken; None if its run no longer wants it."""
         frame = self._job_frame(job, worker, self.owner.job_input(job))
-        if frame is None:
-            return
-        started_at = utcnow()
-        worker.running[job.job_id] = Assignment(job, started_at, seq=worker.jobs_sent + 1, is_async=needs.is_async)
+        if frame is not None:  # sends to a worker are one at a time (the pump awaits each), so this is its number
+            worker.running[job.job_id] = Assignment(job, utcnow(), seq=worker.jobs_sent + 1, is_async=needs.is_async)
+        return frame
+
+    def _unassign(self, job: JobSpec, worker: WorkerInfo, needs: Needs, frame: bytes) -> None:
+        """Undo :meth:`_assign` for a frame that was not sent: the job goes back to the front of its line."""
+        del worker.running[job.job_id]
+        self.copies.forget(job.run_id, worker.identity)  # the copy the frame assumed it would keep
+        self.job_bytes_sent -= len(frame)
+        self.queue.appendleft(job, needs)
+
+    async def _send_assigned(self, job: JobSpec, worker: WorkerInfo, needs: Needs, frame: bytes) -> None:
         try:
             await self.endpoint.send_frame(worker.identity, frame)
         except PeerGone:
-            # The job never reached anyone: it goes back to the front, not through a "lost" attempt.
-            del worker.running[job.job_id]
-            self.queue.appendleft(job, needs)
-            self.drop_worker(worker, reason="unreachable")
+            self._unreachable(job, worker, needs)
             return
+        self._sent(job, worker)
+
+    def _unreachable(self, job: JobSpec, worker: WorkerInfo, needs: Needs) -> None:
+        """The job never reached anyone: it goes back to the front, not through a "lost" attempt."""
+        worker.running.pop(job.job_id, None)
+        self.queue.appendleft(job, needs)
+        self.drop_worker(worker, reason="unreachable")
+
+    def _sent(self, job: JobSpec, worker: WorkerInfo) -> None:
         worker.jobs_sent += 1
         self.owner.job_sent(job, worker)
 

@@ -175,8 +175,10 @@ class _Driven:
             return False
         try:
             self.socket.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.ZMQError:  # no room (Again), or worse: the awaited send meets it and says so
-            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EHOSTUNREACH:  # a ROUTER's peer that is gone
+                raise PeerGone(frames[0].decode(errors="replace")) from None
+            return False  # no room (Again), or worse: the awaited send meets it and says so
         self._after_send()
         return True
 
@@ -277,6 +279,18 @@ class RouterEndpoint:
             if exc.errno == errno.EHOSTUNREACH:
                 raise PeerGone(identity.decode(errors="replace")) from None
             raise
+
+    def send_frame_now(self, identity: bytes, frame: bytes) -> bool:
+        """Send an encoded message if that needs no wait; False if not sent (no room, or a send waits before it).
+
+        :class:`PeerGone` as :meth:`send_frame`; any other error is left to the awaited send to meet.
+        """
+        try:
+            return self._driven.send_now([identity, frame])
+        except PeerGone:
+            raise
+        except zmq.ZMQError:
+            return False
 
     async def recv(self) -> tuple[bytes, Message]:
         """The next well-formed message and its sender; bad frames are logged and skipped."""
