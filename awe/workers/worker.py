@@ -318,7 +318,13 @@ class Worker:
         0.5 ms, and each turn a tenth of it). Otherwise, and for any message that cannot go at once
         or cannot be encoded, the send loop sends it in order.
         """
-        if self._outbox.empty() and not self._send_loop_busy and self._sender is not None and not self._sender.done():
+        if (
+            len(self.running) <= 1  # under load the send loop sends what piled up back to back, for less CPU
+            and self._outbox.empty()
+            and not self._send_loop_busy
+            and self._sender is not None
+            and not self._sender.done()
+        ):
             with contextlib.suppress(*UNENCODABLE):  # the send loop says why, and what goes in its place
                 if self.endpoint.send_now(message):
                     return
