@@ -175,10 +175,8 @@ class _Driven:
             return False
         try:
             self.socket.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            if exc.errno == errno.EHOSTUNREACH:  # a ROUTER's peer that is gone
-                raise PeerGone(frames[0].decode(errors="replace")) from None
-            return False  # no room (Again), or worse: the awaited send meets it and says so
+        except zmq.Again:
+            return False
         self._after_send()
         return True
 
@@ -287,9 +285,9 @@ class RouterEndpoint:
         """
         try:
             return self._driven.send_now([identity, frame])
-        except PeerGone:
-            raise
-        except zmq.ZMQError:
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EHOSTUNREACH:
+                raise PeerGone(identity.decode(errors="replace")) from None
             return False
 
     async def recv(self) -> tuple[bytes, Message]:
@@ -392,8 +390,15 @@ class DealerEndpoint:
         await self._driven.send_multipart([encode(message, self.max_frame_bytes)])
 
     def send_now(self, message: Message) -> bool:
-        """Send ``message`` if that needs no wait; False if not sent. Raises as :meth:`send` does."""
-        return self._driven.send_now([encode(message, self.max_frame_bytes)])
+        """Send ``message`` if that needs no wait; False if not sent.
+
+        :class:`FrameTooLarge` as :meth:`send`; a socket error is left to the awaited send to meet.
+        """
+        frame = encode(message, self.max_frame_bytes)
+        try:
+            return self._driven.send_now([frame])
+        except zmq.ZMQError:
+            return False
 
     async def handshakes(self) -> AsyncIterator[int]:
         """Yield the count of completed connections to the coordinator, each time one completes.

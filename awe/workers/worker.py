@@ -313,13 +313,14 @@ class Worker:
     def send(self, message: Message) -> None:
         """Send a message to the coordinator, in order after those before it; safe from the event loop only.
 
-        With nothing queued and the send loop idle, it goes at once: a result then leaves the worker
-        in this turn of the loop instead of the send loop's next one (a step's round trip is some
-        0.5 ms, and each turn a tenth of it). Otherwise, and for any message that cannot go at once
-        or cannot be encoded, the send loop sends it in order.
+        While at most one job runs, with nothing queued and the send loop idle, it goes at once: a
+        result then leaves the worker in this turn of the loop instead of the send loop's next one (a
+        step's round trip is some 0.5 ms, and each turn a tenth of it). Otherwise (under load the
+        send loop sends what piled up back to back, for less CPU), and for any message that cannot
+        go at once or cannot be encoded, the send loop sends it in order.
         """
         if (
-            len(self.running) <= 1  # under load the send loop sends what piled up back to back, for less CPU
+            len(self.running) <= 1
             and self._outbox.empty()
             and not self._send_loop_busy
             and self._sender is not None
