@@ -1,4 +1,5 @@
-"""A job queued by a commit's callback leaves in the same turn of the loop; one that cannot waits for the pump.
+"""How the dispatcher sends: a job queued by a commit's callback leaves in the same turn of the loop (one
+that cannot waits for the pump), and a freed worker takes a job whose run's state it keeps.
 
 A real Dispatcher, pool and encoder with an endpoint that records frames instead of a socket, so
 that "the socket has no room" can be had on demand.
@@ -48,12 +49,15 @@ class StateOwner(RecordingOwner):
         return JobInput({"big": "x" * 1000, "n": job.step}) if job.job_id in self.wanted else None
 
 
-async def _dispatcher(*jobs: JobSpec) -> tuple[Dispatcher, ScriptedEndpoint, StateOwner]:
+async def _dispatcher(
+    *jobs: JobSpec, workers: tuple[bytes, ...] = (b"w",), capacity: int = 2
+) -> tuple[Dispatcher, ScriptedEndpoint, StateOwner]:
     pool = WorkerPool(heartbeat_interval=1.0, liveness=3)
     endpoint, owner = ScriptedEndpoint(), StateOwner({job.job_id for job in jobs})
     disp = Dispatcher(endpoint, pool, owner, "coordinator-test")  # type: ignore[arg-type]
-    hello = hello_message(capacity=2)
-    await disp.on_hello(b"w", Hello(**{**hello.__dict__, "keeps_states": True}))
+    for identity in workers:
+        hello = hello_message(capacity=capacity)
+        await disp.on_hello(identity, Hello(**{**hello.__dict__, "worker_id": identity.decode(), "keeps_states": True}))
     return disp, endpoint, owner
 
 
@@ -103,3 +107,30 @@ async def test_a_fault_in_dispatching_at_once_is_raised_by_the_pump() -> None:
     with pytest.raises(RuntimeError, match="a bug in job_input"):
         await asyncio.wait_for(pump, 5)
     await tasks.cancel(*others)
+
+
+async def test_a_freed_worker_takes_a_job_of_a_run_whose_state_it_keeps_before_the_first_in_line() -> None:
+    a1, b1 = JobSpec("run-a", "g", "n", 1, 1), JobSpec("run-b", "g", "n", 1, 1)
+    b2, new, a2 = JobSpec("run-b", "g", "n", 2, 1), JobSpec("run-new", "g", "n", 1, 1), JobSpec("run-a", "g", "n", 2, 1)
+    disp, endpoint, owner = await _dispatcher(a1, b1, b2, new, a2, workers=(b"wa", b"wb"), capacity=1)
+    disp.submit(a1)  # to wa (both free: the first)
+    disp.submit(b1)  # to wb: both busy now
+    for job in (b2, new, a2):
+        disp.submit(job)
+    assert [job.run_id for job in disp.queue] == ["run-b", "run-new", "run-a"]
+    worker_a, worker_b = disp.pool.get(b"wa"), disp.pool.get(b"wb")
+    assert worker_a is not None and worker_b is not None
+    assert list(worker_a.running) == [a1.job_id] and list(worker_b.running) == [b1.job_id]
+
+    disp.finish(worker_a, a1.job_id)
+    disp.submit(JobSpec("run-c", "g", "n", 1, 1))  # any submission dispatches what it can
+    assert list(worker_a.running) == [a2.job_id]  # its own run's job, from the back of the line
+    (how, sent) = endpoint.jobs()[-1]
+    assert how == "at once"
+    assert sent.job_id == a2.job_id and sent.base != 0 and "big" not in sent.state  # only what changed
+
+    disp.finish(worker_b, b1.job_id)
+    disp.submit(JobSpec("run-d", "g", "n", 1, 1))
+    assert list(worker_b.running) == [b2.job_id]
+    assert [job.run_id for job in disp.queue] == ["run-new", "run-c", "run-d"]
+    assert owner.sent == [a1.job_id, b1.job_id, a2.job_id, b2.job_id]
