@@ -396,7 +396,8 @@ async def _node_threads_joined(worker: Worker, *, timeout: float) -> bool:
 
     threading.Thread(target=join, name=f"join-{worker.worker_id}", daemon=True).start()
     try:
-        await asyncio.wait_for(joined.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await joined.wait()
     except TimeoutError:
         return False
     return True

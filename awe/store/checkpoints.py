@@ -65,7 +65,10 @@ class Checkpointer:
         """Checkpoint whenever one is due, until cancelled (a background task of the store)."""
         while True:
             try:
-                await asyncio.wait_for(self._due.wait(), IDLE_SECONDS)
+                # asyncio.timeout, not wait_for: no inner task, and on Python 3.11 wait_for can swallow
+                # a cancellation that lands as the event is set, which would leave this loop running.
+                async with asyncio.timeout(IDLE_SECONDS):
+                    await self._due.wait()
             except TimeoutError:
                 if not self._commits:
                     continue

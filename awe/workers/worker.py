@@ -246,8 +246,8 @@ class Worker:
 
     async def _unless_fatal(self, work: Coroutine[Any, Any, Any]) -> bool:
         """Run ``work`` unless a background task dies first; False if one did (``work`` is cancelled)."""
-        task = asyncio.ensure_future(work)
-        fatal = asyncio.ensure_future(self.tasks.fatal.wait())
+        task = asyncio.create_task(work, name=f"worker-{getattr(work, '__qualname__', 'work')}")
+        fatal = asyncio.create_task(self.tasks.fatal.wait(), name="worker-fatal-watch")
         try:
             await asyncio.wait({task, fatal}, return_when=asyncio.FIRST_COMPLETED)
         finally:
