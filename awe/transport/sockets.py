@@ -183,14 +183,10 @@ class _Driven:
     async def send_multipart(self, frames: list[bytes]) -> None:
         loop = self._watch()
         if not self._send_turn.locked():
-            try:
-                self.socket.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                if not self.wait_to_send:
-                    raise
-            else:
-                self._after_send()
+            if self.send_now(frames):
                 return
+            if not self.wait_to_send:
+                raise zmq.Again()
         async with self._send_turn:  # wait for room, in the order the sends came
             while True:
                 self._writable = loop.create_future()
