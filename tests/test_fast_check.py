@@ -262,7 +262,15 @@ def test_from_json_reads_and_refuses_exactly_as_json_loads(raw: bytes) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"18446744073709551616", b"-9223372036854775809", b'{"n": 18446744073709551615}', b"1e400", b'"\\ud800"'],
+    [
+        b"18446744073709551616",
+        b"-9223372036854775809",
+        b'{"n": 18446744073709551615}',
+        b'{"a": [{"b": [0.5, "x"]}, [[18446744073709551616]]]}',
+        b'{"text": "18446744073709551616", "score": 0.5}',
+        b"1e400",
+        b'"\\ud800"',
+    ],
 )
 def test_from_json_keeps_what_orjson_would_change(raw: bytes) -> None:
     assert _outcome(jsondata.from_json, raw) == _outcome(json.loads, raw)

@@ -135,6 +135,7 @@ def test_linear_run_from_queued_to_completed():
     assert run.status is RunStatus.RUNNING
     assert event_names(sent) == ["run_started", "node_started"]
     assert sent.dispatch == [] and not sent.finished
+    assert sent.may_wait and not created.may_wait  # a report rides with the next commit; the run's creation does not
     assert events(sent)[1].fields == {"step": 1, "attempt": 1}
     assert events(sent)[1].node == "a" and events(sent)[1].worker == "w1"
     (snap,) = snapshots(sent)
@@ -152,7 +153,7 @@ def test_linear_run_from_queued_to_completed():
     assert events(out)[0].fields["updated_keys"] == ["y"]
     assert events(out)[1].fields == {"step": 1, "branches": ["a"], "next": ["b"]}
     assert out.dispatch == [JobSpec("run-1", "linear", "b", 2, 1)]
-    assert out.finished is False
+    assert out.finished is False and not out.may_wait  # its dispatch waits for this commit
     assert run.in_flight == {}
     assert snapshots(out)[0].state == {"x": 1, "y": 2}
     assert snapshots(out)[0].plan["tasks"] == [{"branch": "b", "node": "b", "attempt": 1}]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from awe.store import EventRecord, RunRecord
-from awe.store.sqlite import MAX_BATCH_INPUT_CHARACTERS, Store
+from awe.store.sqlite import MAX_BATCH_INPUT_CHARACTERS, MAY_WAIT_SECONDS, Store
 
 
 def _run(run_id: str, state: dict[str, Any]) -> RunRecord:
@@ -181,3 +181,51 @@ async def test_a_burst_of_large_new_runs_is_committed_a_few_runs_at_a_time(tmp_p
             assert stored.state == {"text": text, "n": n}
     finally:
         await store.close()
+
+
+async def test_reports_that_may_wait_ride_with_the_next_commit_in_the_order_submitted(tmp_path: Path) -> None:
+    """A node's start (``may_wait``) and its quick result make one commit, the start first; a start
+    with nothing after it is still written, within ``MAY_WAIT_SECONDS``."""
+    store = Store(str(tmp_path / "awe.db"))
+    await store.open()
+    commits: list[int] = []
+    store.observe_commits(lambda seconds, submissions, characters: commits.append(submissions))
+    done: list[str] = []
+    try:
+        await store.write([_run("r", {"n": 0})])
+        commits.clear()
+        store.submit(
+            [EventRecord(run_id="r", seq=1, time="t1", event="node_started")],
+            lambda: done.append("start"),
+            may_wait=True,
+        )
+        await asyncio.sleep(0)  # the writer gets a turn: nothing is queued for it
+        assert commits == [] and store.backlog == 1
+        store.submit([EventRecord(run_id="r", seq=2, time="t2", event="node_completed")], lambda: done.append("result"))
+        await asyncio.wait_for(store.write([]), timeout=10)
+        assert commits[0] >= 2 and done == ["start", "result"]  # one commit, in the order submitted
+
+        commits.clear()
+        store.submit(
+            [EventRecord(run_id="r", seq=3, time="t3", event="node_started")],
+            lambda: done.append("alone"),
+            may_wait=True,
+        )
+        async with asyncio.timeout(10):
+            while "alone" not in done:
+                await asyncio.sleep(MAY_WAIT_SECONDS / 4)
+        assert commits == [1]
+        assert [e.event for e in await store.events_after("r", 0)] == ["node_started", "node_completed", "node_started"]
+    finally:
+        await store.close()
+
+
+async def test_closing_the_store_writes_the_reports_it_holds(tmp_path: Path) -> None:
+    path = str(tmp_path / "awe.db")
+    store = Store(path)
+    await store.open()
+    await store.write([_run("r", {"n": 0})])
+    store.submit([EventRecord(run_id="r", seq=1, time="t1", event="node_started")], may_wait=True)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT event FROM events WHERE run_id = 'r'").fetchall() == [("node_started",)]

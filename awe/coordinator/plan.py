@@ -154,6 +154,10 @@ class Instructions:
     cancel: list[JobSpec] = field(default_factory=list)
     """Jobs in flight that their workers should stop."""
     finished: bool = False
+    may_wait: bool = False
+    """The records only report what already happened, and nothing waits for them to be durable: they
+    may ride with the store's next commit instead of making one of their own (see ``Store.submit``).
+    Losing them in a crash loses a report, not a fact: the run goes on from its last step."""
 
 
 def join_key(sources: tuple[str, ...], target: str) -> str:

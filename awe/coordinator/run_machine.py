@@ -349,7 +349,7 @@ class Run:
 
     def job_sent(self, job: JobSpec, worker_id: str, now: str) -> Instructions:
         self._require_active("job_sent")
-        out = Instructions()
+        out = Instructions(may_wait=True)  # the run starting and the node starting are reports: see may_wait
         self.in_flight[job.branch] = job
         self.current_node = job.node
         started = self.status is RunStatus.QUEUED

@@ -118,7 +118,7 @@ class ActiveRuns:
             if committed is not None and not committed.done():
                 committed.set_exception(RecordsRefused(f"run {run.run_id!r} could not be stored: {error}"))
 
-        self.store.submit(out.records, on_commit=after_commit, on_error=refused)
+        self.store.submit(out.records, on_commit=after_commit, on_error=refused, may_wait=out.may_wait)
 
     def finished(self, run_id: str) -> asyncio.Future[RunRecord]:
         """Resolved with the run's final record once its end is durable (for ``"wait": true``)."""
