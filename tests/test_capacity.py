@@ -47,6 +47,15 @@ async def test_wait_true_answers_with_the_final_state_once_the_run_ends(engine: 
     status, run = await engine.request("POST", "/graph/run", json=body)
     assert status == 202 and run["status"] in ("queued", "running")  # not over when the wait ran out
 
+    # Two callers wait on one run: the one whose wait runs out first leaves the other's wait alone.
+    body = {"graph_id": "waits", "run_id": "waited-twice", "initial_state": {"seconds": 0.5}, "wait": True}
+    short, long = await asyncio.gather(
+        engine.request("POST", "/graph/run", json={**body, "timeout": 0.1}),
+        engine.request("POST", "/graph/run", json={**body, "timeout": 30}),
+    )
+    assert short[0] == 202 and short[1]["status"] in ("queued", "running")
+    assert long[0] == 200 and long[1]["status"] == "completed" and long[1]["finished_at"] is not None
+
     status, body = await engine.request("POST", "/graph/run", json={"graph_id": "waits", "timeout": 1})
     assert status == 400 and "'timeout' goes with" in body["error"]
 

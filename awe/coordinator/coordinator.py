@@ -377,9 +377,10 @@ class Coordinator:
             return await self.get_run(run_id)
         if run.is_paused:
             return run.snapshot()
-        future = self.runs.finished(run_id)
+        future = self.runs.finished(run_id)  # this caller's own: cancelling it on a timeout touches no one else's
         try:
-            return await asyncio.wait_for(asyncio.shield(future), seconds)
+            async with asyncio.timeout(seconds):  # one turn of the loop from the run's end, not wait_for's three
+                return await future
         except TimeoutError:
             return run.snapshot()
         finally:
