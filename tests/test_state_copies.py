@@ -51,6 +51,46 @@ def test_the_oldest_copies_go_first_and_the_newest_stays_whatever_its_size() -> 
     assert huge.whole(_job("a", {}, base=1, version=2), 10) is not None
 
 
+def test_an_ended_run_is_told_once_to_each_worker_that_keeps_its_copy() -> None:
+    copies = StateCopies()
+    for run_id, worker in (("r1", b"w1"), ("r1", b"w2"), ("r2", b"w1"), ("r3", b"w1")):
+        copies.to_send(run_id, worker, {"n": 1})
+    copies.forget_run("r1")
+    copies.forget_run("r2")
+    assert copies.take_ended(b"w1") == ["r1", "r2"] and copies.take_ended(b"w1") == []
+    assert copies.take_ended(b"w2") == ["r1"]
+    copies.forget_run("r3")
+    copies.forget_worker(b"w1")  # perhaps a new process: it keeps nothing to let go of
+    assert copies.take_ended(b"w1") == []
+
+
+def test_the_worker_lets_go_of_the_copies_of_ended_runs_and_their_room() -> None:
+    cache = StateCache(budget_bytes=2_500_000)
+    for run_id, version in (("r1", 1), ("r2", 2)):
+        cache.whole(_job(run_id, {"big": MEGABYTE}, version=version), 1_000_000)
+    cache.drop(["r1", "never-kept"])
+    assert "r1" not in cache and "r2" in cache
+    cache.whole(_job("r3", {"big": MEGABYTE}, version=3), 1_000_000)  # fits beside r2: r1's room was given back
+    assert "r2" in cache and "r3" in cache
+
+
+async def test_workers_let_go_of_the_states_of_runs_that_ended(tmp_path: Path) -> None:
+    async with InProcessEngine(tmp_path) as engine:
+        await engine.start_coordinator()
+        worker = engine.start_worker()
+        await engine.wait_for_workers(1)
+        ended = []
+        for _ in range(3):
+            run_id = await engine.start_run("counter_loop", {"count": 0, "target": 2, "payload": "x" * 100_000})
+            assert (await engine.wait_finished(run_id))["status"] == "completed"
+            ended.append(run_id)
+        assert [run_id in worker.states for run_id in ended] == [False, False, True]  # told with the next run's job
+        last = await engine.start_run("counter_loop", {"count": 0, "target": 2, "payload": "y" * 100_000})
+        assert (await engine.wait_finished(last))["status"] == "completed"
+        assert not any(run_id in worker.states for run_id in ended)  # told with the next run's first job
+        assert last in worker.states
+
+
 async def test_an_unchanged_megabyte_crosses_the_wire_once_per_worker(engine: InProcessEngine) -> None:
     before = await scrape(engine)
     final = await engine.wait_finished(

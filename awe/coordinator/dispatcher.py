@@ -307,6 +307,7 @@ class Dispatcher:
             base=state.base,
             removed=state.removed,
             version=state.version,
+            ended=self.copies.take_ended(worker.identity),
         )
         try:
             frame = self.endpoint.encode(message)  # FrameTooLarge too: the worker would refuse it

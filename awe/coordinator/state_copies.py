@@ -11,6 +11,10 @@ Change is found by identity, as the store finds what to write
 (:func:`awe.graph.reducers.changed_keys`): at worst a key goes that did not
 need to.
 
+A run that ends is remembered for each worker that keeps a copy of it, and the
+worker is told with its next job (``Job.ended``), so that copies of finished runs
+do not sit in a worker's budget until it evicts them.
+
 Nothing here is durable. A worker that lacks the base copy a job names (it
 restarted, or evicted the copy) answers ``StateMissing`` and is sent the job
 again with the whole state; a coordinator that restarts starts with no copies,
@@ -40,6 +44,10 @@ class StateToSend:
     """The name of the copy the worker keeps after this job (0: keep none)."""
 
 
+ENDED_PER_WORKER = 10_000
+"""Ended runs remembered per worker until its next job; past that, its budget evicts their copies in time."""
+
+
 @dataclass
 class _Copy:
     version: int
@@ -50,6 +58,8 @@ class StateCopies:
     def __init__(self) -> None:
         self._copies: dict[str, dict[bytes, _Copy]] = {}
         """run id -> worker identity -> the copy the worker was last sent."""
+        self._ended: dict[bytes, list[str]] = {}
+        """worker identity -> runs that ended whose copies it keeps, to tell it with its next job."""
         self._next_version = secrets.randbits(48) + 1
 
     def to_send(self, run_id: str, worker: bytes, state: dict[str, Any]) -> StateToSend:
@@ -75,10 +85,21 @@ class StateCopies:
             copies.pop(worker, None)
 
     def forget_run(self, run_id: str) -> None:
-        """The run ended: no job of it will be sent again."""
-        self._copies.pop(run_id, None)
+        """The run ended: no job of it will be sent again, and the workers keeping its copies are told."""
+        for worker in self._copies.pop(run_id, None) or ():
+            ended = self._ended.setdefault(worker, [])
+            if len(ended) < ENDED_PER_WORKER:
+                ended.append(run_id)
+
+    def take_ended(self, worker: bytes) -> list[str]:
+        """The ended runs whose copies ``worker`` keeps, for the job about to be sent to it; told once.
+
+        A job whose frame is then not sent loses them: the worker's own budget evicts those copies later.
+        """
+        return self._ended.pop(worker, [])
 
     def forget_worker(self, worker: bytes) -> None:
         """The worker left or said Hello again (perhaps a new process): assume it keeps nothing."""
         for copies in self._copies.values():
             copies.pop(worker, None)
+        self._ended.pop(worker, None)

@@ -206,6 +206,9 @@ class Job(Message):
     removed: list[str] = field(default_factory=list)
     version: int = 0
     """The name under which the worker keeps this job's whole state, for a later ``base`` (0: keep nothing)."""
+    ended: list[str] = field(default_factory=list)
+    """Runs that have ended since this worker's last job, whose copies it keeps: no job of theirs comes
+    again, so it may let them go. Told with a job rather than alone: it costs no message of its own."""
 
 
 @dataclass

@@ -37,6 +37,10 @@ class StateCache:
     def keeps_states(self) -> bool:
         return self.budget_bytes > 0
 
+    def __contains__(self, run_id: object) -> bool:
+        """Whether a copy of the run's state is kept here."""
+        return run_id in self._kept
+
     def whole(self, job: Job, frame_bytes: int) -> Job | None:
         """``job`` with its whole state (kept for the run's next job), or None if its base is not here.
 
@@ -59,6 +63,13 @@ class StateCache:
         if job.version and self.keeps_states:
             self._keep(job.run_id, _Kept(job.version, state, size))
         return job
+
+    def drop(self, run_ids: list[str]) -> None:
+        """Let go of the copies of runs that ended (the coordinator says so with a later job)."""
+        for run_id in run_ids:
+            kept = self._kept.pop(run_id, None)
+            if kept is not None:
+                self._bytes -= kept.size
 
     def _keep(self, run_id: str, kept: _Kept) -> None:
         old = self._kept.pop(run_id, None)

@@ -436,6 +436,7 @@ class Worker:
 
         A job sent again with its whole state is counted once, as the coordinator counts it.
         """
+        self.states.drop(job.ended)
         whole = self.states.whole(job, self.endpoint.last_frame_bytes)
         if whole is None:
             log.info("state_missing", job_id=job.job_id, run_id=job.run_id, base=job.base)
