@@ -1,6 +1,6 @@
 """Latency of two awe trees side by side: the same 3-node runs, one after another, alternating engines.
 
-Usage: python bench/ab_latency.py TREE_A TREE_B [--runs 300]
+Usage: python bench/ab_latency.py TREE_A TREE_B [--runs 300] [--graphs chain3,chain3_inline]
 
 Each tree (a folder holding an ``awe`` package, e.g. ``git archive HEAD awe | tar -x -C /tmp/a``) gets
 its own engine (a coordinator and 2 workers, as ``compare.py`` starts them); run i goes to engine A,
@@ -29,8 +29,8 @@ class TreeEngine(LocalEngine):
         self.env["PYTHONPATH"] = tree
 
 
-async def one_run(session: aiohttp.ClientSession, url: str) -> float:
-    body = {"graph_id": "chain3", "initial_state": {"counter": 0, "visited": [], "text": "x" * 16}, "wait": True}
+async def one_run(session: aiohttp.ClientSession, url: str, graph_id: str = "chain3") -> float:
+    body = {"graph_id": graph_id, "initial_state": {"counter": 0, "visited": [], "text": "x" * 16}, "wait": True}
     started = time.perf_counter()
     async with session.post(f"{url}/graph/run", json=body) as response:
         answer = await response.json()
@@ -44,7 +44,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trees", nargs=2)
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument(
+        "--graphs", default="chain3,chain3", help="the graph run on A and on B (chain3_inline: its nodes inline)"
+    )
     args = parser.parse_args()
+    graph_a, graph_b = args.graphs.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         async with (
             TreeEngine(Path(tmp) / "a", args.trees[0]) as a,
@@ -53,12 +57,12 @@ async def main() -> None:
         ):
             times: dict[str, list[float]] = {"A": [], "B": []}
             for _ in range(5):  # warm-up
-                await one_run(session, a.url)
-                await one_run(session, b.url)
+                await one_run(session, a.url, graph_a)
+                await one_run(session, b.url, graph_b)
             for _ in range(args.runs):
-                times["A"].append(await one_run(session, a.url))
-                times["B"].append(await one_run(session, b.url))
-    for name, tree in zip("AB", args.trees, strict=True):
+                times["A"].append(await one_run(session, a.url, graph_a))
+                times["B"].append(await one_run(session, b.url, graph_b))
+    for name, tree in zip("AB", (f"{args.trees[0]} {graph_a}", f"{args.trees[1]} {graph_b}"), strict=True):
         figures = sorted(times[name])
         p50, p90 = statistics.median(figures), figures[int(len(figures) * 0.9)]
         print(f"{name} {tree}: p50 {p50:.2f} ms, p90 {p90:.2f} ms, p99 {figures[int(len(figures) * 0.99)]:.2f} ms")

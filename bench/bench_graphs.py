@@ -18,11 +18,11 @@ def _step(name: str):
     return step
 
 
-def _chain(graph_id: str, length: int) -> Graph:
+def _chain(graph_id: str, length: int, *, inline: bool = False) -> Graph:
     """``n0 -> n1 -> ... -> END``, each node a :func:`_step`; any other state key rides along untouched."""
     graph = Graph(graph_id)
     for i in range(length):
-        graph.add_node(f"n{i}", _step(f"n{i}"))
+        graph.add_node(f"n{i}", _step(f"n{i}"), inline=inline)
         graph.add_edge(f"n{i}", f"n{i + 1}" if i + 1 < length else END)
     graph.set_entry_point("n0")
     return graph
@@ -31,6 +31,11 @@ def _chain(graph_id: str, length: int) -> Graph:
 chain10 = _chain("chain10", CHAIN_LENGTH)
 chain3 = _chain("chain3", 3)
 """The latency workload of ``compare.py``: short enough that the engine's own round trips dominate."""
+
+chain10_inline = _chain("chain10_inline", CHAIN_LENGTH, inline=True)
+chain3_inline = _chain("chain3_inline", 3, inline=True)
+"""The same chains with their nodes run on the worker's event loop (``inline=True``), for
+``chain_throughput.py --graph`` and ``ab_latency.py --graph``; ``compare.py`` runs the plain ones."""
 
 
 async def _sleep_one_second(state):

@@ -37,6 +37,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--capacity", type=int, default=4)
+    parser.add_argument("--graph", default="chain10", help="chain10, or chain10_inline (its nodes inline)")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="awe-bench-"))
@@ -46,7 +47,7 @@ async def main() -> None:
         coordinator_pid, worker_pids = engine.coordinator.pid, [w.pid for w in engine.workers]
         cpu_before = cpu_seconds(coordinator_pid), sum(map(cpu_seconds, worker_pids))
         started = time.perf_counter()
-        run_ids = await asyncio.gather(*(engine.start_run("chain10", state) for _ in range(args.runs)))
+        run_ids = await asyncio.gather(*(engine.start_run(args.graph, state) for _ in range(args.runs)))
         submitted = time.perf_counter()
         assert engine.session is not None
         while True:

@@ -58,6 +58,12 @@ ENGINES: dict[str, tuple[str, str, dict[str, Any], str]] = {
         {"durability": "full"},
         "awe --durability full (every commit synced: survives power loss)",
     ),
+    "awe-inline": (
+        "engines.awe_engine",
+        "AweEngine",
+        {"inline": True},
+        "awe, the chains' nodes inline=True (on the workers' event loops)",
+    ),
     "langgraph-sqlite": (
         "engines.langgraph_engine",
         "LangGraphEngine",

@@ -466,3 +466,15 @@ blocks = Graph("blocks")
 blocks.add_node("block", block_a_while)
 blocks.add_edge("block", END)
 blocks.set_entry_point("block")
+
+
+def count_inline(state):
+    return {"count": state["count"] + 1}
+
+
+inline_count = Graph("inline_count")
+"""Three inline nodes: they run on the worker's event loop and hold none of its threads."""
+for _name, _next in (("i1", "i2"), ("i2", "i3"), ("i3", END)):
+    inline_count.add_node(_name, count_inline, inline=True)
+    inline_count.add_edge(_name, _next)
+inline_count.set_entry_point("i1")

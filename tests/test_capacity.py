@@ -78,3 +78,16 @@ async def test_a_client_follows_many_runs_through_a_since_cursor(engine: InProce
     assert seen == run_ids
     status, body = await engine.request("GET", "/runs?since=nonsense")
     assert status == 400 and "next_cursor" in body["error"]
+
+
+async def test_inline_nodes_run_while_every_thread_slot_is_taken(tmp_path) -> None:
+    async with InProcessEngine(tmp_path) as engine:
+        await engine.start_coordinator()
+        engine.start_worker(capacity=1)
+        await engine.wait_for_workers(1)
+        blocked = await engine.start_run("blocks", {"seconds": 1.0})  # holds the one thread
+        inline = await engine.wait_finished(await engine.start_run("inline_count", {"count": 0}))
+        assert inline["status"] == "completed" and inline["state"]["count"] == 3
+        _, still = await engine.request("GET", f"/runs/{blocked}")
+        assert still["status"] == "running"  # the inline run did not wait for the thread
+        assert (await engine.wait_finished(blocked))["status"] == "completed"

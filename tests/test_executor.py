@@ -761,3 +761,35 @@ async def test_a_cancelled_sync_job_hands_over_its_running_thread(threads):
     assert len(abandoned) == 1 and not abandoned[0].done()
     release.set()
     abandoned[0].result(timeout=5)
+
+
+async def test_an_inline_node_runs_on_the_event_loop_and_a_plain_sync_node_in_a_thread(threads):
+    where: dict[str, threading.Thread] = {}
+
+    def counted(name: str):
+        def node(state):
+            where[name] = threading.current_thread()
+            if state.get("fail"):
+                raise ConnectionError("inline and failing")
+            return {"count": state["count"] + 1}
+
+        return node
+
+    graph = (
+        Graph("g")
+        .add_node("fast", counted("fast"), inline=True, retry=RetryPolicy(max_attempts=2))
+        .add_node("slow", counted("slow"))
+        .add_edge("fast", "slow")
+        .add_edge("slow", END)
+        .set_entry_point("fast")
+        .compile()
+    )
+    done = await run(graph, {"count": 1}, threads, node="fast")
+    assert isinstance(done, JobDone) and done.delta == {"count": 2}
+    await run(graph, {"count": 1}, threads, node="slow")
+    assert where["fast"] is threading.current_thread()  # the loop's own thread
+    assert where["slow"] is not threading.current_thread()
+
+    failed = await run(graph, {"count": 1, "fail": True}, threads, node="fast")
+    assert isinstance(failed, JobFailed) and failed.retryable  # its policy applies as anywhere else
+    assert failed.error["type"] == "ConnectionError" and "inline and failing" in failed.error["message"]

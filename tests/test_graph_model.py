@@ -826,3 +826,33 @@ def test_a_node_timeout_is_part_of_the_description_and_the_fingerprint():
 
     assert build(2).describe()["nodes"][0]["timeout"] == 2.0
     assert build(2).fingerprint != build(3).fingerprint
+
+
+# -- inline nodes ------------------------------------------------------------------------------
+
+
+def test_an_inline_node_is_described_and_changes_the_fingerprint():
+    plain = linear("a", "b").compile()
+    inlined = Graph("g").add_node("a", a, inline=True).add_node("b", b).add_edge("a", "b").add_edge("b", END)
+    compiled = inlined.set_entry_point("a").compile()
+    assert compiled.nodes["a"].inline and not compiled.nodes["b"].inline
+    assert compiled.describe()["nodes"][0]["inline"] is True
+    assert "inline" not in compiled.describe()["nodes"][1]  # absent when false: older graphs keep their fingerprints
+    assert compiled.fingerprint != plain.fingerprint
+
+
+async def _async_inline(state):
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("fn", "options", "says"),
+    [
+        (_async_inline, {"inline": True}, "node 'n' is async, so it runs on the worker's event loop already"),
+        (a, {"inline": True, "timeout": 1.0}, "node 'n' is inline and has a timeout"),
+        (a, {"inline": "yes"}, "the inline of node 'n' must be True or False"),
+    ],
+)
+def test_inline_is_refused_where_it_cannot_apply(fn, options, says):
+    with pytest.raises(GraphError, match=says):
+        Graph("g").add_node("n", fn, **options)

@@ -263,7 +263,7 @@ class ActiveRuns:
         if version is None:
             return None
         spec = version.graph.nodes.get(job.node)
-        is_async = spec is not None and spec.is_async
+        is_async = spec is not None and (spec.is_async or spec.inline)  # neither holds one of the worker's threads
         if version.source == "json":
             return Needs(job.graph_id, tool=version.node_tools.get(job.node), is_async=is_async)
         return Needs(job.graph_id, fingerprint=version.graph.fingerprint, is_async=is_async)

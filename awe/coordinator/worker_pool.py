@@ -62,7 +62,8 @@ class Needs:
     fingerprint: str | None = None
     tool: str | None = None
     is_async: bool = False
-    """The node is a coroutine, so it takes an async slot (cheap, many) rather than a thread."""
+    """The node holds no thread (a coroutine, or an inline sync node), so it takes an async slot
+    (cheap, many) rather than one of the worker's threads."""
 
     def describe(self) -> str:
         return f"the tool {self.tool!r}" if self.tool is not None else f"the Python graph {self.graph_id!r}"

@@ -34,6 +34,8 @@ class NodeSpec:
     retry: RetryPolicy = NO_RETRY
     timeout: float | None = None
     """Seconds one attempt may take; past it the attempt fails with :class:`NodeTimeout`."""
+    inline: bool = False
+    """A sync node run on the worker's event loop, not in a thread (see ``Graph.add_node``)."""
 
     @classmethod
     def from_function(
@@ -44,6 +46,7 @@ class NodeSpec:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        inline: bool = False,
     ) -> NodeSpec:
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise GraphError(f"graph {graph!r}: the retry of node {name!r} must be a RetryPolicy")
@@ -67,6 +70,8 @@ class NodeSpec:
                 f"it takes {len(params)} positional parameters"
             )
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+        if inline is not False:
+            _check_inline(graph, name, inline, is_async, timeout)
         return cls(
             name=name,
             fn=fn,
@@ -74,6 +79,22 @@ class NodeSpec:
             takes_context=len(params) == 2,
             retry=retry or NO_RETRY,
             timeout=float(timeout) if timeout is not None else None,
+            inline=inline,
+        )
+
+
+def _check_inline(graph: str, name: str, inline: object, is_async: bool, timeout: float | None) -> None:
+    if inline is not True:
+        raise GraphError(f"graph {graph!r}: the inline of node {name!r} must be True or False")
+    if is_async:
+        raise GraphError(
+            f"graph {graph!r}: node {name!r} is async, so it runs on the worker's event loop already; "
+            "inline is for sync nodes"
+        )
+    if timeout is not None:
+        raise GraphError(
+            f"graph {graph!r}: node {name!r} is inline and has a timeout, but nothing can stop a node on the "
+            "event loop; drop the timeout, or run it in a thread (inline=False) where its timeout applies"
         )
 
 
@@ -244,6 +265,7 @@ class CompiledGraph:
                     "takes_context": n.takes_context,
                     "retry": n.retry.describe(),
                     "timeout": n.timeout,
+                    **({"inline": True} if n.inline else {}),  # absent if not: graphs keep their fingerprints
                 }
                 for n in self.nodes.values()
             ],

@@ -85,8 +85,10 @@ NODE: JsonSchema = _object(
         "takes_context": {"type": "boolean"},
         "retry": {"type": "object", "description": "max_attempts, backoff, factor, max_backoff, jitter, retry_on"},
         "timeout": {"type": ["number", "null"], "description": "seconds"},
+        "inline": {"type": "boolean", "description": "a sync node run on the worker's event loop (absent: false)"},
     },
     description="One node of a graph.",
+    optional=("inline",),
 )
 
 GRAPH_FIELDS: dict[str, JsonSchema] = {

@@ -4,7 +4,9 @@ Everything that touches user code happens here: calling the node, working out
 which top-level keys it changed, asking the conditional edge's router where
 to go next, checking that what goes back over the wire is plain JSON data, and
 holding the node to its timeout. A sync node runs all of that in a thread so
-it cannot stall the worker's event loop; an async node runs on the loop.
+it cannot stall the worker's event loop, unless its graph says it is ``inline``
+(it takes microseconds, and the thread's hop would cost more); an async node
+runs on the loop.
 
 Python cannot stop a thread. When a sync node outlives its timeout (or its job
 is cancelled), the attempt fails at once and the still-running thread is
@@ -115,6 +117,8 @@ async def run_job(
                 if deadline.expired():
                     raise _timeout(job.node, spec.timeout) from None
                 raise  # the node's own TimeoutError
+        elif spec.inline:
+            delta, removed, route = _run_sync(graph, spec.fn, spec.takes_context, job, ctx)
         else:
             delta, removed, route = await _in_thread(
                 threads, spec.timeout, job.node, on_abandoned, _run_sync, graph, spec.fn, spec.takes_context, job, ctx

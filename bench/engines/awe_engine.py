@@ -39,11 +39,18 @@ class AweEngine:
 
     name = "awe"
 
-    def __init__(self, durability: str = "normal") -> None:
-        """``durability``: ``--durability`` of the coordinator (``full`` syncs every commit to the disk)."""
+    def __init__(self, durability: str = "normal", *, inline: bool = False) -> None:
+        """``durability``: ``--durability`` of the coordinator (``full`` syncs every commit to the disk).
+
+        ``inline``: the chains' nodes are declared ``inline=True`` (``chain10_inline``, ``chain3_inline``
+        in ``bench_graphs``), so they run on the workers' event loops; fan-out's CPU branches never are.
+        """
         self.durability = durability
+        self.chain_suffix = "_inline" if inline else ""
         if durability != "normal":
             self.name = f"awe-{durability}"
+        if inline:
+            self.name += "-inline"
         self.engine: LocalEngine | None = None
         self.session: aiohttp.ClientSession | None = None
         self.wait_supported = False
@@ -142,7 +149,7 @@ class AweEngine:
 
     async def _probe_wait(self) -> bool:
         """Whether ``POST /graph/run`` takes ``"wait": true``: a 400 naming an unknown field says it does not."""
-        status, body = await self._post_run("chain3", chain_state(16), wait=True)
+        status, body = await self._post_run("chain3" + self.chain_suffix, chain_state(16), wait=True)
         if status == 400 and "unknown field" in str(body.get("error", body)):
             return False
         if status not in (200, 201, 202):
@@ -215,7 +222,8 @@ class AweEngine:
         prefix = f"chain-{self._batch}-{os.getpid()}-"
         ids = [f"{prefix}{i:05d}" for i in range(runs)]
         state = chain_state(text_bytes)
-        submitted = await asyncio.gather(*(self._submit("chain10", state, run_id) for run_id in ids))
+        graph_id = "chain10" + self.chain_suffix
+        submitted = await asyncio.gather(*(self._submit(graph_id, state, run_id) for run_id in ids))
         if not await self._until_idle(IDLE_TIMEOUT):
             raise TimeoutError(f"{runs} chain runs did not finish within {IDLE_TIMEOUT}s")
         await self._until_written(prefix, runs)
@@ -235,7 +243,7 @@ class AweEngine:
         return [(s, finished[run_id]) for s, run_id in zip(submitted, ids, strict=True)]
 
     async def chain3(self) -> None:
-        run = await self._run_to_result("chain3", chain_state(16))
+        run = await self._run_to_result("chain3" + self.chain_suffix, chain_state(16))
         check_chain(run["state"], 3)
 
     async def fanout(self, iterations: int) -> None:
@@ -259,7 +267,7 @@ class AweEngine:
         """
         assert self.engine is not None and self.engine.coordinator is not None
         state = chain_state(1024)
-        await asyncio.gather(*(self._submit("chain10", state, f"rec-{i:05d}") for i in range(runs)))
+        await asyncio.gather(*(self._submit("chain10" + self.chain_suffix, state, f"rec-{i:05d}") for i in range(runs)))
         await self._until_steps(runs * CHAIN_LENGTH // 4, cap)
         killed = time.monotonic()
         await self.engine.stop_process(self.engine.coordinator, signal.SIGKILL)
