@@ -8,6 +8,7 @@ import msgpack
 import zmq
 from engine import Engine
 
+from awe.transport import MAX_MESSAGES_PER_SEND
 from awe.transport.messages import PROTOCOL_VERSION, Hello
 
 GARBAGE = [
@@ -36,7 +37,7 @@ async def test_malformed_frames_are_dropped_and_logged(process_engine: Engine) -
     try:
         for frame in GARBAGE:
             sock.send(frame)
-        sock.send_multipart([b"two", b"frames"])
+        sock.send_multipart([b"frame"] * (MAX_MESSAGES_PER_SEND + 1))  # more messages in one than any worker sends
         # A Hello whose graph fingerprints do not match: it joins, but is never given a job.
         sock.send(Hello(worker_id="intruder", pid=1, host="x", capacity=8, graphs={"counter_loop": "0000"}).encode())
         run_id = await engine.start_run("counter_loop", {"count": 0, "target": 3})
@@ -55,5 +56,6 @@ async def test_malformed_frames_are_dropped_and_logged(process_engine: Engine) -
     dropped = [line for line in log_lines if line["event"] == "frame_dropped"]
     reasons = " | ".join(line["reason"] for line in dropped)
     assert len(dropped) >= 7, reasons
-    for words in ("not msgpack", "no protocol version", "newer than ours", "unknown message kind", "expected 2 frames"):
+    expected = f"expected 1 to {MAX_MESSAGES_PER_SEND} messages"
+    for words in ("not msgpack", "no protocol version", "newer than ours", "unknown message kind", expected):
         assert words in reasons

@@ -16,7 +16,18 @@ import zmq
 import zmq.asyncio
 from engine import Engine
 
-from awe.transport.messages import CancelJob, Heartbeat, Hello, Job, JobDone, JobFailed, Message, Rejoin, decode
+from awe.transport.messages import (
+    CancelJob,
+    Heartbeat,
+    Hello,
+    Job,
+    JobDone,
+    JobFailed,
+    Message,
+    Rejoin,
+    Welcome,
+    decode,
+)
 
 PID = 4242
 
@@ -172,3 +183,18 @@ async def test_jobs_a_rejoining_worker_still_runs_hold_its_slots_until_it_report
         beating.cancel()
         await asyncio.gather(beating, return_exceptions=True)
         worker.close()
+
+
+async def test_messages_sent_together_are_read_each_and_a_bad_one_is_dropped_alone(
+    bare_engine: Engine, scripted: ScriptedWorker
+) -> None:
+    welcome = await scripted.next_message(Welcome)
+    assert isinstance(welcome, Welcome) and welcome.batches  # what lets a worker send its results together
+    run_id = await bare_engine.start_run("slow", {"seconds": 1})
+    job = await scripted.next_job()
+    done = JobDone(job_id=job.job_id, run_id=run_id, delta={"slept": 1})
+    await scripted.sock.send_multipart([b"\x00 not msgpack", done.encode(), Heartbeat(sender="scripted").encode()])
+    after = await scripted.next_job()  # the result after the bad frame was read all the same
+    assert (after.node, after.attempt) == ("after", 1)
+    await scripted.send(JobDone(job_id=after.job_id, run_id=run_id, delta={"after": True}))
+    assert (await bare_engine.wait_finished(run_id))["status"] == "completed"

@@ -391,7 +391,9 @@ class Dispatcher:
             adopted=len(decision.adopted),
             orphans=len(decision.orphans),
         )
-        welcome = Welcome(self.coordinator_id, self.pool.heartbeat_interval, graphs=self.owner.graphs_for_workers())
+        welcome = Welcome(
+            self.coordinator_id, self.pool.heartbeat_interval, graphs=self.owner.graphs_for_workers(), batches=True
+        )
         await self._send(worker, welcome)
         await self._cancel_orphans(worker, decision.cancel)
         self._heard_from(msg.worker_id)

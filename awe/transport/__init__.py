@@ -6,6 +6,7 @@ Nothing here knows about graphs or runs.
 from awe.transport.messages import PROTOCOL_VERSION, Message, ProtocolError, decode
 from awe.transport.sockets import (
     MAX_FRAME_BYTES,
+    MAX_MESSAGES_PER_SEND,
     RECONNECT_MAX_S,
     DealerEndpoint,
     FrameTooLarge,
@@ -17,6 +18,7 @@ from awe.transport.sockets import (
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "MAX_MESSAGES_PER_SEND",
     "PROTOCOL_VERSION",
     "RECONNECT_MAX_S",
     "DealerEndpoint",

@@ -168,6 +168,9 @@ class Welcome(Message):
     heartbeat_interval: float = field(metadata=POSITIVE)
     graphs: list[dict[str, Any]] = field(default_factory=list)
     """Every JSON graph version the worker may be sent jobs of, each as ``GraphDefined``'s fields."""
+    batches: bool = False
+    """The coordinator reads several messages in one ZeroMQ message, a frame each (up to
+    ``MAX_MESSAGES_PER_SEND``): the worker may send its queued results together."""
 
 
 @dataclass

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import ipaddress
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -54,6 +55,11 @@ RECONNECT_MAX_S = 1.0
 
 MAX_FRAME_BYTES = 32_000_000
 """The default largest frame either side accepts: four times the largest state the API accepts by default."""
+
+MAX_MESSAGES_PER_SEND = 64
+"""Messages a worker may send in one ZeroMQ message, a frame each, once the coordinator's ``Welcome``
+says it reads them (``batches``): its queued results go together, one send and one wake-up of each
+side's I/O thread for many. The coordinator drops a ZeroMQ message of more frames whole, logged."""
 
 
 def is_local_address(address: str) -> bool:
@@ -250,6 +256,8 @@ class RouterEndpoint:
             self.socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
         self.last_frame_bytes = 0
         """The size of the frame the last message received came in."""
+        self._received: deque[tuple[bytes, bytes]] = deque()
+        """Frames of a ZeroMQ message not yet decoded: a worker may send several messages in one."""
         self._driven = _Driven(self.socket, wait_to_send=False)
         try:
             self.socket.bind(address)
@@ -287,32 +295,39 @@ class RouterEndpoint:
             return False
 
     async def recv(self) -> tuple[bytes, Message]:
-        """The next well-formed message and its sender; bad frames are logged and skipped."""
+        """The next well-formed message and its sender; bad frames are logged and skipped, each alone."""
         while True:
-            frames = await self._recv_frames()
-            if frames is None:
-                continue
-            identity, payload = frames
+            if not self._received:
+                received = await self._recv_frames()
+                if received is None:
+                    continue
+                identity, payloads = received
+                self._received.extend((identity, payload) for payload in payloads)
+            identity, payload = self._received.popleft()
             self.last_frame_bytes = len(payload)
             try:
                 return identity, decode(payload)
             except ProtocolError as exc:
                 log.warning("frame_dropped", peer=identity.decode(errors="replace"), reason=str(exc))
 
-    async def _recv_frames(self) -> tuple[bytes, bytes] | None:
-        """The next sender and payload; None (logged) for a message of the wrong shape or a false identity."""
+    async def _recv_frames(self) -> tuple[bytes, list[bytes]] | None:
+        """The next sender and its payloads (a message each); None (logged) for a ZeroMQ message of the
+        wrong shape or from a false identity."""
         if self.authenticator is None:
             frames = await self._driven.recv_multipart()
-            if len(frames) == 2:
-                return frames[0], frames[1]
+            if 2 <= len(frames) <= MAX_MESSAGES_PER_SEND + 1:
+                return frames[0], frames[1:]
             count = len(frames)
-        else:  # the frame's properties say which key sent it
+        else:  # the frames' properties say which key sent them: one connection sends all of a message
             parts = await self._driven.recv_multipart(copy=False)
-            if len(parts) == 2:
+            if 2 <= len(parts) <= MAX_MESSAGES_PER_SEND + 1:
                 identity = parts[0].bytes
-                return (identity, parts[1].bytes) if _sent_by_key_holder(identity, parts[1]) else None
+                return (identity, [p.bytes for p in parts[1:]]) if _sent_by_key_holder(identity, parts[1]) else None
             count = len(parts)
-        log.warning("frame_dropped", reason=f"expected 2 frames, got {count}")
+        log.warning(
+            "frame_dropped",
+            reason=f"expected 1 to {MAX_MESSAGES_PER_SEND} messages, got {count - 1} frames after the identity",
+        )
         return None
 
     def close(self) -> None:
@@ -384,6 +399,15 @@ class DealerEndpoint:
     async def send(self, message: Message) -> None:
         """Send ``message``; :class:`FrameTooLarge` (a ``ValueError``) if the coordinator would refuse it."""
         await self._driven.send_multipart([encode(message, self.max_frame_bytes)])
+
+    def encode(self, message: Message) -> bytes:
+        """``message`` as a frame the coordinator accepts, or :class:`FrameTooLarge`."""
+        return encode(message, self.max_frame_bytes)
+
+    async def send_frames(self, frames: list[bytes]) -> None:
+        """Encoded messages in one ZeroMQ message, a frame each: only to a coordinator that reads them
+        (``Welcome.batches``), and at most :data:`MAX_MESSAGES_PER_SEND`."""
+        await self._driven.send_multipart(frames)
 
     def send_now(self, message: Message) -> bool:
         """Send ``message`` if that needs no wait; False if not sent.

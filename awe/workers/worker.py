@@ -53,7 +53,7 @@ from awe.graph import CompiledGraph, Context
 from awe.graph.compiled import NodeTimeout
 from awe.graph.tools import registered_tools
 from awe.tasks import BackgroundTasks
-from awe.transport import MAX_FRAME_BYTES, DealerEndpoint
+from awe.transport import MAX_FRAME_BYTES, MAX_MESSAGES_PER_SEND, DealerEndpoint
 from awe.transport.curve import ClientKeys
 from awe.transport.messages import (
     CancelJob,
@@ -213,6 +213,8 @@ class Worker:
         self._outbox: asyncio.Queue[Message] = asyncio.Queue()
         self._send_loop_busy = False
         """The send loop took a message and has not finished sending it: a new one must queue behind it."""
+        self._coordinator_reads_batches = False
+        """Whether the coordinator said (``Welcome.batches``) that it reads several messages in one send."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -333,13 +335,45 @@ class Worker:
 
     async def _send_loop(self) -> None:
         while True:
-            message = await self._outbox.get()
+            batch = [await self._outbox.get()]
+            if self._coordinator_reads_batches:  # what queued meanwhile goes with it
+                while len(batch) < MAX_MESSAGES_PER_SEND and not self._outbox.empty():
+                    batch.append(self._outbox.get_nowait())
             self._send_loop_busy = True
             try:
-                await self._send_one(message)
+                await self._send_batch(batch)
             finally:
                 self._send_loop_busy = False
-                self._outbox.task_done()
+                for _ in batch:
+                    self._outbox.task_done()
+
+    async def _send_batch(self, batch: list[Message]) -> None:
+        """Send ``batch`` in order, in as few ZeroMQ messages as the coordinator takes.
+
+        A message that cannot be encoded goes through :meth:`_send_one`, which says why and sends
+        what takes its place; the ones before it go first.
+        """
+        if len(batch) == 1:
+            await self._send_one(batch[0])
+            return
+        frames: list[bytes] = []
+        size = 0
+        for message in batch:
+            try:
+                frame = self.endpoint.encode(message)
+            except UNENCODABLE:
+                if frames:
+                    await self.endpoint.send_frames(frames)
+                    frames, size = [], 0
+                await self._send_one(message)
+                continue
+            if frames and size + len(frame) > self.endpoint.max_frame_bytes:
+                await self.endpoint.send_frames(frames)
+                frames, size = [], 0
+            frames.append(frame)
+            size += len(frame)
+        if frames:
+            await self.endpoint.send_frames(frames)
 
     async def _send_one(self, message: Message) -> None:
         """Send ``message``; if msgpack cannot encode it, log and drop it rather than end the loop.
@@ -378,6 +412,7 @@ class Worker:
         )
 
     def _say_hello(self) -> None:
+        self._coordinator_reads_batches = False  # until this coordinator's Welcome says so (it may be older)
         self.send(
             Hello(
                 worker_id=self.worker_id,
@@ -415,6 +450,7 @@ class Worker:
                 self._say_hello()
             elif isinstance(message, Welcome):
                 self.heartbeat_interval = message.heartbeat_interval
+                self._coordinator_reads_batches = message.batches
                 log.info("worker_welcomed", coordinator=message.coordinator_id)
                 self._learn_graphs(message.graphs)
             elif isinstance(message, GraphDefined):
