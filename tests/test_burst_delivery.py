@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
 from engine import Engine
 
 from awe.transport import RouterEndpoint
@@ -50,12 +51,15 @@ def check(results: list[Message], numbers: range) -> None:
         assert result.delta["count"] == i + 1 and len(result.delta["trace"]) == 1
 
 
-async def test_jobs_in_floods_and_a_few_at_a_time_each_get_exactly_their_own_result(bare_engine: Engine) -> None:
+@pytest.mark.parametrize("batches", [False, True], ids=["one-per-send", "results-together"])
+async def test_jobs_in_floods_and_a_few_at_a_time_each_get_exactly_their_own_result(
+    bare_engine: Engine, batches: bool
+) -> None:
     router = RouterEndpoint(bare_engine.bind)
     try:
         bare_engine.start_worker(capacity=4)
         identity, _ = await next_from(router, Hello)
-        await router.send(identity, Welcome("test-coordinator", heartbeat_interval=0.5))
+        await router.send(identity, Welcome("test-coordinator", heartbeat_interval=0.5, batches=batches))
 
         for i in range(FLOOD):  # all queued at once: the worker drains them in floods
             await router.send(identity, job(i))
