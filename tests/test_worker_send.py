@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from awe.transport import MAX_FRAME_BYTES
-from awe.transport.messages import JobDone, JobFailed, Message, decode
-from awe.transport.sockets import encode
+import asyncio
+
+import zmq
+
+from awe.transport import MAX_FRAME_BYTES, MAX_MESSAGES_PER_SEND, RouterEndpoint
+from awe.transport.messages import Heartbeat, JobDone, JobFailed, Message, decode
+from awe.transport.sockets import context, encode
 from awe.workers.worker import Worker
 
 
@@ -54,3 +58,29 @@ async def test_results_go_together_in_order_and_an_unencodable_one_is_replaced_w
         ]
     finally:
         socket.close()
+
+
+async def test_the_coordinator_yields_to_other_tasks_within_a_flood_of_messages_sent_together() -> None:
+    """Counted by message, not by ZeroMQ message: 64 messages in one are 64 towards the yield."""
+    router = RouterEndpoint("inproc://awe-test-batched-flood")
+    worker = context().socket(zmq.DEALER)  # inproc: both sends are in the router's queue before it reads
+    worker.setsockopt(zmq.LINGER, 0)
+    try:
+        worker.connect("inproc://awe-test-batched-flood")
+        beat = Heartbeat(sender="w").encode()
+        for _ in range(2):
+            worker.send_multipart([beat] * MAX_MESSAGES_PER_SEND, zmq.NOBLOCK)
+        ran_at: list[int] = []
+        handled = 0
+
+        async def other_task() -> None:
+            ran_at.append(handled)
+
+        asyncio.get_running_loop().create_task(other_task())
+        for handled in range(1, 2 * MAX_MESSAGES_PER_SEND + 1):  # noqa: B007 - other_task reads it
+            _, message = await router.recv()
+            assert isinstance(message, Heartbeat)
+        assert ran_at and ran_at[0] <= MAX_MESSAGES_PER_SEND + 1, ran_at  # not only once both were read
+    finally:
+        worker.close()
+        router.close()
