@@ -406,7 +406,7 @@ class DealerEndpoint:
 
     async def send(self, message: Message) -> None:
         """Send ``message``; :class:`FrameTooLarge` (a ``ValueError``) if the coordinator would refuse it."""
-        await self._driven.send_multipart([encode(message, self.max_frame_bytes)])
+        await self._driven.send_multipart([self.encode(message)])
 
     def encode(self, message: Message) -> bytes:
         """``message`` as a frame the coordinator accepts, or :class:`FrameTooLarge`."""
@@ -422,7 +422,7 @@ class DealerEndpoint:
 
         :class:`FrameTooLarge` as :meth:`send`; a socket error is left to the awaited send to meet.
         """
-        frame = encode(message, self.max_frame_bytes)
+        frame = self.encode(message)
         try:
             return self._driven.send_now([frame])
         except zmq.ZMQError:
