@@ -36,12 +36,14 @@ async def test_finished_runs_read_the_same_after_a_coordinator_restart(bare_engi
 async def test_state_survives_a_coordinator_killed_with_sigkill(bare_engine: Engine) -> None:
     engine = bare_engine
     await engine.start(workers=1)
-    run_id = await engine.start_run("counter_loop", {"count": 0, "target": 4})
+    # A value past LARGE_CHARACTERS is kept in the values file beside the database: it survives too.
+    run_id = await engine.start_run("counter_loop", {"count": 0, "target": 4, "document": "d" * 100_000})
     before = await engine.wait_finished(run_id)
     assert engine.coordinator is not None
     await engine.stop_process(engine.coordinator, signal.SIGKILL)
     await engine.start_coordinator()
     assert await engine.state(run_id) == before
+    assert before["state"]["document"] == "d" * 100_000
 
 
 async def test_sigterm_lets_the_job_in_flight_finish_and_the_next_coordinator_goes_on(

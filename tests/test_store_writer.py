@@ -13,6 +13,7 @@ from typing import Any
 
 from awe.store import EventRecord, RunRecord
 from awe.store.sqlite import MAX_BATCH_INPUT_CHARACTERS, MAY_WAIT_SECONDS, Store
+from awe.store.values import LARGE_CHARACTERS
 
 
 def _run(run_id: str, state: dict[str, Any]) -> RunRecord:
@@ -147,9 +148,10 @@ async def test_the_write_ahead_log_is_copied_into_the_database_beside_the_writer
         assert store._writer is not None
         async with store._writer.execute("PRAGMA wal_autocheckpoint") as cursor:
             assert await cursor.fetchone() == (0,)
+        text = "x" * (LARGE_CHARACTERS - 100)  # kept in the database: a larger one goes to the values file
         for n in range(3):  # each past the characters that make a checkpoint due
             done = store._checkpointer.checkpoints
-            await store.write([replace(_run(f"big-{n}", {}), initial_state={"text": "x" * 4_000_000})])
+            await store.write([replace(_run(f"big-{n}-{i}", {}), initial_state={"text": text}) for i in range(65)])
             for _ in range(200):
                 if store._checkpointer.checkpoints > done:
                     break

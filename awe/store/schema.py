@@ -212,8 +212,13 @@ ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"""
 
 REMOVE_INPUT_KEYS = """
 INSERT OR IGNORE INTO run_values (run_id, key, value)
-SELECT run_id, j.key, NULL FROM run_inputs, json_each(run_inputs.initial_state) AS j WHERE run_id = ?"""
-"""After a run's whole state was written without its initial state: the initial's other keys are gone."""
+SELECT run_id, j.key, NULL FROM run_inputs,
+    json_each(CASE WHEN typeof(run_inputs.initial_state) = 'text' THEN run_inputs.initial_state ELSE '{}' END) AS j
+WHERE run_id = ?"""
+"""After a run's whole state was written without its initial state: the initial's other keys are gone.
+An initial state in the values file (a BLOB reference) is read by the store instead (INSERT_REMOVED_KEY)."""
+
+INSERT_REMOVED_KEY = "INSERT OR IGNORE INTO run_values (run_id, key, value) VALUES (?, ?, NULL)"
 
 INSERT_STEP = """
 INSERT OR IGNORE INTO steps (run_id, step, branch, node, attempt, status, worker_id, delta, removed, route,

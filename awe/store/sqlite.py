@@ -44,6 +44,7 @@ from awe.store.records import (
     WorkerPresence,
     utcnow,
 )
+from awe.store.values import Reference, ValueFile
 from awe.tasks import BackgroundTasks
 
 log = structlog.get_logger("awe.store")
@@ -118,6 +119,10 @@ class _Rows:
     """Initial states already written as JSON (see ``_Submission.input_characters``), by run id."""
     state_characters: int = 0
     """The length of the state JSON that :meth:`statements` wrote: initial states and changed keys."""
+    logged_characters: int = 0
+    """How much of that JSON went into the database's log, not the values file: what a checkpoint copies."""
+    whole: list[str] = field(default_factory=list)
+    """Runs whose whole state is written without their initial state (see ``Store._removed_input_keys``)."""
 
     @classmethod
     def of(cls, batch: list[_Submission]) -> _Rows:
@@ -143,27 +148,34 @@ class _Rows:
         elif isinstance(record, WorkerPresence):
             self.workers[record.worker_id] = (record.worker_id, record.joined_at, record.left_at)
 
-    def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
-        """Each statement with its rows, graphs last (a deletion applies to versions written before it)."""
+    def statements(self, large: ValueFile) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """Each statement with its rows, graphs last (a deletion applies to versions written before it).
+
+        A large state value, initial state or step delta is handed to ``large``, the values file, and
+        its row holds the reference that :meth:`ValueFile.stored` returns.
+        """
         inputs, cleared, values, whole = [], [], [], []
         for run in self.runs.values():
             if run.initial_state is not None:
                 text = self.inputs.get(run.run_id)
-                inputs.append((run.run_id, text if text is not None else _dumps(run.initial_state)))
+                text = text if text is not None else _dumps(run.initial_state)
+                inputs.append((run.run_id, self._stored(large, text)))
             if run.changed_keys is None:
                 cleared.append((run.run_id,))
                 if run.initial_state is None:
                     whole.append((run.run_id,))
+                    self.whole.append(run.run_id)
             for key in _keys_to_write(run):
-                values.append((run.run_id, key, _dumps(run.state[key]) if key in run.state else None))
-        self.state_characters = sum(len(row[1]) for row in inputs) + sum(len(row[2] or "") for row in values)
+                value = self._stored(large, _dumps(run.state[key])) if key in run.state else None
+                values.append((run.run_id, key, value))
+        steps = [(*row[:7], self._stored(large, row[7]), *row[8:]) for row in self.steps]
         groups = [
             (schema.UPSERT_RUN, [_run_row(r) for r in self.runs.values()]),
             (schema.INSERT_RUN_INPUT, inputs),
             (schema.CLEAR_RUN_VALUES, cleared),
             (schema.UPSERT_RUN_VALUE, values),
             (schema.REMOVE_INPUT_KEYS, whole),
-            (schema.INSERT_STEP, self.steps),
+            (schema.INSERT_STEP, steps),
             (schema.INSERT_EVENT, self.events),
             (schema.INSERT_GRAPH, self.graphs),
             (schema.DELETE_GRAPH, self.deletions),
@@ -171,15 +183,25 @@ class _Rows:
         ]
         return [(statement, params) for statement, params in groups if params]
 
+    def _stored(self, large: ValueFile, text: str) -> str | Reference:
+        """What a row holds for ``text``: the text, or its reference in the values file; counted either way."""
+        stored = large.stored(text)
+        self.state_characters += len(text)
+        if stored is text:
+            self.logged_characters += len(text)
+        return stored
 
-def _state(initial: dict[str, Any], changes: list[tuple[str, str | None]]) -> dict[str, Any]:
+
+def _state(
+    initial: dict[str, Any], changes: list[tuple[str, str | bytes | None]], read: Callable[[str | bytes], Any]
+) -> dict[str, Any]:
     """A run's state: its initial state with each changed key's stored value, or without it (NULL)."""
     state = dict(initial)
     for key, value in changes:
         if value is None:
             state.pop(key, None)
         else:
-            state[key] = _loads(value)
+            state[key] = read(value)
     return state
 
 
@@ -223,6 +245,7 @@ class Store:
         self._held_timer: asyncio.TimerHandle | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._checkpointer = Checkpointer(path)
+        self.values = ValueFile(f"{path}-values")
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._tasks = BackgroundTasks()
         self._observers: list[Callable[[float, int, int], None]] = []
@@ -282,6 +305,7 @@ class Store:
             if conn is not None:
                 await conn.close()
         self._reader = self._writer = None
+        self.values.close()
 
     # -- writes --------------------------------------------------------------
 
@@ -424,13 +448,36 @@ class Store:
         rows = _Rows.of(batch)
         conn = self._writer
         assert conn is not None, "store is not open"
-        statements = rows.statements()
-        if not (self._may_commit_inline(statements) and _commit_inline(_sqlite(conn), statements)):
-            await _in_connection_thread(conn, _write_transaction_waiting, statements)
+        statements = rows.statements(self.values)
+        if rows.whole:
+            statements.extend(self._removed_input_keys(rows.whole))
+        if self.values.unflushed or not (
+            self._may_commit_inline(statements) and _commit_inline(_sqlite(conn), statements)
+        ):
+            await _in_connection_thread(conn, _write_transaction_waiting, statements, self.values.flush)
         self.commits += 1
-        self._checkpointer.committed(rows.state_characters)
+        self._checkpointer.committed(rows.logged_characters)
         for observer in self._observers:
             observer(time.perf_counter() - started, len(batch), rows.state_characters)
+
+    def _removed_input_keys(self, run_ids: list[str]) -> Statements:
+        """:data:`schema.REMOVE_INPUT_KEYS` for initial states kept in the values file, whose keys SQLite cannot see.
+
+        Read on the writer's connection between its transactions. Only a record of a whole state
+        without its initial state takes this path, and the run machine makes none.
+        """
+        assert self._writer is not None, "store is not open"
+        db = _sqlite(self._writer)
+        removed: list[tuple[Any, ...]] = []
+        for run_id in run_ids:
+            row = db.execute("SELECT initial_state FROM run_inputs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is not None and isinstance(row[0], bytes):
+                removed.extend((run_id, key) for key in self._json(row[0]))
+        return [(schema.INSERT_REMOVED_KEY, removed)] if removed else []
+
+    def _json(self, stored: str | bytes | None) -> Any:
+        """A value as a row holds it (JSON text, or a reference to the values file), read."""
+        return _loads(self.values.text(stored) if isinstance(stored, bytes) else stored)
 
     def _may_commit_inline(self, statements: Statements) -> bool:
         """Whether this commit is small enough to make on the event loop's thread.
@@ -529,7 +576,7 @@ class Store:
         """Run records from ``runs`` rows, each with its state: the initial state (``run_inputs``) with
         the run's ``run_values`` laid over it, a NULL value being a key removed."""
         initial: dict[str, dict[str, Any]] = {}
-        changes: dict[str, list[tuple[str, str | None]]] = {row[0]: [] for row in rows}
+        changes: dict[str, list[tuple[str, str | bytes | None]]] = {row[0]: [] for row in rows}
         ids = list(changes)
         for start in range(0, len(ids), _IDS_PER_QUERY):
             chunk = ids[start : start + _IDS_PER_QUERY]
@@ -540,10 +587,10 @@ class Store:
             )
             for run_id, key, value in await self._fetchall(sql, chunk + chunk):
                 if key is None:
-                    initial[run_id] = _loads(value)
+                    initial[run_id] = self._json(value)
                 else:
                     changes[run_id].append((key, value))
-        return [_run_from_row(row, _state(initial.get(row[0], {}), changes[row[0]])) for row in rows]
+        return [_run_from_row(row, _state(initial.get(row[0], {}), changes[row[0]], self._json)) for row in rows]
 
     async def list_runs(
         self, *, status: str | None = None, graph_id: str | None = None, limit: int = 50
@@ -578,7 +625,7 @@ class Store:
     async def initial_state(self, run_id: str) -> dict[str, Any] | None:
         """The state a run started from (None for a run written before it was kept)."""
         row = await self._fetchone("SELECT initial_state FROM run_inputs WHERE run_id = ?", (run_id,))
-        return None if row is None else _loads(row[0])
+        return None if row is None else self._json(row[0])
 
     async def forks_of(self, run_id: str) -> list[str]:
         """The runs forked from ``run_id``, oldest first."""
@@ -602,7 +649,7 @@ class Store:
             " ORDER BY step, node, length(branch), branch, attempt",
             (run_id, step, step),
         )
-        return [_step_from_row(r) for r in rows]
+        return [_step_from_row(r, self._json) for r in rows]
 
     async def events_after(self, run_id: str, seq: int, limit: int = 1000) -> list[EventRecord]:
         rows = await self._fetchall(
@@ -707,7 +754,7 @@ def _step_row(s: StepRecord) -> tuple[Any, ...]:
     )
 
 
-def _step_from_row(r: Any) -> StepRecord:
+def _step_from_row(r: Any, read: Callable[[str | bytes | None], Any]) -> StepRecord:
     (run_id, step, node, attempt, status, worker_id, started_at, finished_at, duration_ms) = r[:9]
     return StepRecord(
         run_id=run_id,
@@ -719,7 +766,7 @@ def _step_from_row(r: Any) -> StepRecord:
         started_at=started_at,
         finished_at=finished_at,
         duration_ms=duration_ms,
-        delta=_loads(r[9]),
+        delta=read(r[9]),
         removed=_loads(r[10]),
         route=_loads(r[11]),
         error=_loads(r[12]),
@@ -764,8 +811,12 @@ def _commit_inline(db: sqlite3.Connection, statements: Statements) -> bool:
         raise
 
 
-def _write_transaction_waiting(db: sqlite3.Connection, statements: Statements) -> None:
-    """:func:`_write_transaction` on the writer's own thread, where waiting for another connection's lock is fine."""
+def _write_transaction_waiting(db: sqlite3.Connection, statements: Statements, flush: Callable[[], None]) -> None:
+    """:func:`_write_transaction` on the writer's own thread, where waiting for another connection's lock is fine.
+
+    ``flush`` first: the values file's bytes are on the disk before any row that refers to them.
+    """
+    flush()
     db.execute(f"PRAGMA busy_timeout={schema.BUSY_TIMEOUT_MS}")
     try:
         _write_transaction(db, statements)

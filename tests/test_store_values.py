@@ -1,0 +1,134 @@
+"""Large values go to the values file beside the database, and come back whole, across restarts.
+
+These run a real Store on a real SQLite file in the test's event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from awe.store import RunRecord, StepRecord
+from awe.store.sqlite import Store
+from awe.store.values import LARGE_CHARACTERS, ValueFileError
+
+BIG = "b" * (2 * LARGE_CHARACTERS)
+SMALL = "s" * (LARGE_CHARACTERS // 2)
+
+
+def _run(run_id: str, state: dict[str, Any], **changes: Any) -> RunRecord:
+    record = RunRecord(
+        run_id=run_id,
+        graph_id="g",
+        graph_version=1,
+        status="running",
+        state=state,
+        step_count=0,
+        current_node="a",
+        plan={},
+        error=None,
+        options={},
+        created_at="t0",
+        updated_at="t0",
+    )
+    return replace(record, **changes)
+
+
+def _step(run_id: str, delta: dict[str, Any]) -> StepRecord:
+    return StepRecord(
+        run_id=run_id,
+        step=1,
+        node="a",
+        attempt=1,
+        status="completed",
+        worker_id="w",
+        started_at="t0",
+        finished_at="t1",
+        duration_ms=1.0,
+        delta=delta,
+    )
+
+
+def _types(path: Path, sql: str) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute(sql)]
+
+
+async def test_large_values_are_written_beside_the_database_and_read_back_whole(tmp_path: Path) -> None:
+    path = tmp_path / "awe.db"
+    store = Store(str(path))
+    await store.open()
+    try:
+        initial = {"document": BIG, "note": SMALL, "n": 0}
+        await store.write([_run("r", initial, initial_state=initial)])
+        later = {"document": BIG, "note": SMALL, "n": 1, "answer": "é" * LARGE_CHARACTERS}  # 2 bytes a character
+        changed = frozenset({"n", "answer"})
+        await store.write([_run("r", later, changed_keys=changed), _step("r", {"answer": later["answer"]})])
+
+        assert (stored := await store.get_run("r")) is not None and stored.state == later
+        assert await store.initial_state("r") == initial
+        assert [s.delta for s in await store.steps("r")] == [{"answer": later["answer"]}]
+    finally:
+        await store.close()
+    # The rows hold references (BLOBs), the values file the bytes: the megabytes never went through SQLite.
+    assert _types(path, "SELECT typeof(initial_state) FROM run_inputs") == ["blob"]
+    assert _types(path, "SELECT typeof(value) FROM run_values WHERE key = 'answer'") == ["blob"]
+    assert _types(path, "SELECT typeof(value) FROM run_values WHERE key = 'n'") == ["text"]
+    assert _types(path, "SELECT typeof(delta) FROM steps") == ["blob"]
+    values = tmp_path / "awe.db-values"
+    assert values.stat().st_size >= len(BIG) + len(SMALL) + 3 * LARGE_CHARACTERS  # initial, answer, delta
+
+    store = Store(str(path))  # a restart reads them from the file, and appends after what is there
+    await store.open()
+    try:
+        size = values.stat().st_size
+        with values.open("ab") as file:  # what a process killed between writing a value and its commit leaves
+            file.write(b"x" * 1000)
+        await store.write([_run("s", {"document": BIG + "!"}, initial_state={"document": BIG + "!"})])
+        assert values.stat().st_size >= size + 1000 + len(BIG)
+        assert (stored := await store.get_run("r")) is not None and stored.state == later
+        assert (stored := await store.get_run("s")) is not None and stored.state == {"document": BIG + "!"}
+    finally:
+        await store.close()
+
+
+async def test_a_lost_or_damaged_values_file_is_named_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "awe.db"
+    store = Store(str(path))
+    await store.open()
+    try:
+        await store.write([_run("r", {"document": BIG}, initial_state={"document": BIG})])
+        values = tmp_path / "awe.db-values"
+        with values.open("r+b") as file:
+            file.seek(len(BIG) // 2)
+            file.write(b"X")
+        with pytest.raises(ValueFileError, match=r"awe\.db-values does not hold .* restore it from the backup"):
+            await store.get_run("r")
+    finally:
+        await store.close()
+    values.unlink()
+    store = Store(str(path))
+    await store.open()
+    try:
+        with pytest.raises(ValueFileError, match=r"awe\.db-values cannot be read .* restore it with the database"):
+            await store.get_run("r")
+    finally:
+        await store.close()
+
+
+async def test_a_whole_state_written_over_a_large_initial_state_drops_the_keys_it_lacks(tmp_path: Path) -> None:
+    """SQLite's JSON functions cannot see into the values file; the store reads the initial state's keys itself."""
+    store = Store(str(tmp_path / "awe.db"))
+    await store.open()
+    try:
+        initial = {"document": BIG, "gone": 1}
+        await store.write([_run("r", initial, initial_state=initial)])
+        await store.write([_run("r", {"n": 2})])  # the whole state, no initial state, no changed keys
+        assert (stored := await store.get_run("r")) is not None and stored.state == {"n": 2}
+        assert await store.initial_state("r") == initial
+    finally:
+        await store.close()
