@@ -6,36 +6,18 @@ These run a real Store on a real SQLite file in the test's event loop.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from store_records import run_record
 
-from awe.store import RunRecord, StepRecord
+from awe.store import StepRecord
 from awe.store.sqlite import Store
 from awe.store.values import LARGE_CHARACTERS, ValueFileError
 
 BIG = "b" * (2 * LARGE_CHARACTERS)
 SMALL = "s" * (LARGE_CHARACTERS // 2)
-
-
-def _run(run_id: str, state: dict[str, Any], **changes: Any) -> RunRecord:
-    record = RunRecord(
-        run_id=run_id,
-        graph_id="g",
-        graph_version=1,
-        status="running",
-        state=state,
-        step_count=0,
-        current_node="a",
-        plan={},
-        error=None,
-        options={},
-        created_at="t0",
-        updated_at="t0",
-    )
-    return replace(record, **changes)
 
 
 def _step(run_id: str, delta: dict[str, Any]) -> StepRecord:
@@ -64,10 +46,10 @@ async def test_large_values_are_written_beside_the_database_and_read_back_whole(
     await store.open()
     try:
         initial = {"document": BIG, "note": SMALL, "n": 0}
-        await store.write([_run("r", initial, initial_state=initial)])
+        await store.write([run_record("r", initial, initial_state=initial)])
         later = {"document": BIG, "note": SMALL, "n": 1, "answer": "é" * LARGE_CHARACTERS}  # 2 bytes a character
         changed = frozenset({"n", "answer"})
-        await store.write([_run("r", later, changed_keys=changed), _step("r", {"answer": later["answer"]})])
+        await store.write([run_record("r", later, changed_keys=changed), _step("r", {"answer": later["answer"]})])
 
         assert (stored := await store.get_run("r")) is not None and stored.state == later
         assert await store.initial_state("r") == initial
@@ -88,7 +70,7 @@ async def test_large_values_are_written_beside_the_database_and_read_back_whole(
         size = values.stat().st_size
         with values.open("ab") as file:  # what a process killed between writing a value and its commit leaves
             file.write(b"x" * 1000)
-        await store.write([_run("s", {"document": BIG + "!"}, initial_state={"document": BIG + "!"})])
+        await store.write([run_record("s", {"document": BIG + "!"}, initial_state={"document": BIG + "!"})])
         assert values.stat().st_size >= size + 1000 + len(BIG)
         assert (stored := await store.get_run("r")) is not None and stored.state == later
         assert (stored := await store.get_run("s")) is not None and stored.state == {"document": BIG + "!"}
@@ -101,7 +83,7 @@ async def test_a_lost_or_damaged_values_file_is_named_with_the_fix(tmp_path: Pat
     store = Store(str(path))
     await store.open()
     try:
-        await store.write([_run("r", {"document": BIG}, initial_state={"document": BIG})])
+        await store.write([run_record("r", {"document": BIG}, initial_state={"document": BIG})])
         values = tmp_path / "awe.db-values"
         with values.open("r+b") as file:
             file.seek(len(BIG) // 2)
@@ -126,8 +108,8 @@ async def test_a_whole_state_written_over_a_large_initial_state_drops_the_keys_i
     await store.open()
     try:
         initial = {"document": BIG, "gone": 1}
-        await store.write([_run("r", initial, initial_state=initial)])
-        await store.write([_run("r", {"n": 2})])  # the whole state, no initial state, no changed keys
+        await store.write([run_record("r", initial, initial_state=initial)])
+        await store.write([run_record("r", {"n": 2})])  # the whole state, no initial state, no changed keys
         assert (stored := await store.get_run("r")) is not None and stored.state == {"n": 2}
         assert await store.initial_state("r") == initial
     finally:

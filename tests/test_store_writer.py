@@ -11,26 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from awe.store import EventRecord, RunRecord
+from store_records import run_record
+
+from awe.store import EventRecord
 from awe.store.sqlite import MAX_BATCH_INPUT_CHARACTERS, MAY_WAIT_SECONDS, Store
 from awe.store.values import LARGE_CHARACTERS
-
-
-def _run(run_id: str, state: dict[str, Any]) -> RunRecord:
-    return RunRecord(
-        run_id=run_id,
-        graph_id="g",
-        graph_version=1,
-        status="running",
-        state=state,
-        step_count=0,
-        current_node="a",
-        plan={},
-        error=None,
-        options={},
-        created_at="t0",
-        updated_at="t0",
-    )
 
 
 def _too_deep_to_write() -> list[Any]:
@@ -49,7 +34,7 @@ async def test_a_refused_record_fails_alone_and_the_rest_of_its_batch_commits(tm
         for run_id, state in [("a", {"n": 1}), ("bad", {"deep": _too_deep_to_write()}), ("c", {"n": 3})]:
             store.submit(  # new runs, as the engine writes them: the state is also the initial state
                 [
-                    replace(_run(run_id, state), initial_state=state),
+                    replace(run_record(run_id, state), initial_state=state),
                     EventRecord(run_id=run_id, seq=1, time="t0", event="run_queued"),
                 ],
                 on_commit=lambda r=run_id: outcomes.append((r, "committed")),
@@ -62,7 +47,7 @@ async def test_a_refused_record_fails_alone_and_the_rest_of_its_batch_commits(tm
         assert await store.events_after("bad", 0) == []  # nothing half-written
         assert [e.run_id for e in await store.events_after("c", 0)] == ["c"]
 
-        await store.write([_run("later", {"n": 4})])  # the writer is still there
+        await store.write([run_record("later", {"n": 4})])  # the writer is still there
         assert await store.get_run("later") is not None
     finally:
         await store.close()
@@ -76,7 +61,7 @@ async def test_a_locked_database_is_waited_for_and_nothing_is_dropped(tmp_path: 
     try:
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         committed = asyncio.get_running_loop().create_future()
-        store.submit([_run("patient", {"n": 1})], on_commit=lambda: committed.set_result(True))
+        store.submit([run_record("patient", {"n": 1})], on_commit=lambda: committed.set_result(True))
         await asyncio.sleep(0.3)
         assert not committed.done()  # still waiting, not dropped
         blocker.rollback()
@@ -92,13 +77,15 @@ async def test_a_read_cancelled_midway_hides_no_later_commit_from_the_next_read(
     store = Store(str(tmp_path / "awe.db"))
     await store.open()
     try:
-        await store.write([_run(f"old-{n}", {"n": n}) for n in range(3)])  # rows for the cancelled read to stop at
+        await store.write(
+            [run_record(f"old-{n}", {"n": n}) for n in range(3)]
+        )  # rows for the cancelled read to stop at
         for attempt in range(5):
             reading = asyncio.ensure_future(store.list_runs(limit=1000))
             await asyncio.sleep(0)  # the query is on its way to the reader's thread
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
-            await store.write([_run(f"new-{attempt}", {"n": attempt})])
+            await store.write([run_record(f"new-{attempt}", {"n": attempt})])
             assert await store.get_run(f"new-{attempt}") is not None, attempt
     finally:
         await store.close()
@@ -122,7 +109,7 @@ async def test_a_state_is_its_initial_state_with_the_changes_laid_over_it(tmp_pa
     await store.open()
     try:
         initial = {"big": "x" * 1000, "n": 0, "gone": True}
-        first = replace(_run("r", initial), initial_state=initial)
+        first = replace(run_record("r", initial), initial_state=initial)
         await store.write([first])
         assert store._writer is not None
         async with store._writer.execute("SELECT count(*) FROM run_values") as cursor:
@@ -151,13 +138,15 @@ async def test_the_write_ahead_log_is_copied_into_the_database_beside_the_writer
         text = "x" * (LARGE_CHARACTERS - 100)  # kept in the database: a larger one goes to the values file
         for n in range(3):  # each past the characters that make a checkpoint due
             done = store._checkpointer.checkpoints
-            await store.write([replace(_run(f"big-{n}-{i}", {}), initial_state={"text": text}) for i in range(65)])
+            await store.write(
+                [replace(run_record(f"big-{n}-{i}", {}), initial_state={"text": text}) for i in range(65)]
+            )
             for _ in range(200):
                 if store._checkpointer.checkpoints > done:
                     break
                 await asyncio.sleep(0.05)
             assert store._checkpointer.checkpoints > done, n
-        await store.write([_run("small", {"n": 1})])
+        await store.write([run_record("small", {"n": 1})])
         wal = path.with_name("awe.db-wal").stat().st_size
         assert wal < 6_000_000, wal  # the log started over after each checkpoint; without them it would hold 12 MB
     finally:
@@ -174,7 +163,7 @@ async def test_a_burst_of_large_new_runs_is_committed_a_few_runs_at_a_time(tmp_p
     try:
         for n in range(5):  # all queued before the writer runs: without a bound, one commit takes them all
             state = {"text": text, "n": n}
-            store.submit([replace(_run(f"big-{n}", state), initial_state=state)])
+            store.submit([replace(run_record(f"big-{n}", state), initial_state=state)])
         await asyncio.wait_for(store.write([]), timeout=10)
         assert [submissions for submissions, _ in commits] == [2, 2, 2]  # the last with the empty write
         assert all(characters <= MAX_BATCH_INPUT_CHARACTERS + 100 for _, characters in commits)
@@ -194,7 +183,7 @@ async def test_reports_that_may_wait_ride_with_the_next_commit_in_the_order_subm
     store.observe_commits(lambda seconds, submissions, characters: commits.append(submissions))
     done: list[str] = []
     try:
-        await store.write([_run("r", {"n": 0})])
+        await store.write([run_record("r", {"n": 0})])
         commits.clear()
         store.submit(
             [EventRecord(run_id="r", seq=1, time="t1", event="node_started")],
@@ -226,7 +215,7 @@ async def test_closing_the_store_writes_the_reports_it_holds(tmp_path: Path) -> 
     path = str(tmp_path / "awe.db")
     store = Store(path)
     await store.open()
-    await store.write([_run("r", {"n": 0})])
+    await store.write([run_record("r", {"n": 0})])
     store.submit([EventRecord(run_id="r", seq=1, time="t1", event="node_started")], may_wait=True)
     await store.close()
     with sqlite3.connect(path) as db:
