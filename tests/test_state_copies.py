@@ -21,7 +21,9 @@ def _job(run_id: str, state: dict[str, object], *, base: int = 0, version: int =
 def test_a_worker_is_sent_the_whole_state_once_then_what_changed() -> None:
     copies = StateCopies()
     first = {"big": MEGABYTE, "count": 1, "gone": True}
+    assert copies.rank("r1", b"w1") == 1  # no worker keeps it: its whole state goes wherever it goes
     whole = copies.to_send("r1", b"w1", first)
+    assert (copies.rank("r1", b"w1"), copies.rank("r1", b"w2")) == (0, 2)  # only the change / all of it again
     assert whole.base == 0 and whole.state is first and whole.version > 0
     second = {**{k: v for k, v in first.items() if k != "gone"}, "count": 2}
     delta = copies.to_send("r1", b"w1", second)

@@ -202,18 +202,20 @@ class Dispatcher:
         return None
 
     def _pop_for(self, line: Line, worker: WorkerInfo) -> JobSpec:
-        """The line's next job for ``worker``: one of a run whose state it keeps, if one is near the front.
+        """The line's next job for ``worker``: one of a run whose state it keeps, if one is near the front,
+        else one whose state no other worker keeps (see :meth:`StateCopies.rank`).
 
         The worker was chosen for its free slot, so which worker works is unchanged (parallel
         branches still spread over processes); only the job it gets may be one a little further
-        back, whose state it already has. A run's jobs then stay with one worker under load, and
-        a large state crosses the wire once rather than once per worker.
+        back, whose state it already has, or a new run's, whose whole state goes to some worker
+        anyway. A run's jobs then stay with one worker under load, and a large state crosses the
+        wire once rather than once per worker.
         """
         if not worker.keeps_states:
             return self.queue.pop(line)
         identity = worker.identity
         return self.queue.pop_preferred(
-            line, lambda job: self.copies.keeps(job.run_id, identity), window=AFFINITY_WINDOW
+            line, lambda job: self.copies.rank(job.run_id, identity), window=AFFINITY_WINDOW
         )
 
     async def _pump_loop(self) -> None:

@@ -80,22 +80,27 @@ class JobQueue:
             del self._lines[line.needs]
         return job
 
-    def pop_preferred(self, line: Line, preferred: Callable[[JobSpec], bool], *, window: int) -> JobSpec:
-        """The first of the line's first ``window`` jobs that is ``preferred``, else the first job.
+    def pop_preferred(self, line: Line, rank: Callable[[JobSpec], int], *, window: int) -> JobSpec:
+        """The first of the line's first ``window`` jobs with the lowest ``rank`` (0 is best: none is better).
 
         The first job is passed over at most ``window`` times in a row, so a job waits at most that
-        many dispatches longer than it would in strict order, however many preferred jobs arrive.
+        many dispatches longer than it would in strict order, however many better jobs arrive.
         """
         if line.passed < window:
+            best, best_rank = 0, -1
             for index, (_, job) in enumerate(islice(line.jobs, window)):
-                if preferred(job):
-                    if index == 0:
+                job_rank = rank(job)
+                if best_rank < 0 or job_rank < best_rank:
+                    best, best_rank = index, job_rank
+                    if job_rank == 0:
                         break
-                    del line.jobs[index]
-                    line.passed += 1
-                    if index < line.told:
-                        line.told -= 1
-                    return job
+            if best > 0:
+                _, job = line.jobs[best]
+                del line.jobs[best]
+                line.passed += 1
+                if best < line.told:
+                    line.told -= 1
+                return job
         return self.pop(line)
 
     def remove(self, job_id: str) -> JobSpec | None:

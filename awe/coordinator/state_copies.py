@@ -73,10 +73,14 @@ class StateCopies:
         changed, removed = changed_keys(copy.state, state)
         return StateToSend(changed, base=copy.version, removed=removed, version=version)
 
-    def keeps(self, run_id: str, worker: bytes) -> bool:
-        """Whether ``worker`` was sent a copy of the run's state (a job of it there needs only the change)."""
+    def rank(self, run_id: str, worker: bytes) -> int:
+        """How much of the run's state a job of it sends ``worker``: 0, what changed (it keeps a copy);
+        1, the whole state, as it would to any worker (none keeps one); 2, the whole state again
+        (another worker keeps a copy, and would have needed only the change)."""
         copies = self._copies.get(run_id)
-        return copies is not None and worker in copies
+        if not copies:
+            return 1
+        return 0 if worker in copies else 2
 
     def forget(self, run_id: str, worker: bytes) -> None:
         """The worker does not have the copy it was sent (it said ``StateMissing``)."""
