@@ -76,16 +76,25 @@ class Metrics:
         # descriptors) and the collector's (python_gc_collections_total): what an operator looks at first.
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _labelled(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept: prometheus_client checks and locks on every call, at every step."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def committed(self, graph_id: str, records: Iterable[Any]) -> None:
         """Count what a commit made durable: each step record, and each run that ended."""
         for record in records:
             if isinstance(record, StepRecord) and record.node != "__resume__":
-                self.steps.labels(graph_id, record.node, record.status).inc()
+                self._labelled(self.steps, graph_id, record.node, record.status).inc()
                 if record.status == "completed":
-                    self.step_seconds.labels(graph_id, record.node).observe(record.duration_ms / 1000)
+                    self._labelled(self.step_seconds, graph_id, record.node).observe(record.duration_ms / 1000)
             elif isinstance(record, RunRecord) and record.status in FINISHED and record.finished_at:
-                self.runs_finished.labels(graph_id, record.status).inc()
+                self._labelled(self.runs_finished, graph_id, record.status).inc()
 
     def store_committed(self, seconds: float, submissions: int, characters: int) -> None:
         self.commit_seconds.observe(seconds)
