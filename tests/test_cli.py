@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,10 @@ from pathlib import Path
 
 import pytest
 from engine import TESTS_DIR, free_port, start_awe_up
+from store_records import run_record
+
+from awe.store.sqlite import Store
+from awe.store.values import LARGE_CHARACTERS
 
 
 def _awe(*args: str, cwd: Path = TESTS_DIR, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -211,6 +216,37 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert "cannot start the coordinator" in result.stderr
+
+
+def test_a_lost_values_file_is_named_and_the_coordinator_does_not_start(tmp_path: Path) -> None:
+    """An unfinished run whose large state is in ``<db>-values``: without the file it cannot go on."""
+    db = tmp_path / "awe.db"
+    state = {"document": "d" * (LARGE_CHARACTERS + 1)}
+
+    async def write_run() -> None:
+        store = Store(str(db))
+        await store.open()
+        try:
+            await store.write([run_record("r", state, initial_state=state)])
+        finally:
+            await store.close()
+
+    asyncio.run(write_run())
+    (tmp_path / "awe.db-values").unlink()
+    result = _awe(
+        "coordinator",
+        "--port",
+        str(free_port()),
+        "--bind",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--db",
+        str(db),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "cannot start the coordinator" in result.stderr and "awe.db-values cannot be read" in result.stderr
 
 
 def _wait_for_worker_pid(url: str, not_in: set[int]) -> int:

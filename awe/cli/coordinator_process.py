@@ -31,6 +31,7 @@ from awe.http import create_app
 from awe.http.security import ApiPolicy, is_loopback
 from awe.settings import Settings, api_token
 from awe.store.sqlite import Store
+from awe.store.values import ValueFileError
 from awe.tasks import BackgroundTasks
 from awe.transport import RouterEndpoint, is_local_address
 from awe.transport.curve import KeyFolderError, load_server_keys
@@ -147,7 +148,7 @@ def run_coordinator(settings: Settings) -> int:
     collector.settle()
     try:
         return asyncio.run(_serve(settings, graphs))
-    except (OSError, zmq.ZMQError, RefusedToStart) as exc:
+    except (OSError, zmq.ZMQError, RefusedToStart, ValueFileError) as exc:
         print(f"awe: cannot start the coordinator: {exc}", file=sys.stderr)
         return 1
     except (InsecureBind, KeyFolderError) as exc:
