@@ -5,6 +5,9 @@ These run a real Store on a real SQLite file in the test's event loop.
 
 from __future__ import annotations
 
+import asyncio
+import resource
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,34 @@ async def test_large_values_are_written_beside_the_database_and_read_back_whole(
         assert values.stat().st_size >= size + 1000 + len(BIG)
         assert (stored := await store.get_run("r")) is not None and stored.state == later
         assert (stored := await store.get_run("s")) is not None and stored.state == {"document": BIG + "!"}
+    finally:
+        await store.close()
+
+
+async def test_a_values_file_that_cannot_grow_holds_the_commit_back_and_loses_nothing(tmp_path: Path) -> None:
+    """A full disk, played by a file size limit: the commit waits for room, as for SQLite's own files."""
+    store = Store(str(tmp_path / "awe.db"))
+    await store.open()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    ignored = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    state = {"document": BIG * 10}
+    try:
+        await store.write([run_record("before", {"n": 1})])  # the database's own files are there already
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(BIG), hard))
+        store.submit(
+            [run_record("r", state, initial_state=state)],
+            on_commit=lambda: outcome.set_result("committed"),
+            on_error=lambda error: outcome.set_result(repr(error)),
+        )
+        await asyncio.sleep(0.5)
+        assert not outcome.done()  # waiting for room, not refused
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, ignored)
+    try:
+        assert await asyncio.wait_for(outcome, timeout=10) == "committed"
+        assert (stored := await store.get_run("r")) is not None and stored.state == state
     finally:
         await store.close()
 

@@ -842,11 +842,15 @@ async def _in_connection_thread(conn: aiosqlite.Connection, fn: Callable[..., No
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """A busy or locked database, or a full or failing disk: worth waiting for, not the records' fault."""
+    """A busy or locked database, or a full or failing disk: worth waiting for, not the records' fault.
+
+    An ``OSError`` comes from the values file (a full disk, a file past its size limit), as SQLite's
+    own disk errors come as ``OperationalError``.
+    """
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc).lower()
         return any(word in text for word in ("locked", "busy", "disk", "i/o", "full", "unable to open"))
-    return False
+    return isinstance(exc, OSError)
 
 
 def _run_callbacks(batch: list[_Submission], refused: dict[int, BaseException]) -> None:
