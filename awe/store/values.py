@@ -108,10 +108,10 @@ class ValueFile:
         for reference in pending:
             data = reference.text.encode()  # the store's JSON is valid UTF-8 (orjson's, or ASCII)
             offset = self._end
-            self._end += len(data)
             written = 0
             while written < len(data):
                 written += os.pwrite(fd, memoryview(data)[written:], offset + written)
+            self._end = offset + len(data)  # after a failure, the next value is written over what this one left
             reference.blob = _REFERENCE.pack(_MAGIC, offset, len(data), zlib.crc32(data))
         os.fdatasync(fd)
 
