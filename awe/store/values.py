@@ -98,8 +98,8 @@ class ValueFile:
         """Write and sync every value referred to since the last flush (before the commit that refers to them).
 
         A failure (a full disk) forgets nothing: the commit fails too, and is tried again, which
-        builds its rows, and so its references, anew. Bytes written before the failure stay
-        where they are, referred to by nothing.
+        builds its rows, and so its references, anew. Values written before the failure stay,
+        referred to by nothing; a value cut short by it is written over by the next.
         """
         if not self._pending:
             return
