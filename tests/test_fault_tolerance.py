@@ -109,7 +109,9 @@ async def test_a_worker_killed_mid_node_loses_its_attempt_and_another_worker_fin
 async def test_the_coordinator_killed_with_50_runs_in_flight_resumes_them_all(bare_engine: Engine) -> None:
     engine = bare_engine
     await engine.start(workers=2)
-    run_ids = [await engine.start_run("slow_pair", {"delay": 0.2}) for _ in range(50)]
+    # Each run carries a value large enough for the values file beside the database: it survives too.
+    document = "d" * 70_000
+    run_ids = [await engine.start_run("slow_pair", {"delay": 0.2, "document": document}) for _ in range(50)]
 
     async def some_advanced() -> bool:
         _, body = await engine.request("GET", "/runs?status=running&limit=1000")
@@ -125,5 +127,6 @@ async def test_the_coordinator_killed_with_50_runs_in_flight_resumes_them_all(ba
         final = await engine.wait_finished(run_id)
         assert final["status"] == "completed", final
         assert final["state"]["a_worker"] in ("w1", "w2") and final["state"]["b_worker"] in ("w1", "w2")
+        assert final["state"]["document"] == document
         completed = [(s["step"], s["node"]) for s in await engine.steps(run_id) if s["status"] == "completed"]
         assert completed == [(1, "wait_a"), (2, "wait_b")]  # no step applied twice, none missing
