@@ -10,7 +10,9 @@ one fsync serves every run that advanced in the meantime.
 A small commit is made on the event loop's thread, a large one on the writer
 connection's own thread (see ``Store._may_commit_inline``); copying the
 write-ahead log into the database file is left to a third connection
-(:mod:`awe.store.checkpoints`), so that no commit waits for it.
+(:mod:`awe.store.checkpoints`), so that no commit waits for it. A JSON value
+of 64 KiB or more is not written into SQLite's pages at all but beside the
+database, in its values file (:mod:`awe.store.values`).
 
 Reads use a second connection: in WAL mode they see the last commit and never
 wait for the writer.
@@ -148,27 +150,27 @@ class _Rows:
         elif isinstance(record, WorkerPresence):
             self.workers[record.worker_id] = (record.worker_id, record.joined_at, record.left_at)
 
-    def statements(self, large: ValueFile) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    def statements(self, value_file: ValueFile) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """Each statement with its rows, graphs last (a deletion applies to versions written before it).
 
-        A large state value, initial state or step delta is handed to ``large``, the values file, and
-        its row holds the reference that :meth:`ValueFile.stored` returns.
+        A large state value, initial state or step delta is handed to ``value_file``, and its row
+        holds the reference that :meth:`ValueFile.stored` returns.
         """
         inputs, cleared, values, whole = [], [], [], []
         for run in self.runs.values():
             if run.initial_state is not None:
                 text = self.inputs.get(run.run_id)
                 text = text if text is not None else _dumps(run.initial_state)
-                inputs.append((run.run_id, self._stored(large, text)))
+                inputs.append((run.run_id, self._stored(value_file, text)))
             if run.changed_keys is None:
                 cleared.append((run.run_id,))
                 if run.initial_state is None:
                     whole.append((run.run_id,))
                     self.whole.append(run.run_id)
             for key in _keys_to_write(run):
-                value = self._stored(large, _dumps(run.state[key])) if key in run.state else None
+                value = self._stored(value_file, _dumps(run.state[key])) if key in run.state else None
                 values.append((run.run_id, key, value))
-        steps = [(*row[:7], self._stored(large, row[7]), *row[8:]) for row in self.steps]
+        steps = [(*row[:7], self._stored(value_file, row[7]), *row[8:]) for row in self.steps]
         groups = [
             (schema.UPSERT_RUN, [_run_row(r) for r in self.runs.values()]),
             (schema.INSERT_RUN_INPUT, inputs),
@@ -183,9 +185,9 @@ class _Rows:
         ]
         return [(statement, params) for statement, params in groups if params]
 
-    def _stored(self, large: ValueFile, text: str) -> str | Reference:
+    def _stored(self, value_file: ValueFile, text: str) -> str | Reference:
         """What a row holds for ``text``: the text, or its reference in the values file; counted either way."""
-        stored = large.stored(text)
+        stored = value_file.stored(text)
         self.state_characters += len(text)
         if stored is text:
             self.logged_characters += len(text)
