@@ -17,7 +17,7 @@ from typing import Any
 
 UP, COORDINATOR, WORKER, GRAPH = "up", "coordinator", "worker", "graph"
 RUN, STATUS, RUNS, WORKERS, LOGS, REVIEW = "run", "status", "runs", "workers", "logs", "review"
-KEYS = "keys"
+KEYS, BACKUP = "keys", "backup"
 EVERY_PROCESS = frozenset({UP, COORDINATOR, WORKER})
 CLIENTS = frozenset({GRAPH, RUN, STATUS, RUNS, WORKERS, LOGS, REVIEW})
 """Commands that talk to a running engine over its API."""
@@ -178,7 +178,7 @@ class Settings:
     bind: str = _setting(
         "tcp://127.0.0.1:5555", "ZeroMQ address workers connect to", commands=frozenset({UP, COORDINATOR})
     )
-    db: str = _setting("awe.db", "SQLite file", commands=frozenset({UP, COORDINATOR}))
+    db: str = _setting("awe.db", "SQLite file", commands=frozenset({UP, COORDINATOR, BACKUP}))
     durability: str = _setting(
         "normal",
         "normal: a committed step survives any process crash (SQLite synchronous=NORMAL); "

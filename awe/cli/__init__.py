@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from awe.cli.parser import parse
-from awe.settings import CLIENTS, COORDINATOR, GRAPH, KEYS, REVIEW, WORKER
+from awe.settings import BACKUP, CLIENTS, COORDINATOR, GRAPH, KEYS, REVIEW, WORKER
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from awe.cli.client import run_graph_command
 
         return run_graph_command(settings, invocation.arguments)
+    if command == BACKUP:
+        from awe.cli.backup_command import run_backup
+
+        return run_backup(settings, invocation.arguments)
     if command == KEYS:
         from awe.cli.keys_command import run_keys
 

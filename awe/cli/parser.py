@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awe.settings import (
+    BACKUP,
     COORDINATOR,
     GRAPH,
     KEYS,
@@ -44,6 +45,7 @@ COMMANDS = {
     LOGS: "print a run's events, following it until it ends",
     REVIEW: "review a .py file or a folder of them with the Code Review Agent; print the report and the diff",
     KEYS: "make the CURVE keys that let workers on other machines join the coordinator, encrypted (--curve-keys)",
+    BACKUP: "copy the store (the database and its values file) to a new file, consistently, while the engine runs",
 }
 
 
@@ -160,7 +162,14 @@ def _keys_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _backup_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target", metavar="FILE", help="the copy of the database to make (its values file goes beside it)"
+    )
+
+
 CLIENT_ARGUMENTS = {
+    BACKUP: _backup_arguments,
     KEYS: _keys_arguments,
     RUN: _run_arguments,
     STATUS: _run_id_argument,

@@ -46,7 +46,7 @@ from awe.store.records import (
     WorkerPresence,
     utcnow,
 )
-from awe.store.values import Reference, ValueFile
+from awe.store.values import Reference, ValueFile, values_path
 from awe.tasks import BackgroundTasks
 
 log = structlog.get_logger("awe.store")
@@ -247,7 +247,7 @@ class Store:
         self._held_timer: asyncio.TimerHandle | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._checkpointer = Checkpointer(path)
-        self.values = ValueFile(f"{path}-values")
+        self.values = ValueFile(values_path(path))
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._tasks = BackgroundTasks()
         self._observers: list[Callable[[float, int, int], None]] = []

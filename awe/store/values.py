@@ -18,9 +18,8 @@ and the values file never needs replaying. A crash between the two leaves bytes 
 nothing refers to at the file's end; the next value is written after them.
 
 The file only grows, as the database does: awe deletes no run. Back it up with the
-database (stop the engine, or copy ``<db>-values`` after a backup of the database:
-the file is append-only, so a later copy holds every value an earlier database
-refers to).
+database: ``awe backup`` (:mod:`awe.store.backup`) copies the database, then this file,
+which being append-only then holds every value the copied database refers to.
 """
 
 from __future__ import annotations
@@ -35,6 +34,11 @@ LARGE_CHARACTERS = 64 * 1024
 
 _REFERENCE = struct.Struct("<4sQII")
 _MAGIC = b"awev"
+
+
+def values_path(db: str) -> str:
+    """Where the values file of the database at ``db`` is."""
+    return f"{db}-values"
 
 
 class ValueFileError(Exception):
@@ -145,13 +149,13 @@ class ValueFile:
                 self._fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
                 self._end = os.fstat(self._fd).st_size
                 if created:
-                    _sync_folder(os.path.dirname(os.path.abspath(self.path)))
+                    sync_path(os.path.dirname(os.path.abspath(self.path)))
             return self._fd
 
 
-def _sync_folder(folder: str) -> None:
-    """Make a new file's name durable, not only its bytes (``fdatasync`` of the file does not)."""
-    fd = os.open(folder, os.O_RDONLY)
+def sync_path(path: str | os.PathLike[str]) -> None:
+    """Make a file's bytes durable, or a folder's entries (a new file's name: syncing the file alone does not)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
