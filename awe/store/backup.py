@@ -55,7 +55,7 @@ def back_up(db: Path, target: Path) -> Backup:
 def _copy_database(db: Path, target: Path) -> int:
     """SQLite's online backup in one step (one read transaction: one snapshot); the runs it holds."""
     try:
-        source = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        source = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)  # a path with ? or # too
         try:
             copy = sqlite3.connect(target)
             try:
