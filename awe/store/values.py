@@ -4,7 +4,7 @@ SQLite writes a value of a megabyte as 245 pages of 4 KiB, each with its own wri
 into the write-ahead log, then reads them all back and writes them again when it
 checkpoints: about 4.5 ms of CPU per MB, where one ``write`` of the same bytes takes
 0.3 ms. A run whose state carries a large document paid that on the coordinator's
-one process, and it halved how many steps per second such runs could make. So a
+one process: about half of what a 1 MB run cost it more than a small run. So a
 JSON text of at least :data:`LARGE_CHARACTERS` is appended to this file instead,
 and the database row holds a *reference* to it: a small BLOB (offset, length and
 CRC-32 of the bytes), told apart from the JSON TEXT that every other row holds by
@@ -30,7 +30,9 @@ import threading
 import zlib
 
 LARGE_CHARACTERS = 64 * 1024
-"""JSON texts this long or longer go to the values file (16 of SQLite's pages and more)."""
+"""JSON texts this long or longer go to the values file: where a write and its sync take as long as
+SQLite's 16 pages and their checkpoint (measured in bench/README.md, "The fifth pass"); below it,
+SQLite is the cheaper."""
 
 _REFERENCE = struct.Struct("<4sQII")
 _MAGIC = b"awev"
