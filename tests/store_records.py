@@ -1,11 +1,15 @@
-"""Records as the run machine writes them, for the tests that drive a real Store directly."""
+"""Records as the run machine writes them, and a Store to write them to, for the tests that drive one directly."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from awe.store import RunRecord
+from awe.store.sqlite import Store
 
 
 def run_record(run_id: str, state: dict[str, Any], **changes: Any) -> RunRecord:
@@ -25,3 +29,14 @@ def run_record(run_id: str, state: dict[str, Any], **changes: Any) -> RunRecord:
         updated_at="t0",
     )
     return replace(record, **changes)
+
+
+@asynccontextmanager
+async def open_store(path: Path | str) -> AsyncIterator[Store]:
+    """A real Store on the SQLite file at ``path``, open for the block and closed after it."""
+    store = Store(str(path))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

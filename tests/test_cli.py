@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 from engine import TESTS_DIR, free_port, start_awe_up
-from store_records import run_record
+from store_records import open_store, run_record
 
-from awe.store.sqlite import Store
 from awe.store.values import LARGE_CHARACTERS
 
 
@@ -224,12 +223,8 @@ def test_a_lost_values_file_is_named_and_the_coordinator_does_not_start(tmp_path
     state = {"document": "d" * (LARGE_CHARACTERS + 1)}
 
     async def write_run() -> None:
-        store = Store(str(db))
-        await store.open()
-        try:
+        async with open_store(db) as store:
             await store.write([run_record("r", state, initial_state=state)])
-        finally:
-            await store.close()
 
     asyncio.run(write_run())
     (tmp_path / "awe.db-values").unlink()

@@ -43,13 +43,13 @@ def back_up(db: Path, target: Path) -> Backup:
     target.parent.mkdir(parents=True, exist_ok=True)
     runs = _copy_database(db, target)
     source_values = Path(values_path(str(db)))
-    value_bytes = 0
-    if source_values.exists():
-        shutil.copyfile(source_values, target_values)
-        sync_path(target_values)
-        value_bytes = target_values.stat().st_size
+    if not source_values.exists():
+        sync_path(target.parent)
+        return Backup(target, None, runs, 0)
+    shutil.copyfile(source_values, target_values)
+    sync_path(target_values)
     sync_path(target.parent)
-    return Backup(target, target_values if source_values.exists() else None, runs, value_bytes)
+    return Backup(target, target_values, runs, target_values.stat().st_size)
 
 
 def _copy_database(db: Path, target: Path) -> int:

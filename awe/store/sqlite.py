@@ -170,7 +170,7 @@ class _Rows:
             for key in _keys_to_write(run):
                 value = self._stored(value_file, _dumps(run.state[key])) if key in run.state else None
                 values.append((run.run_id, key, value))
-        steps = [(*row[:7], self._stored(value_file, row[7]), *row[8:]) for row in self.steps]
+        steps = [_with_delta(row, value_file.stored(row[7])) for row in self.steps]
         groups = [
             (schema.UPSERT_RUN, [_run_row(r) for r in self.runs.values()]),
             (schema.INSERT_RUN_INPUT, inputs),
@@ -192,6 +192,11 @@ class _Rows:
         if stored is text:
             self.logged_characters += len(text)
         return stored
+
+
+def _with_delta(row: tuple[Any, ...], delta: str | Reference) -> tuple[Any, ...]:
+    """A step's row with its delta as stored: the same row when the delta stays in the database."""
+    return row if delta is row[7] else (*row[:7], delta, *row[8:])
 
 
 def _state(
