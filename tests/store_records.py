@@ -32,9 +32,9 @@ def run_record(run_id: str, state: dict[str, Any], **changes: Any) -> RunRecord:
 
 
 @asynccontextmanager
-async def open_store(path: Path | str) -> AsyncIterator[Store]:
+async def open_store(path: Path | str, *, synchronous: str = "NORMAL") -> AsyncIterator[Store]:
     """A real Store on the SQLite file at ``path``, open for the block and closed after it."""
-    store = Store(str(path))
+    store = Store(str(path), synchronous=synchronous)
     await store.open()
     try:
         yield store

@@ -7,10 +7,11 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+from store_records import open_store
+
 from awe.coordinator.run_machine import JobSpec, Run
 from awe.graph import END, Graph
 from awe.store import schema
-from awe.store.sqlite import Store
 
 
 def _version_2_database(path: Path) -> None:
@@ -44,9 +45,7 @@ async def test_a_version_2_database_is_upgraded_and_its_running_run_resumes_at_t
 ) -> None:
     path = tmp_path / "old.db"
     _version_2_database(path)
-    store = Store(str(path))
-    await store.open()
-    try:
+    async with open_store(path) as store:
         record = await store.get_run("old-run")
         assert record is not None
         assert record.plan == {"tasks": [{"branch": "b", "node": "b", "attempt": 2}], "joins": {}}
@@ -59,8 +58,6 @@ async def test_a_version_2_database_is_upgraded_and_its_running_run_resumes_at_t
         graph = graph.add_edge("a", "b").add_edge("b", END).set_entry_point("a").compile()
         run = Run(graph=graph, graph_version=1, record=record)
         assert run.next_jobs() == [JobSpec("old-run", "two", "b", 2, 2)]
-    finally:
-        await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
@@ -100,9 +97,7 @@ async def test_a_version_6_state_becomes_one_row_per_key_with_every_json_type_in
     }
     path = tmp_path / "v6.db"
     _version_6_database(path, json.dumps(state), json.dumps({"text": "start"}))
-    store = Store(str(path))
-    await store.open()
-    try:
+    async with open_store(path) as store:
         record = await store.get_run("kept")
         assert record is not None
         assert record.state == state
@@ -112,8 +107,6 @@ async def test_a_version_6_state_becomes_one_row_per_key_with_every_json_type_in
         assert unfinished.state == state
         # Who was connected is not known: the first restart waits its whole grace, as before.
         assert await store.present_workers() == [schema.UNKNOWN_WORKERS]
-    finally:
-        await store.close()
 
 
 def _version_8_database(path: Path) -> None:
@@ -149,9 +142,7 @@ def _version_8_database(path: Path) -> None:
 async def test_a_version_8_state_reads_the_same_laid_over_its_initial_state_and_steps_on(tmp_path: Path) -> None:
     path = tmp_path / "v8.db"
     _version_8_database(path)
-    store = Store(str(path))
-    await store.open()
-    try:
+    async with open_store(path) as store:
         moved = await store.get_run("moved")
         assert moved is not None and moved.state == {"kept": "k", "changed": 2, "added": None}
         assert await store.initial_state("moved") == {"kept": "k", "changed": 1, "removed": [1]}
@@ -162,5 +153,3 @@ async def test_a_version_8_state_reads_the_same_laid_over_its_initial_state_and_
         await store.write([replace(moved, state=state, changed_keys=frozenset({"removed", "added"}))])
         again = await store.get_run("moved")
         assert again is not None and again.state == state
-    finally:
-        await store.close()

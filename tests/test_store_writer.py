@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from store_records import run_record
+from store_records import open_store, run_record
 
 from awe.store import EventRecord
 from awe.store.sqlite import MAX_BATCH_INPUT_CHARACTERS, MAY_WAIT_SECONDS, Store
@@ -27,10 +27,8 @@ def _too_deep_to_write() -> list[Any]:
 
 
 async def test_a_refused_record_fails_alone_and_the_rest_of_its_batch_commits(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "awe.db"))
-    await store.open()
-    outcomes: list[tuple[str, str]] = []
-    try:
+    async with open_store(tmp_path / "awe.db") as store:
+        outcomes: list[tuple[str, str]] = []
         for run_id, state in [("a", {"n": 1}), ("bad", {"deep": _too_deep_to_write()}), ("c", {"n": 3})]:
             store.submit(  # new runs, as the engine writes them: the state is also the initial state
                 [
@@ -49,34 +47,28 @@ async def test_a_refused_record_fails_alone_and_the_rest_of_its_batch_commits(tm
 
         await store.write([run_record("later", {"n": 4})])  # the writer is still there
         assert await store.get_run("later") is not None
-    finally:
-        await store.close()
 
 
 async def test_a_locked_database_is_waited_for_and_nothing_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "awe.db"
-    store = Store(str(path))
-    await store.open()
-    blocker = sqlite3.connect(path, timeout=0)
-    try:
-        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-        committed = asyncio.get_running_loop().create_future()
-        store.submit([run_record("patient", {"n": 1})], on_commit=lambda: committed.set_result(True))
-        await asyncio.sleep(0.3)
-        assert not committed.done()  # still waiting, not dropped
-        blocker.rollback()
-        assert await asyncio.wait_for(committed, timeout=10)
-        assert await store.get_run("patient") is not None
-    finally:
-        blocker.close()
-        await store.close()
+    async with open_store(path) as store:
+        blocker = sqlite3.connect(path, timeout=0)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+            committed = asyncio.get_running_loop().create_future()
+            store.submit([run_record("patient", {"n": 1})], on_commit=lambda: committed.set_result(True))
+            await asyncio.sleep(0.3)
+            assert not committed.done()  # still waiting, not dropped
+            blocker.rollback()
+            assert await asyncio.wait_for(committed, timeout=10)
+            assert await store.get_run("patient") is not None
+        finally:
+            blocker.close()
 
 
 async def test_a_read_cancelled_midway_hides_no_later_commit_from_the_next_read(tmp_path: Path) -> None:
     # A WebSocket whose client leaves cancels its handler's reads; the next request must still see every commit.
-    store = Store(str(tmp_path / "awe.db"))
-    await store.open()
-    try:
+    async with open_store(tmp_path / "awe.db") as store:
         await store.write(
             [run_record(f"old-{n}", {"n": n}) for n in range(3)]
         )  # rows for the cancelled read to stop at
@@ -87,27 +79,19 @@ async def test_a_read_cancelled_midway_hides_no_later_commit_from_the_next_read(
             await asyncio.gather(reading, return_exceptions=True)
             await store.write([run_record(f"new-{attempt}", {"n": attempt})])
             assert await store.get_run(f"new-{attempt}") is not None, attempt
-    finally:
-        await store.close()
 
 
 async def test_full_durability_sets_sqlite_to_sync_every_commit(tmp_path: Path) -> None:
     for setting, expected in (("NORMAL", 1), ("FULL", 2)):
-        store = Store(str(tmp_path / f"{setting}.db"), synchronous=setting)
-        await store.open()
-        try:
+        async with open_store(tmp_path / f"{setting}.db", synchronous=setting) as store:
             assert store._writer is not None
             async with store._writer.execute("PRAGMA synchronous") as cursor:
                 assert (await cursor.fetchone()) == (expected,)
-        finally:
-            await store.close()
 
 
 async def test_a_state_is_its_initial_state_with_the_changes_laid_over_it(tmp_path: Path) -> None:
     """A run's first record writes its state once (as the initial state); later ones only the keys they name."""
-    store = Store(str(tmp_path / "awe.db"))
-    await store.open()
-    try:
+    async with open_store(tmp_path / "awe.db") as store:
         initial = {"big": "x" * 1000, "n": 0, "gone": True}
         first = replace(run_record("r", initial), initial_state=initial)
         await store.write([first])
@@ -122,16 +106,12 @@ async def test_a_state_is_its_initial_state_with_the_changes_laid_over_it(tmp_pa
         await store.write([replace(first, state={"n": 2}, initial_state=None, changed_keys=None)])
         assert (stored := await store.get_run("r")) is not None and stored.state == {"n": 2}
         assert await store.initial_state("r") == initial  # kept for history and forks
-    finally:
-        await store.close()
 
 
 async def test_the_write_ahead_log_is_copied_into_the_database_beside_the_writer(tmp_path: Path) -> None:
     """The writer never checkpoints (its commits do not wait for one); the checkpointer does, so the log starts over."""
     path = tmp_path / "awe.db"
-    store = Store(str(path))
-    await store.open()
-    try:
+    async with open_store(path) as store:
         assert store._writer is not None
         async with store._writer.execute("PRAGMA wal_autocheckpoint") as cursor:
             assert await cursor.fetchone() == (0,)
@@ -149,18 +129,14 @@ async def test_the_write_ahead_log_is_copied_into_the_database_beside_the_writer
         await store.write([run_record("small", {"n": 1})])
         wal = path.with_name("awe.db-wal").stat().st_size
         assert wal < 6_000_000, wal  # the log started over after each checkpoint; without them it would hold 12 MB
-    finally:
-        await store.close()
 
 
 async def test_a_burst_of_large_new_runs_is_committed_a_few_runs_at_a_time(tmp_path: Path) -> None:
     """The first runs of a burst are durable (and can start) before the whole burst is written."""
-    store = Store(str(tmp_path / "awe.db"))
-    await store.open()
-    commits: list[tuple[int, int]] = []
-    store.observe_commits(lambda seconds, submissions, characters: commits.append((submissions, characters)))
-    text = "x" * (MAX_BATCH_INPUT_CHARACTERS // 2)
-    try:
+    async with open_store(tmp_path / "awe.db") as store:
+        commits: list[tuple[int, int]] = []
+        store.observe_commits(lambda seconds, submissions, characters: commits.append((submissions, characters)))
+        text = "x" * (MAX_BATCH_INPUT_CHARACTERS // 2)
         for n in range(5):  # all queued before the writer runs: without a bound, one commit takes them all
             state = {"text": text, "n": n}
             store.submit([replace(run_record(f"big-{n}", state), initial_state=state)])
@@ -170,19 +146,15 @@ async def test_a_burst_of_large_new_runs_is_committed_a_few_runs_at_a_time(tmp_p
         for n in range(5):
             assert (stored := await store.get_run(f"big-{n}")) is not None
             assert stored.state == {"text": text, "n": n}
-    finally:
-        await store.close()
 
 
 async def test_reports_that_may_wait_ride_with_the_next_commit_in_the_order_submitted(tmp_path: Path) -> None:
     """A node's start (``may_wait``) and its quick result make one commit, the start first; a start
     with nothing after it is still written, within ``MAY_WAIT_SECONDS``."""
-    store = Store(str(tmp_path / "awe.db"))
-    await store.open()
-    commits: list[int] = []
-    store.observe_commits(lambda seconds, submissions, characters: commits.append(submissions))
-    done: list[str] = []
-    try:
+    async with open_store(tmp_path / "awe.db") as store:
+        commits: list[int] = []
+        store.observe_commits(lambda seconds, submissions, characters: commits.append(submissions))
+        done: list[str] = []
         await store.write([run_record("r", {"n": 0})])
         commits.clear()
         store.submit(
@@ -207,8 +179,6 @@ async def test_reports_that_may_wait_ride_with_the_next_commit_in_the_order_subm
                 await asyncio.sleep(MAY_WAIT_SECONDS / 4)
         assert commits == [1]
         assert [e.event for e in await store.events_after("r", 0)] == ["node_started", "node_completed", "node_started"]
-    finally:
-        await store.close()
 
 
 async def test_closing_the_store_writes_the_reports_it_holds(tmp_path: Path) -> None:
