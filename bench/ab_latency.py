@@ -45,7 +45,9 @@ async def main() -> None:
     parser.add_argument("trees", nargs=2)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument(
-        "--graphs", default="chain3,chain3", help="the graph run on A and on B (chain3_inline: its nodes inline)"
+        "--graphs",
+        default="chain3,chain3",
+        help="the graph run on A and on B (chain3_inline: nodes inline; chain3_async: async def nodes)",
     )
     args = parser.parse_args()
     graph_a, graph_b = args.graphs.split(",")

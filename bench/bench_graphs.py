@@ -18,11 +18,22 @@ def _step(name: str):
     return step
 
 
-def _chain(graph_id: str, length: int, *, inline: bool = False) -> Graph:
+def _async_step(name: str):
+    """:func:`_step` as an ``async def``, as a node that calls a model or a tool is written."""
+
+    async def step(state):
+        return {"counter": state["counter"] + 1, "visited": [*state["visited"], name]}
+
+    step.__name__ = name
+    return step
+
+
+def _chain(graph_id: str, length: int, *, inline: bool = False, is_async: bool = False) -> Graph:
     """``n0 -> n1 -> ... -> END``, each node a :func:`_step`; any other state key rides along untouched."""
     graph = Graph(graph_id)
     for i in range(length):
-        graph.add_node(f"n{i}", _step(f"n{i}"), inline=inline)
+        step = _async_step(f"n{i}") if is_async else _step(f"n{i}")
+        graph.add_node(f"n{i}", step, inline=inline)
         graph.add_edge(f"n{i}", f"n{i + 1}" if i + 1 < length else END)
     graph.set_entry_point("n0")
     return graph
@@ -36,6 +47,10 @@ chain10_inline = _chain("chain10_inline", CHAIN_LENGTH, inline=True)
 chain3_inline = _chain("chain3_inline", 3, inline=True)
 """The same chains with their nodes run on the worker's event loop (``inline=True``), for
 ``chain_throughput.py --graph`` and ``ab_latency.py --graph``; ``compare.py`` runs the plain ones."""
+
+chain10_async = _chain("chain10_async", CHAIN_LENGTH, is_async=True)
+chain3_async = _chain("chain3_async", 3, is_async=True)
+"""The same chains with ``async def`` nodes, which run on the worker's event loop as a coroutine each."""
 
 
 async def _sleep_one_second(state):

@@ -37,7 +37,9 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--capacity", type=int, default=4)
-    parser.add_argument("--graph", default="chain10", help="chain10, or chain10_inline (its nodes inline)")
+    parser.add_argument(
+        "--graph", default="chain10", help="chain10, chain10_inline (its nodes inline), chain10_async (async def nodes)"
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="awe-bench-"))

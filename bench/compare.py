@@ -61,8 +61,14 @@ ENGINES: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "awe-inline": (
         "engines.awe_engine",
         "AweEngine",
-        {"inline": True},
+        {"nodes": "inline"},
         "awe, the chains' nodes inline=True (on the workers' event loops)",
+    ),
+    "awe-async": (
+        "engines.awe_engine",
+        "AweEngine",
+        {"nodes": "async"},
+        "awe, the chains' nodes async def (coroutines on the workers' event loops)",
     ),
     "langgraph-sqlite": (
         "engines.langgraph_engine",

@@ -39,18 +39,23 @@ class AweEngine:
 
     name = "awe"
 
-    def __init__(self, durability: str = "normal", *, inline: bool = False) -> None:
+    def __init__(self, durability: str = "normal", *, nodes: str = "") -> None:
         """``durability``: ``--durability`` of the coordinator (``full`` syncs every commit to the disk).
 
-        ``inline``: the chains' nodes are declared ``inline=True`` (``chain10_inline``, ``chain3_inline``
-        in ``bench_graphs``), so they run on the workers' event loops; fan-out's CPU branches never are.
+        ``nodes``: which of ``bench_graphs``' chains run. ``""``: sync nodes, each run in one of the
+        worker's threads; ``"inline"``: sync nodes declared ``inline=True`` (``chain10_inline``,
+        ``chain3_inline``), run on the worker's event loop; ``"async"``: ``async def`` nodes
+        (``chain10_async``, ``chain3_async``), as nodes that call a model are written. Fan-out's CPU
+        branches are always sync nodes in threads.
         """
+        if nodes not in ("", "inline", "async"):
+            raise ValueError(f"nodes must be '', 'inline' or 'async', not {nodes!r}")
         self.durability = durability
-        self.chain_suffix = "_inline" if inline else ""
+        self.chain_suffix = f"_{nodes}" if nodes else ""
         if durability != "normal":
             self.name = f"awe-{durability}"
-        if inline:
-            self.name += "-inline"
+        if nodes:
+            self.name += f"-{nodes}"
         self.engine: LocalEngine | None = None
         self.session: aiohttp.ClientSession | None = None
         self.wait_supported = False
