@@ -11,9 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from store_records import open_store, run_record
 
-from awe.store import EventRecord
+from awe.store import EventRecord, checkpoints
 from awe.store.sqlite import MAX_BATCH_INPUT_CHARACTERS, MAY_WAIT_SECONDS, Store
 from awe.store.values import LARGE_CHARACTERS
 
@@ -190,3 +191,23 @@ async def test_closing_the_store_writes_the_reports_it_holds(tmp_path: Path) -> 
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT event FROM events WHERE run_id = 'r'").fetchall() == [("node_started",)]
+
+
+async def test_under_steady_commits_the_log_is_restarted_and_its_file_cut_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits that never pause leave a passive checkpoint no moment to let the log start over: without
+    a restart the log's file grows by everything written (here some 55 MB), for as long as the load lasts."""
+    monkeypatch.setattr(checkpoints, "RESTART_BYTES", 1024 * 1024)
+    path = tmp_path / "awe.db"
+    text = "x" * 10_000  # eight runs a commit: too large to commit on the event loop, so commits run on the
+    # writer's thread, beside the checkpointer's, back to back
+    async with open_store(path) as store:
+        largest_log = 0
+        for commit in range(400):
+            await store.write([run_record(f"r{commit}-{i}", {"text": text, "n": i}) for i in range(8)])
+            largest_log = max(largest_log, path.with_name("awe.db-wal").stat().st_size)
+        assert largest_log < 16 * 1024 * 1024, largest_log  # a few checkpoints' worth, not the 55 MB written
+        assert store._checkpointer.restarts >= 1
+        assert (stored := await store.get_run("r399-7")) is not None and stored.state == {"text": text, "n": 7}
+        assert (stored := await store.get_run("r0-0")) is not None and stored.state == {"text": text, "n": 0}

@@ -12,6 +12,18 @@ been committed, or a second after the last commit. A passive checkpoint waits fo
 the writer goes on appending meanwhile, and whatever the checkpoint could not copy yet it
 copies the next time. The log is never lost or skipped by this, only copied later: a
 reader sees the last commit either way, and a crash replays the log on the next open.
+
+A passive checkpoint alone lets the log grow without end under steady load. The log
+starts over only when a write finds every frame copied, and while commits keep coming
+one always lands before the checkpoint ends. Measured here: 280 MB of log after 15,000
+steps of ``chain10``, 530 MB with nodes in threads, growing as long as the load lasts.
+So when a passive checkpoint leaves more than :data:`RESTART_BYTES` in the log, the
+writer restarts it between two of its commits (:func:`restart_log`, on its own connection:
+from any other, the restart would have to win the write lock from a writer that takes it
+back within a millisecond). The restart copies what the passive checkpoint left, waits
+at most :data:`RESTART_WAIT_MS` for readers to leave the log, and the next commit writes
+the log from its start; the writer's ``journal_size_limit`` cuts the file back to
+:data:`RESTART_BYTES`. Commits wait the few milliseconds that takes.
 """
 
 from __future__ import annotations
@@ -33,6 +45,24 @@ CHARACTERS_PER_CHECKPOINT = 4_000_000
 IDLE_SECONDS = 1.0
 """...or this long after a commit that no checkpoint has covered yet."""
 
+RESTART_BYTES = 64 * 1024 * 1024
+"""A log longer than this after a passive checkpoint is restarted, and its file cut back to this size."""
+
+RESTART_WAIT_MS = 50
+"""How long a restart waits for readers, holding commits back meanwhile; if they stay, the next one tries again."""
+
+
+def restart_log(db: sqlite3.Connection, checkpointer: Checkpointer) -> None:
+    """On the writer's connection and thread, between its transactions: copy what is left of the
+    log into the database and make the next commit start the log over."""
+    db.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+    try:
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    finally:
+        db.execute("PRAGMA busy_timeout=0")
+    if not busy:
+        checkpointer.restarts += 1
+
 
 class Checkpointer:
     """Runs passive checkpoints of one database on its own connection; :meth:`committed` says when."""
@@ -44,10 +74,18 @@ class Checkpointer:
         self._commits = 0
         self._characters = 0
         self.checkpoints = 0
+        self.restarts = 0
+        self.restart_bytes = RESTART_BYTES
+        self.restart_due = False
+        """Set when a passive checkpoint left the log longer than ``restart_bytes``; the writer restarts it."""
+        self._page_size = 4096
 
     async def open(self) -> None:
         self._conn = await aiosqlite.connect(self.path, isolation_level=None)
         await self._conn.execute("PRAGMA busy_timeout=5000")
+        async with self._conn.execute("PRAGMA page_size") as cursor:
+            row = await cursor.fetchone()
+        self._page_size = int(row[0]) if row else self._page_size
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -77,11 +115,16 @@ class Checkpointer:
             await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """One passive checkpoint; a failure is logged and the next one tries again (the log just grows)."""
+        """One passive checkpoint, which asks the writer for a restart if it left the log long; a
+        failure is logged and the next one tries again (the log just grows meanwhile)."""
         assert self._conn is not None, "checkpointer is not open"
         try:
             async with self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)") as cursor:
-                await cursor.fetchall()
+                row = await cursor.fetchone()
             self.checkpoints += 1
         except sqlite3.Error as exc:
             log.warning("checkpoint_failed", error=repr(exc))
+            return
+        frames = int(row[1]) if row is not None else 0
+        if frames * self._page_size > self.restart_bytes:
+            self.restart_due = True
