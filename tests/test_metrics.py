@@ -83,3 +83,17 @@ async def test_event_loop_lag_shows_work_that_held_the_loop(engine: InProcessEng
         return total - figures.get(("awe_event_loop_lag_seconds_bucket", (("le", "0.25"),)), 0.0)
 
     assert late(after) - late(before) >= 1  # one sample at least 0.25 s late
+
+
+async def test_the_stores_files_and_checkpoints_are_shown(engine: InProcessEngine) -> None:
+    """What the store takes on the disk, for an operator to alert on before it fills: each file's size."""
+    large = "x" * 100_000  # past the values file's threshold: it goes beside the database
+    run = await engine.wait_finished(await engine.start_run("counter_loop", {"count": 0, "target": 2, "big": large}))
+    assert run["status"] == "completed"
+    now = await scrape(engine)
+    files = {file: now[("awe_db_file_bytes", (("file", file),))] for file in ("database", "log", "values")}
+    assert files["values"] >= 100_000 and files["values"] == (engine.folder / "awe.db-values").stat().st_size
+    # The log and the database only grow here (a start's report may still be written, a checkpoint may run).
+    assert 0 < files["log"] <= (engine.folder / "awe.db-wal").stat().st_size
+    assert 0 < files["database"] <= (engine.folder / "awe.db").stat().st_size
+    assert ("awe_db_checkpoints_total", ()) in now and ("awe_db_log_restarts_total", ()) in now

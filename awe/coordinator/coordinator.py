@@ -460,6 +460,9 @@ class Coordinator:
             "store_backlog": self.store.backlog,
             "job_bytes_sent": self.dispatcher.job_bytes_sent,
             "whole_states_resent": self.dispatcher.whole_states_resent,
+            "db_checkpoints": self.store.checkpoints,
+            "db_log_restarts": self.store.log_restarts,
+            "db_file_bytes": self.store.file_sizes(),
         }
 
     async def events_after(self, run_id: str, seq: int) -> list[EventRecord]:

@@ -128,5 +128,11 @@ class _Levels(Collector):
         for name, help_text in (
             ("job_bytes_sent", "Bytes of Job messages sent to workers (a job carries the state keys that changed)"),
             ("whole_states_resent", "Jobs sent again with the whole state, the worker not keeping the copy named"),
+            ("db_checkpoints", "Passive checkpoints: the write-ahead log copied into the database"),
+            ("db_log_restarts", "Times the write-ahead log was started over after it grew past its bound"),
         ):
             yield CounterMetricFamily(f"awe_{name}", help_text, value=now[name])
+        files = GaugeMetricFamily("awe_db_file_bytes", "Bytes on the disk, by file of the store", labels=["file"])
+        for file, size in sorted(now["db_file_bytes"].items()):
+            files.add_metric([file], size)
+        yield files

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -379,6 +380,24 @@ class Store:
     @property
     def backlog(self) -> int:
         return self._queue.qsize() + len(self._held)
+
+    def file_sizes(self) -> dict[str, int]:
+        """Bytes on the disk now, by file: the database, its write-ahead log and the values file."""
+        sizes = {}
+        for name, path in (("database", self.path), ("log", f"{self.path}-wal"), ("values", self.values.path)):
+            try:
+                sizes[name] = os.stat(path).st_size
+            except OSError:  # no log between a clean close and the next write, no values file until a large value
+                sizes[name] = 0
+        return sizes
+
+    @property
+    def checkpoints(self) -> int:
+        return self._checkpointer.checkpoints
+
+    @property
+    def log_restarts(self) -> int:
+        return self._checkpointer.restarts
 
     async def _write_loop(self) -> None:
         while True:
