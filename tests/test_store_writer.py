@@ -211,3 +211,29 @@ async def test_under_steady_commits_the_log_is_restarted_and_its_file_cut_back(
         assert store._checkpointer.restarts >= 1
         assert (stored := await store.get_run("r399-7")) is not None and stored.state == {"text": text, "n": 7}
         assert (stored := await store.get_run("r0-0")) is not None and stored.state == {"text": text, "n": 0}
+
+
+async def test_a_reader_holding_the_log_puts_its_restart_off_without_refusing_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart waits a moment for readers, then gives up until the next checkpoint asks again."""
+    monkeypatch.setattr(checkpoints, "RESTART_BYTES", 1024 * 1024)
+    path = tmp_path / "awe.db"
+    text = "x" * 10_000
+    async with open_store(path) as store:
+        await store.write([run_record("first", {"n": 0})])
+        reader = sqlite3.connect(path)
+        try:
+            reader.execute("BEGIN")
+            assert reader.execute("SELECT count(*) FROM runs").fetchone() == (1,)  # its snapshot holds the log
+            for commit in range(150):
+                await store.write([run_record(f"r{commit}-{i}", {"text": text, "n": i}) for i in range(8)])
+            assert store._checkpointer.restarts == 0
+            assert reader.execute("SELECT count(*) FROM runs").fetchone() == (1,)  # still its own snapshot
+        finally:
+            reader.close()
+        for commit in range(150, 300):
+            await store.write([run_record(f"r{commit}-{i}", {"text": text, "n": i}) for i in range(8)])
+        assert store._checkpointer.restarts >= 1
+        for run_id in ("first", "r0-0", "r149-7", "r299-7"):
+            assert await store.get_run(run_id) is not None, run_id
