@@ -8,7 +8,8 @@ doubled what creating a run cost, and it is the long tail of a small step's comm
 
 So the writer's connection has automatic checkpoints off, and :class:`Checkpointer` runs
 ``PRAGMA wal_checkpoint(PASSIVE)`` on a connection (and thread) of its own once enough has
-been committed, or a second after the last commit. A passive checkpoint waits for no one:
+been committed, or a second after the last commit, or once the log's file passes
+:data:`RESTART_BYTES`. A passive checkpoint waits for no one:
 the writer goes on appending meanwhile, and whatever the checkpoint could not copy yet it
 copies the next time. The log is never lost or skipped by this, only copied later: a
 reader sees the last commit either way, and a crash replays the log on the next open.
@@ -29,6 +30,7 @@ the log from its start; the writer's ``journal_size_limit`` cuts the file back t
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 
 import aiosqlite
@@ -69,6 +71,7 @@ class Checkpointer:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._log_path = f"{path}-wal"
         self._conn: aiosqlite.Connection | None = None
         self._due = asyncio.Event()
         self._commits = 0
@@ -96,8 +99,20 @@ class Checkpointer:
         """The writer committed a transaction that wrote ``characters`` of state JSON."""
         self._commits += 1
         self._characters += characters
-        if self._commits >= COMMITS_PER_CHECKPOINT or self._characters >= CHARACTERS_PER_CHECKPOINT:
+        if (
+            self._commits >= COMMITS_PER_CHECKPOINT
+            or self._characters >= CHARACTERS_PER_CHECKPOINT
+            or self._log_past_bound()
+        ):
             self._due.set()
+
+    def _log_past_bound(self) -> bool:
+        """Whether the log's file is longer than ``restart_bytes``. Its size is the most the log ever held,
+        but a restart cuts it back to ``restart_bytes``, so any growth past that is the log's own."""
+        try:
+            return os.stat(self._log_path).st_size > self.restart_bytes
+        except OSError:
+            return False
 
     async def run(self) -> None:
         """Checkpoint whenever one is due, until cancelled (a background task of the store)."""
