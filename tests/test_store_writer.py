@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -216,8 +217,9 @@ async def test_under_steady_commits_the_log_is_restarted_and_its_file_cut_back(
 async def test_a_reader_holding_the_log_puts_its_restart_off_without_refusing_a_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A restart waits a moment for readers, then gives up until the next checkpoint asks again."""
+    """A restart waits a moment for readers, then gives up and lets the log grow a while before it tries again."""
     monkeypatch.setattr(checkpoints, "RESTART_BYTES", 1024 * 1024)
+    monkeypatch.setattr(checkpoints, "RESTART_RETRY_SECONDS", 0.25)
     path = tmp_path / "awe.db"
     text = "x" * 10_000
     async with open_store(path) as store:
@@ -226,14 +228,21 @@ async def test_a_reader_holding_the_log_puts_its_restart_off_without_refusing_a_
         try:
             reader.execute("BEGIN")
             assert reader.execute("SELECT count(*) FROM runs").fetchone() == (1,)  # its snapshot holds the log
+            started = time.monotonic()
             for commit in range(150):
                 await store.write([run_record(f"r{commit}-{i}", {"text": text, "n": i}) for i in range(8)])
+            held = time.monotonic() - started
             assert store._checkpointer.restarts == 0
+            # Each try holds commits back while it waits for the reader: one try per retry period, not one a commit.
+            refused = store._checkpointer.restarts_refused
+            assert 1 <= refused <= held / 0.25 + 1, (refused, held)
             assert reader.execute("SELECT count(*) FROM runs").fetchone() == (1,)  # still its own snapshot
         finally:
             reader.close()
-        for commit in range(150, 300):
+        for commit in range(150, 2000):  # until the next try, which now succeeds
             await store.write([run_record(f"r{commit}-{i}", {"text": text, "n": i}) for i in range(8)])
-        assert store._checkpointer.restarts >= 1
-        for run_id in ("first", "r0-0", "r149-7", "r299-7"):
+            if store._checkpointer.restarts:
+                break
+        assert store._checkpointer.restarts == 1
+        for run_id in ("first", "r0-0", "r149-7", f"r{commit}-7"):
             assert await store.get_run(run_id) is not None, run_id

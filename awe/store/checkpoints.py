@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 
 import aiosqlite
 import structlog
@@ -51,7 +52,11 @@ RESTART_BYTES = 64 * 1024 * 1024
 """A log longer than this after a passive checkpoint is restarted, and its file cut back to this size."""
 
 RESTART_WAIT_MS = 50
-"""How long a restart waits for readers, holding commits back meanwhile; if they stay, the next one tries again."""
+"""How long a restart waits for readers, holding commits back meanwhile..."""
+
+RESTART_RETRY_SECONDS = 1.0
+"""...and how long after readers kept it from restarting the log is left to grow before the next try, so
+that a long reader (``awe backup``, say) costs commits one wait a second, not one a commit."""
 
 
 def restart_log(db: sqlite3.Connection, checkpointer: Checkpointer) -> None:
@@ -62,7 +67,9 @@ def restart_log(db: sqlite3.Connection, checkpointer: Checkpointer) -> None:
         busy, _, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
     finally:
         db.execute("PRAGMA busy_timeout=0")
-    if not busy:
+    if busy:
+        checkpointer.restart_refused()
+    else:
         checkpointer.restarts += 1
 
 
@@ -78,9 +85,13 @@ class Checkpointer:
         self._characters = 0
         self.checkpoints = 0
         self.restarts = 0
+        self.restarts_refused = 0
         self.restart_bytes = RESTART_BYTES
         self.restart_due = False
-        """Set when a passive checkpoint left the log longer than ``restart_bytes``; the writer restarts it."""
+        """Set when a passive checkpoint left the log longer than ``restart_bytes``; the writer restarts it,
+        and clears it once it tried. No passive checkpoint starts meanwhile: a restart that finds one
+        running waits for it, and gives up as if a reader held the log."""
+        self._no_restart_until = 0.0
         self._page_size = 4096
 
     async def open(self) -> None:
@@ -106,9 +117,19 @@ class Checkpointer:
         ):
             self._due.set()
 
+    def restart_refused(self) -> None:
+        """Readers kept the log from starting over (called on the writer's thread): let it grow a while."""
+        self.restarts_refused += 1
+        self._no_restart_until = time.monotonic() + RESTART_RETRY_SECONDS
+
+    def _may_restart(self) -> bool:
+        return time.monotonic() >= self._no_restart_until
+
     def _log_past_bound(self) -> bool:
         """Whether the log's file is longer than ``restart_bytes``. Its size is the most the log ever held,
         but a restart cuts it back to ``restart_bytes``, so any growth past that is the log's own."""
+        if not self._may_restart():
+            return False
         try:
             return os.stat(self._log_path).st_size > self.restart_bytes
         except OSError:
@@ -126,6 +147,8 @@ class Checkpointer:
                 if not self._commits:
                     continue
             self._due.clear()
+            if self.restart_due:  # the writer's restart copies the whole log, and would wait for this one
+                continue
             self._commits = self._characters = 0
             await self.checkpoint()
 
@@ -141,5 +164,5 @@ class Checkpointer:
             log.warning("checkpoint_failed", error=repr(exc))
             return
         frames = int(row[1]) if row is not None else 0
-        if frames * self._page_size > self.restart_bytes:
+        if frames * self._page_size > self.restart_bytes and self._may_restart():
             self.restart_due = True

@@ -412,12 +412,13 @@ class Store:
 
     async def _restart_log(self) -> None:
         """Let the log start over (see :mod:`awe.store.checkpoints`); if it cannot, the next checkpoint asks again."""
-        self._checkpointer.restart_due = False
         assert self._writer is not None, "store is not open"
         try:
             await _in_connection_thread(self._writer, restart_log, self._checkpointer)
         except sqlite3.Error as exc:
             log.warning("log_restart_failed", error=repr(exc))
+        finally:
+            self._checkpointer.restart_due = False
 
     async def _take_batch(self) -> tuple[list[_Submission], bool]:
         """Everything queued, up to ``MAX_BATCH`` and ``MAX_BATCH_INPUT_CHARACTERS``, waiting for the
