@@ -78,7 +78,8 @@ class Checkpointer:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._log_path = f"{path}-wal"
+        self.log_path = f"{path}-wal"
+        """The write-ahead log's file, which SQLite names after the database."""
         self._conn: aiosqlite.Connection | None = None
         self._due = asyncio.Event()
         self._commits = 0
@@ -131,7 +132,7 @@ class Checkpointer:
         if not self._may_restart():
             return False
         try:
-            return os.stat(self._log_path).st_size > self.restart_bytes
+            return os.stat(self.log_path).st_size > self.restart_bytes
         except OSError:
             return False
 

@@ -384,7 +384,7 @@ class Store:
     def file_sizes(self) -> dict[str, int]:
         """Bytes on the disk now, by file: the database, its write-ahead log and the values file."""
         sizes = {}
-        for name, path in (("database", self.path), ("log", f"{self.path}-wal"), ("values", self.values.path)):
+        for name, path in (("database", self.path), ("log", self._checkpointer.log_path), ("values", self.values.path)):
             try:
                 sizes[name] = os.stat(path).st_size
             except OSError:  # no log between a clean close and the next write, no values file until a large value
